@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Prepares a development SoftHSM2 token for Signet, idempotently:
+#   - installs SoftHSM2 when it is missing (Debian/Ubuntu, needs root or sudo),
+#   - builds signet,
+#   - creates softhsm/state/ (git-ignored) with a token "signet-dev", random PINs in 0600 files,
+#     and the demo keys demo-ed25519, demo-p256 and demo-hmac (generated inside the token).
+# Running it again changes nothing that exists. Remove softhsm/state/ to start over.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+state=$root/softhsm/state
+
+find_module() {
+  for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
+           /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+    [ -f "$m" ] && { echo "$m"; return 0; }
+  done
+  return 1
+}
+
+if ! module=$(find_module); then
+  echo "SoftHSM2 is not installed; installing it with apt-get." >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
+  module=$(find_module) || { echo "SoftHSM2 installation failed" >&2; exit 1; }
+fi
+
+cargo build --release --quiet
+signet=$root/target/release/signet
+
+mkdir -p "$state/tokens"
+chmod 700 "$state"
+umask 077
+for f in pin so-pin; do
+  # 32 hex characters from the kernel's CSPRNG; written once, never printed.
+  [ -s "$state/$f" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$state/$f"
+done
+sed "s|@TOKENDIR@|$state/tokens|" softhsm/softhsm2.conf.template > "$state/softhsm2.conf"
+sed "s|@MODULE@|$module|" softhsm/signet.toml.template > "$state/signet.toml"
+export SOFTHSM2_CONF=$state/softhsm2.conf
+
+"$signet" token init --config "$state/signet.toml" --so-pin-file "$state/so-pin" >/dev/null
+for key in ed25519:demo-ed25519 p256:demo-p256 hmac-sha256:demo-hmac; do
+  "$signet" keys generate --config "$state/signet.toml" --type "${key%%:*}" --id "${key#*:}" --exists-ok >/dev/null
+done
+echo "SoftHSM token 'signet-dev' ready in $state (demo keys: demo-ed25519, demo-p256, demo-hmac)"

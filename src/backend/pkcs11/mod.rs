@@ -1,0 +1,280 @@
+//! The PKCS#11 backend: loads the module once, finds the token by label or serial, logs in once,
+//! checks the served keys against the Tier 4 rule, and signs through a session pool.
+
+mod ckr;
+pub mod discover;
+pub mod provision;
+mod session;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+pub use ckr::classify;
+use session::SessionPool;
+
+use super::Backend;
+use crate::config::{self, TokenSelector};
+use crate::error::Error;
+use crate::key::{Algorithm, KeyDescriptor};
+use crate::secret::Secret;
+
+/// A logged-in PKCS#11 token and the keys served from it.
+pub struct Pkcs11Backend {
+    pkcs11: Pkcs11,
+    pool: SessionPool,
+    keys: HashMap<String, (ObjectHandle, KeyDescriptor)>,
+}
+
+/// A logged-in token, before any key is chosen: what both the agent and the key commands use.
+pub struct Token {
+    /// The loaded and initialised module.
+    pub pkcs11: Pkcs11,
+    /// The token's slot (found by label or serial; slot ids are not stable).
+    pub slot: Slot,
+    /// The session the login was made on.
+    pub session: Session,
+}
+
+impl Token {
+    /// Loads the module, finds the token, opens a session (read-write if asked) and logs in as
+    /// the user, making exactly one `C_Login` attempt.
+    pub fn open(config: &config::Pkcs11, pin: &Secret, read_write: bool) -> Result<Self, Error> {
+        let pkcs11 = load(&config.module)?;
+        let slot = find_token(&pkcs11, &config.token)?;
+        let session = if read_write {
+            pkcs11.open_rw_session(slot)
+        } else {
+            pkcs11.open_ro_session(slot)
+        }
+        .map_err(|e| Error::Startup(format!("opening a session on the token: {}", classify(e))))?;
+        login(&session, pin)?;
+        Ok(Token {
+            pkcs11,
+            slot,
+            session,
+        })
+    }
+
+    /// Closes the session and finalises the module.
+    pub fn close(self) {
+        let Token {
+            pkcs11, session, ..
+        } = self;
+        drop(session);
+        finalize(pkcs11);
+    }
+}
+
+/// What [`initialize_token`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenInit {
+    /// A free slot was initialised with the label and the user PIN was set.
+    Created,
+    /// A token with this label already existed and was left as it was.
+    AlreadyExists,
+}
+
+/// Initialises a token with `label` in the module's first free slot, with `so_pin` for the
+/// security officer and the configured user PIN. For development tokens (SoftHSM2); production
+/// HSMs are initialised with the vendor's tools. Idempotent: an existing token is left alone.
+pub fn initialize_token(
+    config: &config::Pkcs11,
+    so_pin: &Secret,
+    user_pin: &Secret,
+) -> Result<TokenInit, Error> {
+    let TokenSelector::Label(label) = &config.token else {
+        return Err(Error::Config(
+            "backend.token must name a label to initialise a token".into(),
+        ));
+    };
+    let pkcs11 = load(&config.module)?;
+    let result = (|| {
+        if find_token(&pkcs11, &config.token).is_ok() {
+            return Ok(TokenInit::AlreadyExists);
+        }
+        let with_token = pkcs11.get_slots_with_token().map_err(classify)?;
+        let initialised = pkcs11
+            .get_slots_with_initialized_token()
+            .map_err(classify)?;
+        let free = with_token
+            .into_iter()
+            .find(|s| !initialised.contains(s))
+            .ok_or_else(|| Error::Startup("the module has no free slot for a new token".into()))?;
+        let so = AuthPin::from(so_pin.expose().to_owned());
+        pkcs11.init_token(free, &so, label).map_err(classify)?;
+        // The token moves to a new slot id after initialisation (SoftHSM2), so find it by label.
+        let slot = find_token(&pkcs11, &config.token)?;
+        let session = pkcs11.open_rw_session(slot).map_err(classify)?;
+        session.login(UserType::So, Some(&so)).map_err(classify)?;
+        session
+            .init_pin(&AuthPin::from(user_pin.expose().to_owned()))
+            .map_err(classify)?;
+        session.logout().map_err(classify)?;
+        Ok(TokenInit::Created)
+    })();
+    finalize(pkcs11);
+    result
+}
+
+impl Pkcs11Backend {
+    /// Opens the token and chooses the keys to serve; fails with a message that says what to do
+    /// when the module, the token, the PIN or a key is not right.
+    pub fn open(config: &config::Pkcs11, pin: &Secret) -> Result<Self, Error> {
+        let token = Token::open(config, pin, false)?;
+        let found = discover::find_keys(&token.session)?;
+        let served = match discover::select(&token.session, &found, config.keys.as_deref()) {
+            Ok(served) => served,
+            Err(e) => {
+                token.close();
+                return Err(e);
+            }
+        };
+        let keys = served
+            .into_iter()
+            .map(|k| (k.descriptor.id.clone(), (k.handle, k.descriptor)))
+            .collect();
+        let Token {
+            pkcs11,
+            slot,
+            session,
+        } = token;
+        Ok(Pkcs11Backend {
+            pool: SessionPool::new(pkcs11.clone(), slot, session),
+            pkcs11,
+            keys,
+        })
+    }
+}
+
+impl Backend for Pkcs11Backend {
+    fn keys(&self) -> Vec<KeyDescriptor> {
+        let mut keys: Vec<_> = self.keys.values().map(|(_, d)| d.clone()).collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
+    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let (handle, descriptor) = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
+        let mechanism = match descriptor.algorithm {
+            Algorithm::Ed25519 => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+            Algorithm::EcdsaP256Sha256 => Mechanism::Ecdsa,
+            Algorithm::HmacSha256 => Mechanism::Sha256Hmac,
+        };
+        self.pool
+            .with_session(|session| session.sign(&mechanism, *handle, input).map_err(classify))
+    }
+
+    fn shutdown(&self) {
+        self.pool.close_all();
+        finalize(self.pkcs11.clone());
+    }
+}
+
+fn load(module: &Path) -> Result<Pkcs11, Error> {
+    let pkcs11 = Pkcs11::new(module).map_err(|e| {
+        Error::Startup(format!(
+            "cannot load the PKCS#11 module {}: {e}. Check backend.module; for SoftHSM2 install \
+             the softhsm2 package (Debian/Ubuntu: apt-get install softhsm2)",
+            module.display()
+        ))
+    })?;
+    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(pkcs11),
+        Err(e) => Err(Error::Startup(format!(
+            "the PKCS#11 module {} failed to initialise: {e}",
+            module.display()
+        ))),
+    }
+}
+
+fn find_token(pkcs11: &Pkcs11, selector: &TokenSelector) -> Result<Slot, Error> {
+    let slots = pkcs11
+        .get_slots_with_initialized_token()
+        .map_err(|e| Error::Startup(format!("listing the module's slots: {e}")))?;
+    let mut present = Vec::new();
+    let mut matching = Vec::new();
+    for slot in slots {
+        let info = pkcs11
+            .get_token_info(slot)
+            .map_err(|e| Error::Startup(format!("reading token information: {e}")))?;
+        let (label, serial) = (
+            info.label().trim().to_owned(),
+            info.serial_number().trim().to_owned(),
+        );
+        let hit = match selector {
+            TokenSelector::Label(want) => &label == want,
+            TokenSelector::Serial(want) => &serial == want,
+        };
+        if hit {
+            matching.push(slot);
+        }
+        present.push(format!("'{label}' (serial {serial})"));
+    }
+    let wanted = match selector {
+        TokenSelector::Label(l) => format!("label '{l}'"),
+        TokenSelector::Serial(s) => format!("serial '{s}'"),
+    };
+    match matching[..] {
+        [slot] => Ok(slot),
+        [] => Err(Error::Startup(format!(
+            "no initialised token with {wanted} was found; tokens present: {}",
+            if present.is_empty() {
+                "none".to_owned()
+            } else {
+                present.join(", ")
+            }
+        ))),
+        _ => Err(Error::Startup(format!(
+            "several tokens have {wanted}; select the token by serial instead"
+        ))),
+    }
+}
+
+fn login(session: &Session, pin: &Secret) -> Result<(), Error> {
+    let auth = AuthPin::from(pin.expose().to_owned());
+    match session.login(UserType::User, Some(&auth)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Error::Startup(
+            "the token refused the PIN (CKR_PIN_INCORRECT). Signet made exactly one login attempt \
+             and will not retry, because HSMs lock the PIN after a few failures. Check the PIN \
+             source named in backend.pin"
+                .into(),
+        )),
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::Startup(
+            "the token's user PIN is locked (CKR_PIN_LOCKED): the security officer must unlock \
+             or reset it before Signet can log in"
+                .into(),
+        )),
+        Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(Error::Startup(
+            "the token's user PIN has expired (CKR_PIN_EXPIRED): set a new PIN on the token".into(),
+        )),
+        Err(CkError::Pkcs11(rv @ (RvError::PinLenRange | RvError::PinInvalid), _)) => {
+            Err(Error::Startup(format!(
+                "the token refused the PIN's format ({rv}); check the PIN source named in \
+                 backend.pin (a stray character or newline?)"
+            )))
+        }
+        Err(e) => Err(Error::Startup(format!(
+            "logging in to the token failed: {}",
+            classify(e)
+        ))),
+    }
+}
+
+fn finalize(pkcs11: Pkcs11) {
+    if let Err(e) = pkcs11.finalize() {
+        tracing::warn!(error = %e, "finalising the PKCS#11 module failed");
+    }
+}

@@ -1,0 +1,114 @@
+//! The one error type of Signet, with a [`ErrorKind`] that says what a caller can do next.
+//!
+//! Messages of the client-facing variants are safe to return to callers: they never contain
+//! paths, PKCS#11 return codes, PINs or key material. Everything else carries its cause for the
+//! log and is reduced to a short message at the gRPC edge (see `grpc::status`).
+
+use cryptoki::context::Function;
+use cryptoki::error::RvError;
+
+/// Every failure Signet knows about.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; the message says which field and why.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No served key has this id.
+    #[error("no key with id '{0}' is served by this agent")]
+    KeyNotFound(String),
+    /// The key exists but cannot do what was asked (for example HMAC for GetPublicKey).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A limit was reached: message size, queue depth.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The HSM (or the path to it) is not answering; retrying later may succeed.
+    #[error("HSM unavailable during {function}: {rv}")]
+    HsmUnavailable {
+        /// The PKCS#11 function that failed.
+        function: Function,
+        /// The return value of that function.
+        rv: RvError,
+    },
+    /// The HSM returned an error that is neither the caller's fault nor a lost device.
+    #[error("HSM error during {function}: {rv}")]
+    Hsm {
+        /// The PKCS#11 function that failed.
+        function: Function,
+        /// The return value of that function.
+        rv: RvError,
+    },
+    /// The PKCS#11 library failed outside a PKCS#11 call (loading, conversions).
+    #[error("PKCS#11 library error: {0}")]
+    Pkcs11Library(#[source] cryptoki::error::Error),
+    /// A signature produced by the HSM did not verify against the key's public key and was
+    /// withheld.
+    #[error("signature from key '{key_id}' failed verify-after-sign and was withheld")]
+    SignatureCheckFailed {
+        /// The key that produced the bad signature.
+        key_id: String,
+    },
+    /// The configuration is invalid; the message names the setting.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The agent cannot start: token, login, key checks. The message says what to do.
+    #[error("{0}")]
+    Startup(String),
+    /// An I/O failure outside the HSM (reading a PIN file, binding a socket).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bug or an impossible state; the message is for the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What kind of failure an [`Error`] is, independent of transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input from the caller.
+    InvalidArgument,
+    /// Unknown key.
+    NotFound,
+    /// Wrong key type for the operation, or a key that may not be used.
+    FailedPrecondition,
+    /// A limit was reached.
+    ResourceExhausted,
+    /// The HSM is gone or busy; retry later.
+    Unavailable,
+    /// Anything else; details stay in the log.
+    Internal,
+}
+
+impl Error {
+    /// The kind of this error; the gRPC layer maps kinds to status codes.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::KeyNotFound(_) => ErrorKind::NotFound,
+            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
+            Error::HsmUnavailable { .. } => ErrorKind::Unavailable,
+            Error::Hsm { .. }
+            | Error::Pkcs11Library(_)
+            | Error::SignatureCheckFailed { .. }
+            | Error::Config(_)
+            | Error::Startup(_)
+            | Error::Io { .. }
+            | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The one mapping from [`Error`] to a gRPC [`Status`]. Client-facing errors keep their message;
+//! HSM and internal failures are logged with their cause and answered with a short message
+//! that reveals no path, PKCS#11 code or secret.
+
+use tonic::{Code, Status};
+
+use crate::error::{Error, ErrorKind};
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let code = match error.kind() {
+            ErrorKind::InvalidArgument => Code::InvalidArgument,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+            ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Internal => Code::Internal,
+        };
+        let message = match error.kind() {
+            ErrorKind::Unavailable => {
+                tracing::warn!(error = %error, "HSM unavailable");
+                "the HSM is unavailable; retry later".to_owned()
+            }
+            ErrorKind::Internal => {
+                tracing::error!(error = %error, "internal error");
+                match error {
+                    Error::SignatureCheckFailed { .. } => {
+                        "the HSM produced a signature that does not verify; it was withheld"
+                            .to_owned()
+                    }
+                    _ => "internal error; the agent's log has the details".to_owned(),
+                }
+            }
+            _ => error.to_string(),
+        };
+        Status::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptoki::context::Function;
+    use cryptoki::error::RvError;
+
+    #[test]
+    fn each_kind_has_its_code() {
+        let cases = [
+            (Error::InvalidArgument("x".into()), Code::InvalidArgument),
+            (Error::KeyNotFound("k".into()), Code::NotFound),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::ResourceExhausted("x".into()),
+                Code::ResourceExhausted,
+            ),
+            (
+                Error::HsmUnavailable {
+                    function: Function::Sign,
+                    rv: RvError::DeviceRemoved,
+                },
+                Code::Unavailable,
+            ),
+            (
+                Error::Hsm {
+                    function: Function::Sign,
+                    rv: RvError::GeneralError,
+                },
+                Code::Internal,
+            ),
+            (
+                Error::SignatureCheckFailed { key_id: "k".into() },
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Status::from(error).code(), code);
+        }
+    }
+
+    #[test]
+    fn hsm_details_stay_out_of_the_message() {
+        let status = Status::from(Error::Hsm {
+            function: Function::Sign,
+            rv: RvError::GeneralError,
+        });
+        assert!(!status.message().contains("CKR"), "{}", status.message());
+        assert!(!status.message().contains("Sign"), "{}", status.message());
+        let status = Status::from(Error::Config("/etc/signet/pin".into()));
+        assert!(!status.message().contains("/etc"), "{}", status.message());
+    }
+}

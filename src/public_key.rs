@@ -1,0 +1,215 @@
+//! Public-key encodings (raw, SubjectPublicKeyInfo DER, PEM, JWK, RFC 7638 thumbprint) and the
+//! software verification used by verify-after-sign.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use der::asn1::OctetStringRef;
+use der::Decode;
+use ed25519_dalek::pkcs8::EncodePublicKey as _;
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::pkcs8::LineEnding;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::key::Algorithm;
+
+/// The public half of an asymmetric key served by the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// An Ed25519 verifying key.
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// A P-256 ECDSA verifying key.
+    P256(p256::ecdsa::VerifyingKey),
+}
+
+impl PublicKey {
+    /// Builds a public key from a token's `CKA_EC_POINT`.
+    ///
+    /// The spec says the point is a DER OCTET STRING (`04 20 ‖ key` for Ed25519, `04 41 04 ‖ X ‖ Y`
+    /// for P-256); some tokens (and SoftHSM for imported Ed25519 keys) store the bare point. The
+    /// DER form is tried first with a DER parser that must consume every byte, and the bare form
+    /// is accepted only when it has exactly the point's length, so the two cannot be confused.
+    pub fn from_ec_point(algorithm: Algorithm, ec_point: &[u8]) -> Result<Self, Error> {
+        let point = match OctetStringRef::from_der(ec_point) {
+            Ok(inner) => inner.as_bytes(),
+            Err(_) => ec_point,
+        };
+        let bad = |why: &str| {
+            Error::Startup(format!(
+                "the token's CKA_EC_POINT is not a valid {} public key: {why}",
+                algorithm.name()
+            ))
+        };
+        match algorithm {
+            Algorithm::Ed25519 => {
+                let bytes: [u8; 32] = point
+                    .try_into()
+                    .map_err(|_| bad(&format!("{} bytes, expected 32", point.len())))?;
+                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map(PublicKey::Ed25519)
+                    .map_err(|_| bad("not a point on the curve"))
+            }
+            Algorithm::EcdsaP256Sha256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map(PublicKey::P256)
+                .map_err(|_| bad("not a SEC1 point on P-256")),
+            Algorithm::HmacSha256 => Err(bad("HMAC keys have no public key")),
+        }
+    }
+
+    /// The algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            PublicKey::Ed25519(_) => Algorithm::Ed25519,
+            PublicKey::P256(_) => Algorithm::EcdsaP256Sha256,
+        }
+    }
+
+    /// The raw key: 32 bytes for Ed25519, the uncompressed SEC1 point for P-256.
+    pub fn raw(&self) -> Vec<u8> {
+        match self {
+            PublicKey::Ed25519(k) => k.to_bytes().to_vec(),
+            PublicKey::P256(k) => k.to_encoded_point(false).as_bytes().to_vec(),
+        }
+    }
+
+    /// The DER-encoded SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> Result<Vec<u8>, Error> {
+        let doc = match self {
+            PublicKey::Ed25519(k) => k.to_public_key_der(),
+            PublicKey::P256(k) => p256::PublicKey::from(k).to_public_key_der(),
+        };
+        doc.map(|d| d.into_vec())
+            .map_err(|e| Error::Internal(format!("encoding SubjectPublicKeyInfo: {e}")))
+    }
+
+    /// The SubjectPublicKeyInfo as a PEM `PUBLIC KEY` block.
+    pub fn pem(&self) -> Result<String, Error> {
+        let pem = match self {
+            PublicKey::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::P256(k) => p256::PublicKey::from(k).to_public_key_pem(LineEnding::LF),
+        };
+        pem.map_err(|e| Error::Internal(format!("encoding PEM: {e}")))
+    }
+
+    /// The members that define the key (RFC 7638 "required members"), in lexicographic order.
+    fn jwk_required_members(&self) -> serde_json::Map<String, serde_json::Value> {
+        let value = match self {
+            PublicKey::Ed25519(k) => json!({
+                "crv": "Ed25519",
+                "kty": "OKP",
+                "x": URL_SAFE_NO_PAD.encode(k.as_bytes()),
+            }),
+            PublicKey::P256(k) => {
+                let point = k.to_encoded_point(false);
+                // An uncompressed point always has both coordinates.
+                let x = point.x().map(|x| URL_SAFE_NO_PAD.encode(x));
+                let y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y));
+                json!({ "crv": "P-256", "kty": "EC", "x": x, "y": y })
+            }
+        };
+        match value {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// The public JWK with `kid`, `alg` and `key_ops: ["verify"]`, as compact JSON.
+    pub fn jwk(&self, kid: &str) -> String {
+        let mut members = self.jwk_required_members();
+        members.insert("kid".into(), json!(kid));
+        members.insert("alg".into(), json!(self.algorithm().jws_alg()));
+        members.insert("key_ops".into(), json!(["verify"]));
+        serde_json::Value::Object(members).to_string()
+    }
+
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url without padding).
+    pub fn jwk_thumbprint(&self) -> String {
+        // serde_json's Map is a BTreeMap (no `preserve_order` feature), so keys serialize in
+        // lexicographic order and without whitespace, which is RFC 7638's canonical form.
+        let canonical = serde_json::Value::Object(self.jwk_required_members()).to_string();
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// Verifies a raw signature: over the message for Ed25519, over the SHA-256 `digest` of the
+    /// message for P-256 (r‖s). Returns false for anything that does not verify.
+    pub fn verify(&self, message: &[u8], digest: &[u8], signature: &[u8]) -> bool {
+        match self {
+            PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| k.verify_strict(message, &sig).is_ok()),
+            PublicKey::P256(k) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| k.verify_prehash(digest, &sig).is_ok()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+
+    const ED_POINT_HEX: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    #[test]
+    fn ed25519_point_der_wrapped_and_bare_agree() {
+        let raw = hex::decode(ED_POINT_HEX).expect("hex");
+        let mut wrapped = vec![0x04, 0x20];
+        wrapped.extend_from_slice(&raw);
+        let a = PublicKey::from_ec_point(Algorithm::Ed25519, &wrapped).expect("wrapped");
+        let b = PublicKey::from_ec_point(Algorithm::Ed25519, &raw).expect("bare");
+        assert_eq!(a, b);
+        assert_eq!(a.raw(), raw);
+    }
+
+    #[test]
+    fn ed25519_wrong_length_is_refused() {
+        let err =
+            PublicKey::from_ec_point(Algorithm::Ed25519, &[0x04, 0x02, 1, 2]).expect_err("short");
+        assert!(err.to_string().contains("expected 32"), "{err}");
+    }
+
+    #[test]
+    fn rfc8037_thumbprint_vector() {
+        // RFC 8037, appendix A.3: the thumbprint of the RFC 8032 test key 1.
+        let raw = hex::decode(ED_POINT_HEX).expect("hex");
+        let key = PublicKey::from_ec_point(Algorithm::Ed25519, &raw).expect("key");
+        assert_eq!(
+            key.jwk_thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        let jwk: serde_json::Value = serde_json::from_str(&key.jwk("k1")).expect("json");
+        assert_eq!(jwk["x"], "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+        assert_eq!(jwk["kid"], "k1");
+        assert_eq!(jwk["alg"], "EdDSA");
+        assert_eq!(jwk["key_ops"], json!(["verify"]));
+    }
+
+    #[test]
+    fn ed25519_spki_matches_rfc8410_prefix() {
+        let raw = hex::decode(ED_POINT_HEX).expect("hex");
+        let key = PublicKey::from_ec_point(Algorithm::Ed25519, &raw).expect("key");
+        let spki = key.spki_der().expect("spki");
+        assert_eq!(
+            &spki[..12],
+            &hex::decode("302a300506032b6570032100").expect("hex")[..]
+        );
+        assert_eq!(&spki[12..], &raw[..]);
+        assert!(key
+            .pem()
+            .expect("pem")
+            .starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    }
+
+    #[test]
+    fn p256_point_round_trips_through_jwk() {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).expect("sk");
+        let vk = *sk.verifying_key();
+        let point = vk.to_encoded_point(false);
+        let mut wrapped = vec![0x04, 0x41];
+        wrapped.extend_from_slice(point.as_bytes());
+        let key = PublicKey::from_ec_point(Algorithm::EcdsaP256Sha256, &wrapped).expect("key");
+        let jwk = key.jwk("p");
+        let parsed = p256::PublicKey::from_jwk_str(&jwk).expect("jwk parses");
+        assert_eq!(p256::ecdsa::VerifyingKey::from(parsed), vk);
+    }
+}

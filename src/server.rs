@@ -1,0 +1,180 @@
+//! Runs the agent: opens the backend, binds the listeners, serves `signet.v1.Signer` with the
+//! standard health and reflection services, and shuts down in order on SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+
+use crate::backend::pkcs11::Pkcs11Backend;
+use crate::backend::Backend;
+use crate::config::{self, Config, Listener};
+use crate::error::Error;
+use crate::grpc::proto::signer_server::SignerServer;
+use crate::grpc::proto::FILE_DESCRIPTOR_SET;
+use crate::grpc::service::SignerService;
+use crate::signer::{self, Signer};
+
+/// How long in-flight calls may take to finish after a shutdown signal.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Opens the HSM backend described by the configuration (blocking; call before serving).
+pub fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, usize), Error> {
+    let config::Backend::Pkcs11(p) = &config.backend;
+    let pin = p.pin.read()?;
+    let backend = Pkcs11Backend::open(p, &pin)?;
+    drop(pin);
+    let workers = p
+        .sessions
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    Ok((Arc::new(backend), workers))
+}
+
+/// Serves until SIGTERM or SIGINT, then drains, closes the HSM and removes socket files.
+pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) -> Result<(), Error> {
+    let signer = Arc::new(signer::start(
+        backend,
+        workers,
+        config.limits.queue_depth,
+        config.limits.max_message_bytes,
+    )?);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("building the reflection service: {e}")))?;
+    let decode_limit = config.limits.max_message_bytes + 64 * 1024;
+    let signer_service = SignerServer::new(SignerService::new(Arc::clone(&signer)))
+        .max_decoding_message_size(decode_limit);
+
+    let mut sockets = Vec::new();
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in &config.listen {
+        let router = Server::builder()
+            .add_service(health_service.clone())
+            .add_service(reflection.clone())
+            .add_service(signer_service.clone());
+        let stop = wait_for(shutdown_rx.clone());
+        match listener {
+            Listener::Unix { path } => {
+                let incoming = bind_unix(path)?;
+                sockets.push(path.clone());
+                tracing::info!(address = %format!("unix:{}", path.display()), "listening");
+                servers.spawn(router.serve_with_incoming_shutdown(incoming, stop));
+            }
+            Listener::Tcp { address } => {
+                let tcp = TcpListener::bind(address)
+                    .await
+                    .map_err(|e| Error::io(format!("binding {address}"), e))?;
+                tracing::info!(address = %address, "listening");
+                servers
+                    .spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop));
+            }
+        }
+    }
+    set_health(&health, true).await;
+    let keys: Vec<String> = signer
+        .keys()
+        .into_iter()
+        .map(|k| format!("{} ({})", k.id, k.algorithm.name()))
+        .collect();
+    tracing::info!(keys = %keys.join(", "), "serving");
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+    set_health(&health, false).await;
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(result) = servers.join_next().await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a listener failed"),
+                Err(e) => tracing::error!(error = %e, "a listener task failed"),
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            seconds = DRAIN_TIME.as_secs(),
+            "drain time over; closing the remaining calls"
+        );
+        servers.abort_all();
+    }
+    drop(signer_service);
+    close_signer(signer).await;
+    for path in sockets {
+        remove_socket(&path);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Drops the last reference to the signer on a blocking thread: its executor joins the HSM
+/// workers, closes the sessions and finalises the module.
+async fn close_signer(signer: Arc<Signer>) {
+    let closing = tokio::task::spawn_blocking(move || match Arc::try_unwrap(signer) {
+        Ok(signer) => drop(signer),
+        Err(_) => tracing::warn!("calls still hold the signer; the HSM is released at exit"),
+    });
+    if let Err(e) = closing.await {
+        tracing::error!(error = %e, "closing the HSM failed");
+    }
+}
+
+async fn set_health(health: &HealthReporter, serving: bool) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    let status = if serving { Serving } else { NotServing };
+    // "" is the whole server, as grpc-health-probe and load balancers ask by default.
+    health.set_service_status("", status).await;
+    health.set_service_status("signet.v1.Signer", status).await;
+}
+
+async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() -> Result<(), Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
+
+fn bind_unix(path: &PathBuf) -> Result<UnixListenerStream, Error> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::Config(format!(
+                "listen: {} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
+        }
+        // A socket left by an earlier run that did not shut down cleanly.
+        std::fs::remove_file(path)
+            .map_err(|e| Error::io(format!("removing stale socket {}", path.display()), e))?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| Error::io(format!("binding unix socket {}", path.display()), e))?;
+    Ok(UnixListenerStream::new(listener))
+}
+
+fn remove_socket(path: &PathBuf) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "removing the socket file failed");
+    }
+}

@@ -1,0 +1,198 @@
+//! The agent's domain logic, free of gRPC: key lookup, limits, the ECDSA prehash and encodings,
+//! the SWT3 formula, and verify-after-sign. Every HSM call goes through the [`Executor`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::executor::Executor;
+use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
+use crate::public_key::PublicKey;
+use crate::swt3::Anchor;
+
+/// A signature and what produced it.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// The signature bytes in `format`.
+    pub bytes: Vec<u8>,
+    /// The key's algorithm.
+    pub algorithm: Algorithm,
+    /// The encoding of `bytes`.
+    pub format: SignatureFormat,
+}
+
+/// A minted and signed SWT3 anchor.
+#[derive(Debug, Clone)]
+pub struct Witness {
+    /// 12 lowercase hex characters.
+    pub fingerprint: String,
+    /// HMAC-SHA256 over the signed payload, 64 lowercase hex characters.
+    pub signature: String,
+    /// The timestamp used in the formula.
+    pub timestamp_ms: i64,
+}
+
+/// Signs on behalf of callers with the keys a backend serves.
+pub struct Signer {
+    keys: HashMap<String, KeyDescriptor>,
+    executor: Executor,
+    max_message_bytes: usize,
+}
+
+impl Signer {
+    /// Serves the backend's keys through `executor`.
+    pub fn new(backend: &dyn Backend, executor: Executor, max_message_bytes: usize) -> Self {
+        let keys = backend
+            .keys()
+            .into_iter()
+            .map(|k| (k.id.clone(), k))
+            .collect();
+        Signer {
+            keys,
+            executor,
+            max_message_bytes,
+        }
+    }
+
+    /// The served keys, sorted by id.
+    pub fn keys(&self) -> Vec<KeyDescriptor> {
+        let mut keys: Vec<_> = self.keys.values().cloned().collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
+    fn key(&self, key_id: &str) -> Result<&KeyDescriptor, Error> {
+        if key_id.is_empty() {
+            return Err(Error::InvalidArgument("key_id must not be empty".into()));
+        }
+        self.keys
+            .get(key_id)
+            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))
+    }
+
+    /// The public key of an asymmetric key.
+    pub fn public_key(&self, key_id: &str) -> Result<(&KeyDescriptor, &PublicKey), Error> {
+        let key = self.key(key_id)?;
+        match &key.public_key {
+            Some(pk) => Ok((key, pk)),
+            None => Err(Error::FailedPrecondition(format!(
+                "key '{key_id}' is an {} key: a symmetric key has no public key",
+                key.algorithm.name()
+            ))),
+        }
+    }
+
+    /// Signs exactly `message`. Asymmetric signatures are verified against the cached public
+    /// key before they are returned; one that does not verify is withheld.
+    pub async fn sign(
+        &self,
+        key_id: &str,
+        message: Vec<u8>,
+        format: SignatureFormat,
+    ) -> Result<Signature, Error> {
+        let key = self.key(key_id)?;
+        if message.len() > self.max_message_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "message is {} bytes, over this agent's limit of {} bytes; it was not signed",
+                message.len(),
+                self.max_message_bytes
+            )));
+        }
+        if format == SignatureFormat::Der && key.algorithm != Algorithm::EcdsaP256Sha256 {
+            return Err(Error::InvalidArgument(format!(
+                "signature_format DER applies to ECDSA keys only; key '{key_id}' is {}",
+                key.algorithm.name()
+            )));
+        }
+        let algorithm = key.algorithm;
+        let public_key = key.public_key.clone();
+        let id = key_id.to_owned();
+        let raw = self
+            .executor
+            .run(move |backend| {
+                // ECDSA signs the SHA-256 of the message; the other mechanisms take it whole.
+                let digest = (algorithm == Algorithm::EcdsaP256Sha256)
+                    .then(|| Sha256::digest(&message).to_vec());
+                let input = digest.as_deref().unwrap_or(&message);
+                let signature = backend.sign(&id, input)?;
+                if let Some(pk) = &public_key {
+                    if !pk.verify(&message, digest.as_deref().unwrap_or(&[]), &signature) {
+                        tracing::error!(key = %id, "verify-after-sign failed: signature withheld");
+                        return Err(Error::SignatureCheckFailed { key_id: id });
+                    }
+                }
+                Ok(signature)
+            })
+            .await?;
+        let bytes = match format {
+            SignatureFormat::Raw => raw,
+            SignatureFormat::Der => p256::ecdsa::Signature::from_slice(&raw)
+                .map_err(|e| Error::Internal(format!("ECDSA signature from the HSM: {e}")))?
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        };
+        Ok(Signature {
+            bytes,
+            algorithm,
+            format,
+        })
+    }
+
+    /// Mints an SWT3 anchor fingerprint and signs it with an HMAC key inside the HSM.
+    /// A `timestamp_ms` of 0 means now, by this agent's clock.
+    pub async fn fingerprint(&self, key_id: &str, anchor: Anchor<'_>) -> Result<Witness, Error> {
+        let key = self.key(key_id)?;
+        if key.algorithm != Algorithm::HmacSha256 {
+            return Err(Error::FailedPrecondition(format!(
+                "key '{key_id}' is an {} key; Fingerprint needs an hmac-sha256 key",
+                key.algorithm.name()
+            )));
+        }
+        let mut anchor = anchor;
+        if anchor.timestamp_ms == 0 {
+            anchor.timestamp_ms = now_ms()?;
+        }
+        let fingerprint = anchor.fingerprint();
+        let payload = anchor.signed_payload(&fingerprint).into_bytes();
+        let id = key_id.to_owned();
+        let mac = self
+            .executor
+            .run(move |backend| backend.sign(&id, &payload))
+            .await?;
+        if mac.len() != 32 {
+            return Err(Error::Internal(format!(
+                "the HSM returned a {}-byte HMAC-SHA256",
+                mac.len()
+            )));
+        }
+        Ok(Witness {
+            fingerprint,
+            signature: hex::encode(mac),
+            timestamp_ms: anchor.timestamp_ms,
+        })
+    }
+}
+
+fn now_ms() -> Result<i64, Error> {
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Error::Internal("the system clock is before 1970".into()))?;
+    i64::try_from(elapsed.as_millis())
+        .map_err(|_| Error::Internal("the system clock is out of range".into()))
+}
+
+/// Builds a [`Signer`] over `backend` with `workers` HSM threads and a queue of `depth`.
+pub fn start(
+    backend: Arc<dyn Backend>,
+    workers: usize,
+    depth: usize,
+    max_message_bytes: usize,
+) -> Result<Signer, Error> {
+    let executor = Executor::start(Arc::clone(&backend), workers, depth)?;
+    Ok(Signer::new(&*backend, executor, max_message_bytes))
+}

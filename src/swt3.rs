@@ -1,0 +1,230 @@
+//! The SWT3 witness formula: validation of its inputs, the anchor fingerprint, and the payload
+//! that is signed with HMAC-SHA256. Byte-identical to the `swt3-ai` SDK for every accepted input.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// Factors at or beyond ±2^63 are refused: the Rust SDK writes them through a saturating
+/// `as i64` cast (so 1e19 and 1e20 would mint the same fingerprint), and the Python and
+/// TypeScript SDKs write other digits for them. Every accepted factor is written the same way
+/// by all of them.
+const FACTOR_LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+
+/// Validated inputs of one witness anchor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anchor<'a> {
+    /// The tenant; non-empty, no ':'.
+    pub tenant_id: &'a str,
+    /// The procedure; non-empty, no ':'.
+    pub procedure_id: &'a str,
+    /// The three factors; finite, |f| < 2^63.
+    pub factors: [f64; 3],
+    /// Milliseconds since the Unix epoch; not negative.
+    pub timestamp_ms: i64,
+    /// The agent id, if any; non-empty, no ':'.
+    pub agent_id: Option<&'a str>,
+}
+
+impl<'a> Anchor<'a> {
+    /// Checks every field and returns the anchor, or `InvalidArgument` naming the field.
+    pub fn new(
+        tenant_id: &'a str,
+        procedure_id: &'a str,
+        factors: [f64; 3],
+        timestamp_ms: i64,
+        agent_id: Option<&'a str>,
+    ) -> Result<Self, Error> {
+        check_component("tenant_id", tenant_id)?;
+        check_component("procedure_id", procedure_id)?;
+        if let Some(agent) = agent_id {
+            if agent.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "agent_id is present but empty: omit the field to sign the fingerprint alone"
+                        .into(),
+                ));
+            }
+            check_component("agent_id", agent)?;
+        }
+        for (name, value) in ["factor_a", "factor_b", "factor_c"].iter().zip(factors) {
+            if !value.is_finite() {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must be a finite number, got {value}"
+                )));
+            }
+            if value.abs() >= FACTOR_LIMIT {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} is out of range: its magnitude must be below 2^63, got {value:e}"
+                )));
+            }
+        }
+        if timestamp_ms < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "timestamp_ms must not be negative, got {timestamp_ms}"
+            )));
+        }
+        Ok(Anchor {
+            tenant_id,
+            procedure_id,
+            factors,
+            timestamp_ms,
+            agent_id,
+        })
+    }
+
+    /// The anchor fingerprint: the first 12 lowercase hex characters of
+    /// `SHA-256("WITNESS:{tenant}:{procedure}:{a}:{b}:{c}:{timestamp_ms}")`.
+    pub fn fingerprint(&self) -> String {
+        let [a, b, c] = self.factors.map(number);
+        let input = format!(
+            "WITNESS:{}:{}:{a}:{b}:{c}:{}",
+            self.tenant_id, self.procedure_id, self.timestamp_ms
+        );
+        let mut hex = hex::encode(Sha256::digest(input.as_bytes()));
+        hex.truncate(12);
+        hex
+    }
+
+    /// The bytes signed with HMAC-SHA256: `"{fingerprint}:{agent_id}"` or `"{fingerprint}"`.
+    pub fn signed_payload(&self, fingerprint: &str) -> String {
+        match self.agent_id {
+            Some(agent) => format!("{fingerprint}:{agent}"),
+            None => fingerprint.to_owned(),
+        }
+    }
+}
+
+/// Writes a factor as the protocol does: an integral value without a decimal point (`1`, not
+/// `1.0`; `-0.0` as `0`), any other value as the shortest decimal that round-trips.
+fn number(value: f64) -> String {
+    if value == value.trunc() {
+        // |value| < 2^63 is checked in `Anchor::new`, so the cast is exact.
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+fn check_component(name: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() && name != "agent_id" {
+        return Err(Error::InvalidArgument(format!("{name} must not be empty")));
+    }
+    if value.contains(':') {
+        return Err(Error::InvalidArgument(format!(
+            "{name} must not contain ':' (it separates the fields of the signed formula, so two \
+             different inputs could collide)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(t: &str, p: &str, f: [f64; 3], ts: i64) -> String {
+        Anchor::new(t, p, f, ts, None).expect("valid").fingerprint()
+    }
+
+    #[test]
+    fn matches_sdk_on_many_inputs() {
+        let factors = [
+            0.0, -0.0, 1.0, 1.5, -2.25, 0.1, 1e-7, 5e-324, 42.0, 1e15, 123456.789, 9.007e15,
+            -9.2e18, 4.5e18,
+        ];
+        let tenants = ["ENCLAVE_ALPHA", "tënant-ü", "租户", "a b"];
+        for (i, &a) in factors.iter().enumerate() {
+            for tenant in tenants {
+                let b = factors[(i + 3) % factors.len()];
+                let c = factors[(i + 7) % factors.len()];
+                let ts = 1_774_800_000_000 + i as i64;
+                assert_eq!(
+                    fp(tenant, "AI-INF.1", [a, b, c], ts),
+                    swt3_ai::mint_fingerprint(tenant, "AI-INF.1", a, b, c, ts),
+                    "{tenant} {a} {b} {c}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sdk_published_vectors() {
+        assert_eq!(
+            fp("ENCLAVE_ALPHA", "AI-INF.1", [1.0, 1.0, 0.0], 1774800000000),
+            "f7f20b581cbf"
+        );
+        assert_eq!(
+            fp(
+                "AWS_NITRO_ENCLAVE",
+                "AI-INF.2",
+                [5000.0, 8000.0, 1.0],
+                1774800001000
+            ),
+            "4ed784765e6c"
+        );
+        assert_eq!(
+            fp("AZURE_TRUSTED_EXEC", "AI-DATA.1", [0.0; 3], 1774800009000),
+            "289eb7452237"
+        );
+    }
+
+    #[test]
+    fn payload_with_and_without_agent() {
+        let with = Anchor::new("t", "p", [1.0; 3], 1, Some("agent-007")).expect("valid");
+        assert_eq!(
+            with.signed_payload("b16bf9139c16"),
+            "b16bf9139c16:agent-007"
+        );
+        let without = Anchor::new("t", "p", [1.0; 3], 1, None).expect("valid");
+        assert_eq!(without.signed_payload("b16bf9139c16"), "b16bf9139c16");
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let cases: [(Result<Anchor, Error>, &str); 9] = [
+            (
+                Anchor::new("", "p", [0.0; 3], 0, None),
+                "tenant_id must not be empty",
+            ),
+            (
+                Anchor::new("t", "", [0.0; 3], 0, None),
+                "procedure_id must not be empty",
+            ),
+            (
+                Anchor::new("a:b", "p", [0.0; 3], 0, None),
+                "tenant_id must not contain ':'",
+            ),
+            (
+                Anchor::new("t", "p:q", [0.0; 3], 0, None),
+                "procedure_id must not contain ':'",
+            ),
+            (
+                Anchor::new("t", "p", [0.0; 3], 0, Some("x:y")),
+                "agent_id must not contain ':'",
+            ),
+            (
+                Anchor::new("t", "p", [0.0; 3], 0, Some("")),
+                "agent_id is present but empty",
+            ),
+            (
+                Anchor::new("t", "p", [f64::NAN, 0.0, 0.0], 0, None),
+                "factor_a must be a finite",
+            ),
+            (
+                Anchor::new("t", "p", [0.0, 0.0, 1e19], 0, None),
+                "factor_c is out of range",
+            ),
+            (
+                Anchor::new("t", "p", [0.0; 3], -1, None),
+                "timestamp_ms must not be negative",
+            ),
+        ];
+        for (result, want) in cases {
+            let err = result.expect_err(want);
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
+        }
+    }
+}

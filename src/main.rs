@@ -54,6 +54,15 @@ enum KeysCommand {
         #[arg(long)]
         exists_ok: bool,
     },
+    /// Import an existing SWT3 signing secret, read from standard input, as an HMAC key.
+    ImportHmac {
+        /// The configuration file naming the module, token and PIN source.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The key id (the object label). Refused if it already exists.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +138,22 @@ fn run(command: Command) -> anyhow::Result<()> {
                     println!("key '{id}' already exists; left as it is")
                 }
             }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::ImportHmac { config, id },
+        } => {
+            let config = Config::load(&config)?;
+            let config::Backend::Pkcs11(p) = &config.backend;
+            let secret = Secret::from_reader(std::io::stdin().lock(), "standard input")?;
+            let pin = p.pin.read()?;
+            let token = Token::open(p, &pin, true)?;
+            drop(pin);
+            let result = provision::import_hmac(&token.session, &id, secret.expose().as_bytes());
+            drop(secret);
+            token.close();
+            result?;
+            println!("imported hmac-sha256 key '{id}'");
             Ok(())
         }
         Command::Token {

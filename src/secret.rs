@@ -19,18 +19,25 @@ impl Secret {
 
     /// Reads a secret from a file, dropping one trailing newline (`\n` or `\r\n`).
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let mut bytes = Zeroizing::new(
-            std::fs::read(path)
-                .map_err(|e| Error::io(format!("reading secret file {}", path.display()), e))?,
-        );
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("reading secret file {}", path.display()), e))?;
+        Self::from_reader(file, &path.display().to_string())
+    }
+
+    /// Reads a secret from a reader (a file, standard input) to its end, dropping one trailing
+    /// newline. Every intermediate buffer is wiped; `source` names the input in errors.
+    pub fn from_reader(mut reader: impl std::io::Read, source: &str) -> Result<Self, Error> {
+        let mut bytes = Zeroizing::new(Vec::new());
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(format!("reading the secret from {source}"), e))?;
         strip_newline(&mut bytes);
         let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
             // The bytes are inside the error; wipe them before reporting.
-            let mut bytes = Zeroizing::new(e.into_bytes());
-            bytes.clear();
-            Error::Config(format!("secret file {} is not UTF-8", path.display()))
+            drop(Zeroizing::new(e.into_bytes()));
+            Error::Config(format!("the secret from {source} is not UTF-8"))
         })?;
-        Self::non_empty(Secret::new(text), &path.display().to_string())
+        Self::non_empty(Secret::new(text), source)
     }
 
     /// Reads a secret from an environment variable and removes the variable from this

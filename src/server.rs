@@ -15,6 +15,7 @@ use crate::backend::pkcs11::Pkcs11Backend;
 use crate::backend::Backend;
 use crate::config::{self, Config, Listener};
 use crate::error::Error;
+use crate::grpc::oversize;
 use crate::grpc::proto::signer_server::SignerServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::service::SignerService;
@@ -58,6 +59,9 @@ pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) ->
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {
         let router = Server::builder()
+            .layer(tower::util::MapResponseLayer::new(oversize::layer(
+                config.limits.max_message_bytes,
+            )))
             .add_service(health_service.clone())
             .add_service(reflection.clone())
             .add_service(signer_service.clone());

@@ -33,16 +33,11 @@ pub fn generate(
             "the key id must not be empty".into(),
         ));
     }
-    let existing = session
-        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-        .map_err(classify)?;
-    if !existing.is_empty() && exists_ok {
-        return Ok(Generated::AlreadyExists);
-    }
-    if !existing.is_empty() {
-        return Err(Error::FailedPrecondition(format!(
-            "a key with id '{label}' already exists on the token; it is never overwritten"
-        )));
+    if label_exists(session, label)? {
+        if exists_ok {
+            return Ok(Generated::AlreadyExists);
+        }
+        return Err(already_exists(label));
     }
     let id = session.generate_random_vec(16).map_err(classify)?;
     let common = |extra: &[Attribute]| {
@@ -89,4 +84,53 @@ pub fn generate(
         }
     }
     Ok(Generated::Created)
+}
+
+fn label_exists(session: &Session, label: &str) -> Result<bool, Error> {
+    let existing = session
+        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+        .map_err(classify)?;
+    Ok(!existing.is_empty())
+}
+
+fn already_exists(label: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "a key with id '{label}' already exists on the token; it is never overwritten"
+    ))
+}
+
+/// Stores `secret` (the UTF-8 bytes of an SWT3 signing secret) as a sensitive, non-extractable
+/// HMAC key labelled `label`. The copy handed to the token is wiped once the call returns.
+pub fn import_hmac(session: &Session, label: &str, secret: &[u8]) -> Result<(), Error> {
+    if label.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the key id must not be empty".into(),
+        ));
+    }
+    if secret.is_empty() {
+        return Err(Error::InvalidArgument("the secret is empty".into()));
+    }
+    if label_exists(session, label)? {
+        return Err(already_exists(label));
+    }
+    let id = session.generate_random_vec(16).map_err(classify)?;
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id),
+        Attribute::Value(secret.to_vec()),
+    ];
+    let result = session.create_object(&template);
+    for attribute in &mut template {
+        if let Attribute::Value(bytes) = attribute {
+            zeroize::Zeroize::zeroize(bytes);
+        }
+    }
+    result.map(|_| ()).map_err(classify)
 }

@@ -1,0 +1,366 @@
+//! Test fixtures: a real SoftHSM2 token created in a temporary directory, keys made with the
+//! `signet` binary, the real agent started as a child process, and a gRPC client over its
+//! unix socket.
+//!
+//! Every PKCS#11 call happens in a child process with its own `SOFTHSM2_CONF`, so tests never
+//! share the process-global `C_Initialize` and run in parallel under any test runner.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use signet::grpc::proto::signer_client::SignerClient;
+use tempfile::TempDir;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Where Debian, Ubuntu and Fedora put the SoftHSM2 module.
+const MODULE_PATHS: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+/// The SoftHSM2 module, or a panic that says how to install it. Tests never skip.
+pub fn softhsm_module() -> PathBuf {
+    MODULE_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "SoftHSM2 is not installed, and the Signet tests need a real token.\n\
+                 Install it with: sudo apt-get install -y softhsm2 opensc\n\
+                 (looked for the module in {MODULE_PATHS:?})"
+            )
+        })
+}
+
+/// The `signet` binary built for this test run.
+pub fn signet_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_signet")
+}
+
+/// The user PIN of every test token. Tests also check that it never appears in output.
+pub const TEST_PIN: &str = "test-user-pin-7f3a9c";
+const TEST_SO_PIN: &str = "test-so-pin-51d2e8";
+
+/// A SoftHSM2 token of its own in a temporary directory, with a Signet config that uses it.
+pub struct TestToken {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub softhsm_conf: PathBuf,
+    pub socket: PathBuf,
+    pub label: String,
+}
+
+impl TestToken {
+    /// A new, empty token.
+    pub fn new() -> Self {
+        Self::with_config_extra("")
+    }
+
+    /// A new token whose config gets `extra` appended inside `[backend]`.
+    pub fn with_config_extra(extra: &str) -> Self {
+        let module = softhsm_module();
+        let dir = tempfile::Builder::new()
+            .prefix("signet-test-")
+            .tempdir()
+            .expect("temporary directory");
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).expect("token directory");
+        let softhsm_conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &softhsm_conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        std::fs::write(dir.path().join("pin"), TEST_PIN).expect("pin file");
+        std::fs::write(dir.path().join("so-pin"), TEST_SO_PIN).expect("so-pin file");
+        let label = format!("test-{}", std::process::id());
+        let socket = dir.path().join("signet.sock");
+        let config = dir.path().join("signet.toml");
+        let token = TestToken {
+            dir,
+            config,
+            softhsm_conf,
+            socket,
+            label,
+        };
+        token.write_config(&module, extra);
+        let out = token.signet(&[
+            "token",
+            "init",
+            "--config",
+            path_str(&token.config),
+            "--so-pin-file",
+            path_str(&token.dir.path().join("so-pin")),
+        ]);
+        assert_success(&out, "signet token init");
+        token
+    }
+
+    /// Rewrites the config with `extra` lines inside `[backend]`.
+    pub fn write_config(&self, module: &Path, extra: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "[[listen]]\ntype = \"unix\"\npath = \"signet.sock\"\n\n\
+                 [backend]\ntype = \"pkcs11\"\nmodule = \"{}\"\n\
+                 token = {{ label = \"{}\" }}\npin = {{ file = \"pin\" }}\n{extra}\n",
+                module.display(),
+                self.label
+            ),
+        )
+        .expect("signet.toml");
+    }
+
+    /// A command for the `signet` binary with this token's SoftHSM2 configuration.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(signet_bin());
+        cmd.env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .env("SIGNET_LOG", "info")
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs `signet ARGS` to completion.
+    pub fn signet(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("running signet")
+    }
+
+    /// Generates a key with `signet keys generate`.
+    pub fn generate(&self, key_type: &str, id: &str) {
+        let out = self.signet(&[
+            "keys",
+            "generate",
+            "--config",
+            path_str(&self.config),
+            "--type",
+            key_type,
+            "--id",
+            id,
+        ]);
+        assert_success(&out, &format!("signet keys generate {key_type} {id}"));
+    }
+
+    /// Imports an HMAC secret with `signet keys import-hmac`, the secret on standard input.
+    pub fn import_hmac(&self, id: &str, secret: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args([
+                "keys",
+                "import-hmac",
+                "--config",
+                path_str(&self.config),
+                "--id",
+                id,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn signet keys import-hmac");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(secret.as_bytes())
+            .expect("write secret");
+        let out = child.wait_with_output().expect("import-hmac");
+        assert_success(&out, "signet keys import-hmac");
+    }
+
+    /// Creates a P-256 key pair that is extractable and not sensitive, with OpenSC's
+    /// pkcs11-tool (Signet itself cannot make such a key).
+    pub fn generate_extractable_p256(&self, id: &str) {
+        let out = Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .args([
+                "--module",
+                path_str(&softhsm_module()),
+                "--token-label",
+                &self.label,
+            ])
+            .args([
+                "--login",
+                "--pin",
+                TEST_PIN,
+                "--keypairgen",
+                "--key-type",
+                "EC:prime256v1",
+            ])
+            .args(["--label", id, "--extractable"])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "pkcs11-tool could not be run ({e}); install it with: \
+                     sudo apt-get install -y opensc"
+                )
+            });
+        assert_success(&out, "pkcs11-tool --keypairgen --extractable");
+    }
+
+    /// Generates one key of each type: `ed`, `ec` and `hmac`.
+    pub fn with_demo_keys(self) -> Self {
+        self.generate("ed25519", "ed");
+        self.generate("p256", "ec");
+        self.generate("hmac-sha256", "hmac");
+        self
+    }
+
+    /// Starts the agent on this token and waits until it serves.
+    pub async fn start_agent(&self) -> Agent {
+        Agent::start(self).await
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `signet serve` child process.
+pub struct Agent {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    async fn start(token: &TestToken) -> Agent {
+        let log = token.dir.path().join(format!(
+            "agent-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos()
+        ));
+        let child = token
+            .command()
+            .args(["serve", "--config", path_str(&token.config)])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn signet serve");
+        let mut agent = Agent {
+            child: Some(child),
+            socket: token.socket.clone(),
+            log,
+        };
+        agent.wait_until_serving().await;
+        agent
+    }
+
+    async fn wait_until_serving(&mut self) {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::HealthCheckRequest;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "the agent exited ({status}) before serving:\n{}",
+                    self.log_text()
+                );
+            }
+            if self.socket.exists() {
+                if let Ok(channel) = connect(&self.socket).await {
+                    let reply = HealthClient::new(channel)
+                        .check(HealthCheckRequest {
+                            service: "signet.v1.Signer".into(),
+                        })
+                        .await;
+                    if reply.is_ok_and(|r| r.into_inner().status == 1) {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not start serving within 30 s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A client of the Signer service.
+    pub async fn client(&self) -> SignerClient<Channel> {
+        SignerClient::new(self.channel().await).max_decoding_message_size(64 << 20)
+    }
+
+    /// A channel to the agent's unix socket.
+    pub async fn channel(&self) -> Channel {
+        connect(&self.socket).await.expect("connect to the agent")
+    }
+
+    /// What the agent has written to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit status and the whole log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let status = terminate(&mut child);
+        (status, self.log_text())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().expect("wait for the agent")
+}
+
+/// Connects to a unix socket with tonic.
+pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    Endpoint::from_static("http://signet.invalid")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+}

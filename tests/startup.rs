@@ -1,0 +1,177 @@
+//! Start-up refusals of the real binary: each exits non-zero with a message that says what is
+//! wrong and what to do, and never prints the PIN.
+
+mod common;
+
+use common::{path_str, softhsm_module, TestToken, TEST_PIN};
+
+/// Runs `signet serve` expecting it to refuse to start; returns its stderr.
+fn refused(token: &TestToken) -> String {
+    let out = token
+        .command()
+        .args(["serve", "--config", path_str(&token.config)])
+        .output()
+        .expect("run signet serve");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "signet serve should have refused to start:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(TEST_PIN),
+        "the PIN must not appear: {stderr}"
+    );
+    assert!(!token.socket.exists(), "no socket is left behind");
+    stderr
+}
+
+#[test]
+fn wrong_pin_is_tried_once_and_explained() {
+    let token = TestToken::new().with_demo_keys();
+    std::fs::write(token.dir.path().join("pin"), "wrong-pin-000").expect("pin");
+    let stderr = refused(&token);
+    assert!(stderr.contains("CKR_PIN_INCORRECT"), "{stderr}");
+    assert!(stderr.contains("exactly one login attempt"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-pin-000"),
+        "the wrong PIN is not echoed either: {stderr}"
+    );
+    // The right PIN still works: no lockout was caused by retries.
+    std::fs::write(token.dir.path().join("pin"), TEST_PIN).expect("pin");
+    let out = token.signet(&[
+        "keys",
+        "generate",
+        "--config",
+        path_str(&token.config),
+        "--type",
+        "ed25519",
+        "--id",
+        "after",
+    ]);
+    common::assert_success(&out, "login with the right PIN after a refusal");
+}
+
+#[test]
+fn unknown_token_label_lists_the_tokens_present() {
+    let token = TestToken::new().with_demo_keys();
+    let text = std::fs::read_to_string(&token.config).expect("config");
+    std::fs::write(&token.config, text.replace(&token.label, "no-such-token")).expect("config");
+    let stderr = refused(&token);
+    assert!(
+        stderr.contains("no initialised token with label 'no-such-token'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&token.label),
+        "names the tokens present: {stderr}"
+    );
+}
+
+#[test]
+fn missing_module_says_how_to_install() {
+    let token = TestToken::new();
+    let missing = token.dir.path().join("no-such-module.so");
+    token.write_config(&missing, "");
+    let stderr = refused(&token);
+    assert!(
+        stderr.contains("cannot load the PKCS#11 module"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no-such-module.so"), "{stderr}");
+    assert!(stderr.contains("apt-get install softhsm2"), "{stderr}");
+}
+
+#[test]
+fn an_extractable_key_is_refused_by_name() {
+    let token = TestToken::new().with_demo_keys();
+    token.generate_extractable_p256("leaky");
+    let stderr = refused(&token);
+    assert!(stderr.contains("key 'leaky' is refused"), "{stderr}");
+    assert!(stderr.contains("CKA_EXTRACTABLE is true"), "{stderr}");
+    assert!(stderr.contains("sensitive and non-extractable"), "{stderr}");
+    assert!(
+        !stderr.contains("'ed'"),
+        "only the bad key is named: {stderr}"
+    );
+}
+
+#[test]
+fn an_extractable_key_outside_the_served_set_does_not_block() {
+    let token = TestToken::new().with_demo_keys();
+    token.generate_extractable_p256("leaky");
+    token.write_config(&softhsm_module(), "keys = [\"ed\", \"hmac\"]");
+    let mut child = token
+        .command()
+        .args(["serve", "--config", path_str(&token.config)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !token.socket.exists() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the agent exited"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_listed_key_that_is_missing_is_named() {
+    let token = TestToken::new().with_demo_keys();
+    token.write_config(&softhsm_module(), "keys = [\"ed\", \"ghost\"]");
+    let stderr = refused(&token);
+    assert!(
+        stderr.contains("key 'ghost' (listed in backend.keys) is not on the token"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_key_without_echoing_values() {
+    let token = TestToken::new();
+    let text = std::fs::read_to_string(&token.config).expect("config");
+    std::fs::write(
+        &token.config,
+        text.replace(
+            "pin = { file = \"pin\" }",
+            "pin = \"s3cr3t-inline\"\nslot = 3",
+        ),
+    )
+    .expect("config");
+    let stderr = refused(&token);
+    assert!(stderr.contains("line"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t-inline"),
+        "an inline secret is not echoed: {stderr}"
+    );
+}
+
+#[test]
+fn plain_tcp_on_a_public_address_is_refused() {
+    let token = TestToken::new().with_demo_keys();
+    let text = std::fs::read_to_string(&token.config).expect("config");
+    std::fs::write(
+        &token.config,
+        format!("[[listen]]\ntype = \"tcp\"\naddress = \"0.0.0.0:50999\"\n\n{text}"),
+    )
+    .expect("config");
+    let stderr = refused(&token);
+    assert!(
+        stderr.contains("plain TCP on 0.0.0.0:50999 is refused"),
+        "{stderr}"
+    );
+}

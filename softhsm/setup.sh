@@ -19,12 +19,8 @@ find_module() {
 }
 
 if ! module=$(find_module); then
-  echo "SoftHSM2 is not installed; installing it with apt-get." >&2
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
-  module=$(find_module) || { echo "SoftHSM2 installation failed" >&2; exit 1; }
+  scripts/ensure-packages.sh softhsm2
+  module=$(find_module) || { echo "SoftHSM2 installation failed: no libsofthsm2.so found" >&2; exit 1; }
 fi
 
 cargo build --release --quiet

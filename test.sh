@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole Signet test suite: formatting, lints, and every test (unit tests, and the
+# integration tests that create their own SoftHSM2 tokens in temporary directories).
+# Installs what the tests need (softhsm2; opensc for pkcs11-tool) when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/ensure-packages.sh softhsm2 opensc
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi

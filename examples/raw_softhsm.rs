@@ -12,7 +12,11 @@ use signet::config::{self, Config};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let config = Config::load(args.next().ok_or("usage: raw_softhsm CONFIG [SECONDS] [THREADS]")?.as_ref())?;
+    let config = Config::load(
+        args.next()
+            .ok_or("usage: raw_softhsm CONFIG [SECONDS] [THREADS]")?
+            .as_ref(),
+    )?;
     let seconds: u64 = args.next().map_or(Ok(3), |s| s.parse())?;
     let threads: usize = args.next().map_or(Ok(2), |s| s.parse())?;
     let config::Backend::Pkcs11(p) = &config.backend;
@@ -23,8 +27,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Mechanism::Sha256Hmac,
     };
     for key in ["demo-ed25519", "demo-p256", "demo-hmac"] {
-        let handle = token.session.find_objects(&[Attribute::Label(key.into()), Attribute::Sign(true)])?[0];
-        let input = if key == "demo-p256" { vec![0x42; 32] } else { vec![0x42; 64] };
+        let handle = token
+            .session
+            .find_objects(&[Attribute::Label(key.into()), Attribute::Sign(true)])?[0];
+        let input = if key == "demo-p256" {
+            vec![0x42; 32]
+        } else {
+            vec![0x42; 64]
+        };
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
         let total: u64 = std::thread::scope(|scope| {

@@ -12,14 +12,18 @@ use tonic::transport::{Endpoint, Uri};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let socket = args.next().ok_or("usage: throughput SOCKET [SECONDS] [IN_FLIGHT]")?;
+    let socket = args
+        .next()
+        .ok_or("usage: throughput SOCKET [SECONDS] [IN_FLIGHT]")?;
     let seconds: u64 = args.next().map_or(Ok(3), |s| s.parse())?;
     let in_flight: usize = args.next().map_or(Ok(8), |s| s.parse())?;
     let channel = Endpoint::from_static("http://signet.invalid")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?))
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
             }
         }))
         .await?;
@@ -53,7 +57,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             failed += f;
         }
         let rate = ok as f64 / started.elapsed().as_secs_f64();
-        println!("{key:14} {rate:>9.0} signatures/s  ({ok} ok, {failed} failed, {in_flight} in flight)");
+        println!(
+            "{key:14} {rate:>9.0} signatures/s  ({ok} ok, {failed} failed, {in_flight} in flight)"
+        );
     }
     Ok(())
 }

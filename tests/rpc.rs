@@ -408,3 +408,25 @@ async fn sigterm_removes_the_socket_and_exits_zero() {
         "the PIN never appears in the log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_token_cannot_use_is_a_failed_precondition() {
+    // SWT3 allows 16-character secrets; SoftHSM2 stores them but refuses to sign with an
+    // HMAC-SHA256 key under 32 bytes (CKR_KEY_SIZE_RANGE at C_SignInit).
+    let token = TestToken::new();
+    token.import_hmac("short", "test-signing-key");
+    let agent = token.start_agent().await;
+    let status = agent
+        .client()
+        .await
+        .sign(sign_request("short", b"x"))
+        .await
+        .expect_err("SoftHSM2 refuses short HMAC keys");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("shorter than 32 bytes"),
+        "{}",
+        status.message()
+    );
+    assert!(!status.message().contains("CKR_"), "{}", status.message());
+}

@@ -41,6 +41,11 @@ fn classify_rv(rv: RvError, function: Function) -> Error {
         KeyHandleInvalid | ObjectHandleInvalid => Error::FailedPrecondition(
             "the key is no longer usable on the token (it may have been destroyed)".into(),
         ),
+        KeySizeRange => Error::FailedPrecondition(
+            "the token cannot use this key: its size is outside the range the token accepts for \
+             this mechanism (SoftHSM2, for one, refuses HMAC-SHA256 keys shorter than 32 bytes)"
+                .into(),
+        ),
         KeyTypeInconsistent
         | KeyFunctionNotPermitted
         | MechanismInvalid

@@ -135,8 +135,9 @@ impl<'de> Deserialize<'de> for SecretSource {
         let toml::Value::Table(table) = value else {
             return Err(D::Error::custom(EXPECTED));
         };
+        // The parser's own message could quote a value typed into the wrong field: drop it.
         let parsed = SecretSourceTable::deserialize(toml::Value::Table(table))
-            .map_err(|e| D::Error::custom(format!("{EXPECTED} ({})", e.message())))?;
+            .map_err(|_| D::Error::custom(EXPECTED))?;
         match (parsed.file, parsed.env) {
             (Some(file), None) => Ok(SecretSource::File(file)),
             (None, Some(env)) => Ok(SecretSource::Env(env)),
@@ -327,11 +328,19 @@ mod tests {
 
     #[test]
     fn pin_on_the_command_line_style_is_not_a_source() {
-        let e = err(&MINIMAL.replace(r#"pin = { file = "/etc/signet/pin" }"#, r#"pin = "1234""#));
-        assert!(
-            !e.contains("1234"),
-            "the error must not echo the value: {e}"
-        );
+        for wrong in [
+            r#"pin = "1234""#,
+            "pin = { file = 1234 }",
+            "pin = { env = 1234 }",
+            "pin = 1234",
+        ] {
+            let e = err(&MINIMAL.replace(r#"pin = { file = "/etc/signet/pin" }"#, wrong));
+            assert!(
+                !e.contains("1234"),
+                "the error must not echo the value: {e}"
+            );
+            assert!(e.contains("a secret must be given as"), "{e}");
+        }
     }
 
     #[test]

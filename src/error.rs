@@ -14,7 +14,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// No served key has this id.
-    #[error("no key with id '{0}' is served by this agent")]
+    #[error("no key with id '{}' is served by this agent", .0.escape_debug())]
     KeyNotFound(String),
     /// The key exists but cannot do what was asked (for example HMAC for GetPublicKey).
     #[error("{0}")]
@@ -63,6 +63,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The agent is shutting down and takes no new HSM work.
+    #[error("the agent is shutting down")]
+    ShuttingDown,
     /// A bug or an impossible state; the message is for the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,7 +96,7 @@ impl Error {
             Error::KeyNotFound(_) => ErrorKind::NotFound,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
-            Error::HsmUnavailable { .. } => ErrorKind::Unavailable,
+            Error::HsmUnavailable { .. } | Error::ShuttingDown => ErrorKind::Unavailable,
             Error::Hsm { .. }
             | Error::Pkcs11Library(_)
             | Error::SignatureCheckFailed { .. }

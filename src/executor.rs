@@ -1,7 +1,8 @@
 //! Runs blocking HSM calls on a fixed set of worker threads fed by one bounded queue, so that
 //! async tasks never block and the number of requests waiting for the HSM stays bounded.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -12,25 +13,31 @@ use crate::error::Error;
 
 type Job = Box<dyn FnOnce(&dyn Backend) + Send>;
 
+enum Message {
+    Run(Job),
+    Stop,
+}
+
 /// A bounded queue in front of `workers` threads that call the backend.
 pub struct Executor {
-    queue: Option<Sender<Job>>,
-    workers: Vec<JoinHandle<()>>,
+    queue: Sender<Message>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
     backend: Arc<dyn Backend>,
+    stopped: AtomicBool,
 }
 
 impl Executor {
     /// Starts `workers` threads (at least one) behind a queue of `depth` waiting requests.
     pub fn start(backend: Arc<dyn Backend>, workers: usize, depth: usize) -> Result<Self, Error> {
-        let (queue, jobs) = crossbeam_channel::bounded::<Job>(depth);
+        let (queue, messages) = crossbeam_channel::bounded::<Message>(depth);
         let handles = (0..workers.max(1))
             .map(|i| {
-                let jobs = jobs.clone();
+                let messages = messages.clone();
                 let backend = Arc::clone(&backend);
                 std::thread::Builder::new()
                     .name(format!("signet-hsm-{i}"))
                     .spawn(move || {
-                        for job in jobs {
+                        while let Ok(Message::Run(job)) = messages.recv() {
                             job(&*backend);
                         }
                     })
@@ -38,9 +45,10 @@ impl Executor {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Executor {
-            queue: Some(queue),
-            workers: handles,
+            queue,
+            workers: Mutex::new(handles),
             backend,
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -51,37 +59,50 @@ impl Executor {
         R: Send + 'static,
         F: FnOnce(&dyn Backend) -> Result<R, Error> + Send + 'static,
     {
-        let queue = self
-            .queue
-            .as_ref()
-            .ok_or_else(|| Error::Internal("the executor has been stopped".into()))?;
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |backend| {
             // The caller may have gone away (cancelled); then nobody needs the answer.
             let _ = reply.send(f(backend));
         });
-        queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => {
-                Error::ResourceExhausted("the agent's HSM queue is full; retry with backoff".into())
-            }
-            TrySendError::Disconnected(_) => Error::Internal("the HSM workers have stopped".into()),
-        })?;
-        answer
-            .await
-            .map_err(|_| Error::Internal("an HSM worker stopped before answering".into()))?
+        self.queue
+            .try_send(Message::Run(job))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => Error::ResourceExhausted(
+                    "the agent's HSM queue is full; retry with backoff".into(),
+                ),
+                TrySendError::Disconnected(_) => Error::ShuttingDown,
+            })?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
     }
-}
 
-impl Drop for Executor {
-    /// Lets queued work finish, stops the workers, then shuts the backend down (closing the
-    /// sessions and finalising the module), in that order.
-    fn drop(&mut self) {
-        self.queue = None;
-        for worker in self.workers.drain(..) {
+    /// Refuses new work, lets the queued work finish, stops the workers, then shuts the backend
+    /// down (closing the sessions and finalising the module), in that order. Blocking; runs once.
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // One Stop per worker, queued behind the work already waiting (the queue is FIFO).
+        for _ in workers.iter() {
+            let _ = self.queue.send(Message::Stop);
+        }
+        for worker in workers.drain(..) {
             if worker.join().is_err() {
                 tracing::error!("an HSM worker thread panicked");
             }
         }
         self.backend.shutdown();
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }

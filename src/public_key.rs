@@ -27,13 +27,22 @@ impl PublicKey {
     /// Builds a public key from a token's `CKA_EC_POINT`.
     ///
     /// The spec says the point is a DER OCTET STRING (`04 20 ‖ key` for Ed25519, `04 41 04 ‖ X ‖ Y`
-    /// for P-256); some tokens (and SoftHSM for imported Ed25519 keys) store the bare point. The
-    /// DER form is tried first with a DER parser that must consume every byte, and the bare form
-    /// is accepted only when it has exactly the point's length, so the two cannot be confused.
+    /// for P-256); some tokens (and SoftHSM for imported Ed25519 keys) store the bare point. A
+    /// value of exactly the bare point's length (32 or 65 bytes) is the bare point, since its
+    /// DER form is always two bytes longer; anything else must be a DER OCTET STRING that a DER
+    /// parser consumes completely. Deciding by content instead would misread a bare point whose
+    /// first bytes happen to look like a DER header.
     pub fn from_ec_point(algorithm: Algorithm, ec_point: &[u8]) -> Result<Self, Error> {
-        let point = match OctetStringRef::from_der(ec_point) {
-            Ok(inner) => inner.as_bytes(),
-            Err(_) => ec_point,
+        let bare_len = match algorithm {
+            Algorithm::Ed25519 => 32,
+            _ => 65,
+        };
+        let point = if ec_point.len() == bare_len {
+            ec_point
+        } else {
+            OctetStringRef::from_der(ec_point)
+                .map(|inner| inner.as_bytes())
+                .unwrap_or(ec_point)
         };
         let bad = |why: &str| {
             Error::Startup(format!(
@@ -158,6 +167,25 @@ mod tests {
         let b = PublicKey::from_ec_point(Algorithm::Ed25519, &raw).expect("bare");
         assert_eq!(a, b);
         assert_eq!(a.raw(), raw);
+    }
+
+    #[test]
+    fn a_bare_point_that_looks_like_der_is_read_as_bare() {
+        // 32 bytes starting 04 1e also parse as a DER OCTET STRING of 30 bytes; they must be read
+        // as the bare point. About half of all 32-byte strings are valid Ed25519 points.
+        let mut parsed = 0;
+        for third in 0..=255u8 {
+            let mut bare = [0u8; 32];
+            bare[..3].copy_from_slice(&[0x04, 0x1e, third]);
+            match PublicKey::from_ec_point(Algorithm::Ed25519, &bare) {
+                Ok(key) => {
+                    assert_eq!(key.raw(), bare);
+                    parsed += 1;
+                }
+                Err(e) => assert!(e.to_string().contains("not a point"), "{e}"),
+            }
+        }
+        assert!(parsed > 0, "some of these are points on the curve");
     }
 
     #[test]

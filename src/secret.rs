@@ -41,7 +41,9 @@ impl Secret {
     }
 
     /// Reads a secret from an environment variable and removes the variable from this
-    /// process's environment, so that child processes and `/proc/self/environ` no longer show it.
+    /// process's environment, so that child processes do not inherit it. The kernel's copy of
+    /// the initial environment (`/proc/PID/environ`, readable by the same user) keeps it: a
+    /// PIN file is the better source.
     pub fn from_env(var: &str) -> Result<Self, Error> {
         let value = std::env::var(var).map_err(|_| {
             Error::Config(format!(

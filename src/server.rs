@@ -68,15 +68,20 @@ pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) ->
         let stop = wait_for(shutdown_rx.clone());
         match listener {
             Listener::Unix { path } => {
-                let incoming = bind_unix(path)?;
+                let incoming =
+                    bind_unix(path).inspect_err(|_| sockets.iter().for_each(remove_socket))?;
                 sockets.push(path.clone());
                 tracing::info!(address = %format!("unix:{}", path.display()), "listening");
                 servers.spawn(router.serve_with_incoming_shutdown(incoming, stop));
             }
             Listener::Tcp { address } => {
-                let tcp = TcpListener::bind(address)
-                    .await
-                    .map_err(|e| Error::io(format!("binding {address}"), e))?;
+                let tcp = match TcpListener::bind(address).await {
+                    Ok(tcp) => tcp,
+                    Err(e) => {
+                        sockets.iter().for_each(remove_socket);
+                        return Err(Error::io(format!("binding {address}"), e));
+                    }
+                };
                 tracing::info!(address = %address, "listening");
                 servers
                     .spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop));
@@ -121,13 +126,10 @@ pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) ->
     Ok(())
 }
 
-/// Drops the last reference to the signer on a blocking thread: its executor joins the HSM
-/// workers, closes the sessions and finalises the module.
+/// Shuts the signer down on a blocking thread: the HSM workers finish and stop, the sessions
+/// close and the module is finalised, whoever else still holds the signer.
 async fn close_signer(signer: Arc<Signer>) {
-    let closing = tokio::task::spawn_blocking(move || match Arc::try_unwrap(signer) {
-        Ok(signer) => drop(signer),
-        Err(_) => tracing::warn!("calls still hold the signer; the HSM is released at exit"),
-    });
+    let closing = tokio::task::spawn_blocking(move || signer.shutdown());
     if let Err(e) = closing.await {
         tracing::error!(error = %e, "closing the HSM failed");
     }
@@ -165,6 +167,12 @@ fn bind_unix(path: &PathBuf) -> Result<UnixListenerStream, Error> {
         if !meta.file_type().is_socket() {
             return Err(Error::Config(format!(
                 "listen: {} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Error::Config(format!(
+                "listen: another process is serving on {}; refusing to take its socket",
                 path.display()
             )));
         }

@@ -14,6 +14,9 @@ use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::public_key::PublicKey;
 use crate::swt3::Anchor;
 
+/// The longest key id accepted; longer ones are refused without being echoed.
+pub const MAX_KEY_ID_BYTES: usize = 256;
+
 /// A signature and what produced it.
 #[derive(Debug, Clone)]
 pub struct Signature {
@@ -68,6 +71,12 @@ impl Signer {
     fn key(&self, key_id: &str) -> Result<&KeyDescriptor, Error> {
         if key_id.is_empty() {
             return Err(Error::InvalidArgument("key_id must not be empty".into()));
+        }
+        if key_id.len() > MAX_KEY_ID_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "key_id is {} bytes; key ids are at most {MAX_KEY_ID_BYTES} bytes",
+                key_id.len()
+            )));
         }
         self.keys
             .get(key_id)
@@ -178,6 +187,14 @@ impl Signer {
     }
 }
 
+impl Signer {
+    /// Stops taking HSM work, finishes what is queued, closes the sessions and finalises the
+    /// module. Blocking; later calls do nothing.
+    pub fn shutdown(&self) {
+        self.executor.shutdown();
+    }
+}
+
 fn now_ms() -> Result<i64, Error> {
     let elapsed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -195,4 +212,81 @@ pub fn start(
 ) -> Result<Signer, Error> {
     let executor = Executor::start(Arc::clone(&backend), workers, depth)?;
     Ok(Signer::new(&*backend, executor, max_message_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Faults a real token cannot produce, injected at the backend seam.
+    use super::*;
+    use crate::error::ErrorKind;
+    use ed25519_dalek::Signer as _;
+
+    /// Signs with a software Ed25519 key, optionally flipping a bit of every signature.
+    struct Fake {
+        key: ed25519_dalek::SigningKey,
+        corrupt: bool,
+    }
+
+    impl Backend for Fake {
+        fn keys(&self) -> Vec<KeyDescriptor> {
+            vec![KeyDescriptor {
+                id: "ed".into(),
+                algorithm: Algorithm::Ed25519,
+                public_key: Some(PublicKey::Ed25519(self.key.verifying_key())),
+            }]
+        }
+
+        fn sign(&self, _key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+            let mut signature = self.key.sign(input).to_bytes().to_vec();
+            if self.corrupt {
+                signature[5] ^= 0x01;
+            }
+            Ok(signature)
+        }
+
+        fn shutdown(&self) {}
+    }
+
+    fn signer(corrupt: bool) -> Signer {
+        let backend = Arc::new(Fake {
+            key: ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+            corrupt,
+        });
+        start(backend, 1, 4, 1024).expect("executor")
+    }
+
+    #[tokio::test]
+    async fn a_signature_that_does_not_verify_is_withheld() {
+        let err = signer(true)
+            .sign("ed", b"m".to_vec(), SignatureFormat::Raw)
+            .await
+            .expect_err("corrupted signature");
+        assert!(matches!(err, Error::SignatureCheckFailed { .. }), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn a_good_signature_passes_and_shutdown_refuses_new_work() {
+        let signer = signer(false);
+        let sig = signer
+            .sign("ed", b"m".to_vec(), SignatureFormat::Raw)
+            .await
+            .expect("sign");
+        assert_eq!(sig.bytes.len(), 64);
+        signer.shutdown();
+        let err = signer
+            .sign("ed", b"m".to_vec(), SignatureFormat::Raw)
+            .await
+            .expect_err("stopped");
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        let long = "k".repeat(MAX_KEY_ID_BYTES + 1);
+        let err = signer
+            .sign(&long, Vec::new(), SignatureFormat::Raw)
+            .await
+            .expect_err("long id");
+        assert!(
+            !err.to_string().contains(&long),
+            "a long key id is not echoed"
+        );
+    }
 }

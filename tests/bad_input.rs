@@ -86,6 +86,14 @@ async fn every_bad_input_gets_its_code_and_message() {
             "signature_format 9 is not a known",
         ),
     ];
+    let long_id = "k".repeat(257);
+    let mut sign_cases = sign_cases;
+    sign_cases.push((
+        "key id over 256 bytes",
+        sign(&long_id, b"m".to_vec(), None),
+        Code::InvalidArgument,
+        "key_id is 257 bytes; key ids are at most 256 bytes",
+    ));
     for (name, request, code, message) in sign_cases {
         let status = client.sign(request).await.expect_err(name);
         assert_eq!(status.code(), code, "{name}: {status:?}");

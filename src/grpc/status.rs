@@ -17,10 +17,15 @@ impl From<Error> for Status {
             ErrorKind::Internal => Code::Internal,
         };
         let message = match error.kind() {
-            ErrorKind::Unavailable => {
-                tracing::warn!(error = %error, "HSM unavailable");
-                "the HSM is unavailable; retry later".to_owned()
-            }
+            ErrorKind::Unavailable => match error {
+                Error::ShuttingDown => {
+                    "the agent is shutting down; retry on another replica".into()
+                }
+                _ => {
+                    tracing::warn!(error = %error, "HSM unavailable");
+                    "the HSM is unavailable; retry later".to_owned()
+                }
+            },
             ErrorKind::Internal => {
                 tracing::error!(error = %error, "internal error");
                 match error {

@@ -194,8 +194,8 @@ pub struct ServedKey {
     pub handle: ObjectHandle,
 }
 
-/// Chooses the keys to serve: the `wanted` labels, or (when `None`) every key of a supported
-/// type. Fails, naming every offending key, when a key to be served breaks the Tier 4 rule,
+/// Chooses the keys to serve: the `wanted` labels, or (when `None`) every signing key
+/// (`CKA_SIGN`) of a supported type. Fails, naming every offending key, when a key to be served breaks the Tier 4 rule,
 /// when a wanted key is missing, or when a label is ambiguous.
 pub fn select(
     session: &Session,
@@ -224,6 +224,13 @@ pub fn select(
         None => found
             .iter()
             .filter(|k| match (&k.label, &k.algorithm) {
+                (label, Ok(_)) if !k.can_sign => {
+                    tracing::info!(
+                        key = label.as_deref().unwrap_or("<no label>"),
+                        "not served: CKA_SIGN is false"
+                    );
+                    false
+                }
                 (Some(_), Ok(_)) => true,
                 (label, Err(why)) => {
                     tracing::info!(

@@ -130,8 +130,9 @@ impl Pkcs11Backend {
     /// when the module, the token, the PIN or a key is not right.
     pub fn open(config: &config::Pkcs11, pin: &Secret) -> Result<Self, Error> {
         let token = Token::open(config, pin, false)?;
-        let found = discover::find_keys(&token.session)?;
-        let served = match discover::select(&token.session, &found, config.keys.as_deref()) {
+        let served = discover::find_keys(&token.session)
+            .and_then(|found| discover::select(&token.session, &found, config.keys.as_deref()));
+        let served = match served {
             Ok(served) => served,
             Err(e) => {
                 token.close();

@@ -14,21 +14,25 @@ use cryptoki::slot::Slot;
 use super::ckr::classify;
 use crate::error::{Error, ErrorKind};
 
-/// Idle sessions on one token.
+/// Idle sessions on one token, and the session that holds the login.
 pub struct SessionPool {
     pkcs11: Pkcs11,
     slot: Slot,
     idle: Mutex<Vec<Session>>,
+    /// The session the agent logged in with. It is never lent out, so discarding every pooled
+    /// session after errors never closes the application's last session, which would log the
+    /// token out.
+    login: Mutex<Option<Session>>,
 }
 
 impl SessionPool {
-    /// A pool that starts with `first`, the session the agent logged in with. Keeping at least
-    /// one session open keeps the token's login state.
-    pub fn new(pkcs11: Pkcs11, slot: Slot, first: Session) -> Self {
+    /// A pool whose sessions share the login made on `login`.
+    pub fn new(pkcs11: Pkcs11, slot: Slot, login: Session) -> Self {
         SessionPool {
             pkcs11,
             slot,
-            idle: Mutex::new(vec![first]),
+            idle: Mutex::new(Vec::new()),
+            login: Mutex::new(Some(login)),
         }
     }
 
@@ -50,9 +54,15 @@ impl SessionPool {
         result
     }
 
-    /// Closes every idle session. Called at shutdown, after the workers have stopped.
+    /// Closes every idle session, then the login session. Called at shutdown, after the
+    /// workers have stopped.
     pub fn close_all(&self) {
-        for session in self.lock().drain(..) {
+        let login = self
+            .login
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        for session in self.lock().drain(..).chain(login) {
             if let Err(e) = session.close() {
                 tracing::warn!(error = %e, "closing an HSM session at shutdown failed");
             }

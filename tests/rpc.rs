@@ -6,10 +6,24 @@ mod common;
 use common::TestToken;
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use p256::ecdsa::signature::Verifier as _;
+use signet::grpc::proto::signer_client::SignerClient;
 use signet::grpc::proto::{
     Algorithm, FingerprintRequest, GetPublicKeyRequest, ListKeysRequest, SignRequest,
     SignatureFormat,
 };
+
+async fn public_key(
+    client: &mut SignerClient<tonic::transport::Channel>,
+    key_id: &str,
+) -> signet::grpc::proto::GetPublicKeyResponse {
+    client
+        .get_public_key(GetPublicKeyRequest {
+            key_id: key_id.into(),
+        })
+        .await
+        .expect("GetPublicKey")
+        .into_inner()
+}
 
 fn sign_request(key_id: &str, message: &[u8]) -> SignRequest {
     SignRequest {
@@ -31,6 +45,13 @@ fn p256_from_jwk(jwk: &str) -> p256::ecdsa::VerifyingKey {
         .into()
 }
 
+/// The RFC 7638 thumbprint of a canonical JWK, computed here independently of the agent.
+fn rfc7638_thumbprint(canonical: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical))
+}
+
 /// Decodes the JWK's base64url member.
 fn b64(value: &serde_json::Value) -> Vec<u8> {
     use base64::Engine;
@@ -45,13 +66,7 @@ async fn ed25519_signs_and_every_public_encoding_verifies() {
     let agent = token.start_agent().await;
     let mut client = agent.client().await;
 
-    let public = client
-        .get_public_key(GetPublicKeyRequest {
-            key_id: "ed".into(),
-        })
-        .await
-        .expect("GetPublicKey")
-        .into_inner();
+    let public = public_key(&mut client, "ed").await;
     assert_eq!(public.key_id, "ed");
     assert_eq!(public.algorithm(), Algorithm::Ed25519);
     let raw: [u8; 32] = public.raw.as_slice().try_into().expect("32-byte key");
@@ -75,12 +90,7 @@ async fn ed25519_signs_and_every_public_encoding_verifies() {
         r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
         jwk["x"].as_str().expect("x")
     );
-    let expected = {
-        use base64::Engine;
-        use sha2::Digest;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical))
-    };
-    assert_eq!(public.jwk_thumbprint, expected);
+    assert_eq!(public.jwk_thumbprint, rfc7638_thumbprint(&canonical));
 
     for message in [
         b"".to_vec(),
@@ -111,13 +121,7 @@ async fn p256_signs_raw_and_der_and_every_public_encoding_verifies() {
     let agent = token.start_agent().await;
     let mut client = agent.client().await;
 
-    let public = client
-        .get_public_key(GetPublicKeyRequest {
-            key_id: "ec".into(),
-        })
-        .await
-        .expect("GetPublicKey")
-        .into_inner();
+    let public = public_key(&mut client, "ec").await;
     assert_eq!(public.algorithm(), Algorithm::EcdsaP256Sha256);
     assert_eq!(public.raw.len(), 65);
     let from_raw = p256::ecdsa::VerifyingKey::from_sec1_bytes(&public.raw).expect("sec1");
@@ -142,12 +146,7 @@ async fn p256_signs_raw_and_der_and_every_public_encoding_verifies() {
         jwk["x"].as_str().expect("x"),
         jwk["y"].as_str().expect("y")
     );
-    let expected = {
-        use base64::Engine;
-        use sha2::Digest;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical))
-    };
-    assert_eq!(public.jwk_thumbprint, expected);
+    assert_eq!(public.jwk_thumbprint, rfc7638_thumbprint(&canonical));
 
     for message in [
         b"".to_vec(),
@@ -336,11 +335,7 @@ async fn keys_persist_across_restarts() {
         let agent = token.start_agent().await;
         let mut client = agent.client().await;
         for key in ["ed", "ec"] {
-            let public = client
-                .get_public_key(GetPublicKeyRequest { key_id: key.into() })
-                .await
-                .expect("GetPublicKey")
-                .into_inner();
+            let public = public_key(&mut client, key).await;
             before.push(public.raw);
         }
         let (status, log) = agent.stop();
@@ -349,13 +344,7 @@ async fn keys_persist_across_restarts() {
     let agent = token.start_agent().await;
     let mut client = agent.client().await;
     let message = b"signed after a restart";
-    let ed = client
-        .get_public_key(GetPublicKeyRequest {
-            key_id: "ed".into(),
-        })
-        .await
-        .expect("GetPublicKey")
-        .into_inner();
+    let ed = public_key(&mut client, "ed").await;
     assert_eq!(ed.raw, before[0], "same Ed25519 public key after restart");
     let ed_key =
         ed25519_dalek::VerifyingKey::from_bytes(&ed.raw.try_into().expect("32")).expect("key");
@@ -371,13 +360,7 @@ async fn keys_persist_across_restarts() {
         )
         .expect("verifies after restart");
 
-    let ec = client
-        .get_public_key(GetPublicKeyRequest {
-            key_id: "ec".into(),
-        })
-        .await
-        .expect("GetPublicKey")
-        .into_inner();
+    let ec = public_key(&mut client, "ec").await;
     assert_eq!(ec.raw, before[1], "same P-256 public key after restart");
     let ec_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec.raw).expect("key");
     let sig = client

@@ -16,6 +16,29 @@ pub enum Error {
     /// No served key has this id.
     #[error("no key with id '{}' is served by this agent", .0.escape_debug())]
     KeyNotFound(String),
+    /// No private or secret key with this id is on the token (key commands).
+    #[error("no key with id '{}' is on the token", .0.escape_debug())]
+    NotOnToken(String),
+    /// The key was served at start-up but is no longer on the token (destroyed since).
+    #[error(
+        "key '{}' is no longer on the token (destroyed after the agent started); restart the \
+         agent to refresh its key list",
+        .0.escape_debug()
+    )]
+    KeyGone(String),
+    /// A key with this id already exists on the token; keys are never overwritten.
+    #[error(
+        "a key with id '{}' already exists on the token; keys are never overwritten (destroy it \
+         first with `signet keys destroy`, or choose another id)",
+        .0.escape_debug()
+    )]
+    AlreadyExists(String),
+    /// The token refuses to use a key of this size with its mechanism (`CKR_KEY_SIZE_RANGE`).
+    #[error(
+        "the token cannot use this key: its size is outside the range the token accepts for \
+         this mechanism (SoftHSM2, for one, refuses HMAC-SHA256 keys shorter than 32 bytes)"
+    )]
+    KeySizeRange,
     /// The key exists but cannot do what was asked (for example HMAC for GetPublicKey).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -78,6 +101,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// Unknown key.
     NotFound,
+    /// The thing to create exists already.
+    AlreadyExists,
     /// Wrong key type for the operation, or a key that may not be used.
     FailedPrecondition,
     /// A limit was reached.
@@ -93,8 +118,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
-            Error::KeyNotFound(_) => ErrorKind::NotFound,
-            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::KeyNotFound(_) | Error::KeyGone(_) | Error::NotOnToken(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::FailedPrecondition(_) | Error::KeySizeRange => ErrorKind::FailedPrecondition,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
             Error::HsmUnavailable { .. } | Error::ShuttingDown => ErrorKind::Unavailable,
             Error::Hsm { .. }

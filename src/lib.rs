@@ -12,10 +12,12 @@ pub mod error;
 pub mod executor;
 pub mod grpc;
 pub mod key;
+pub mod keys;
 pub mod public_key;
 pub mod secret;
 pub mod server;
 pub mod signer;
+pub mod sqooler;
 pub mod swt3;
 
 pub use error::{Error, ErrorKind};

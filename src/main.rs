@@ -1,14 +1,19 @@
-//! The `signet` command: `serve` runs the agent; `keys generate` creates a key inside the token.
+//! The `signet` command: `serve` runs the agent; `keys` manages keys on the token directly;
+//! `token init` prepares a development token.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
 
-use signet::backend::pkcs11::{initialize_token, provision, Token, TokenInit};
+use signet::backend::pkcs11::{initialize_token, TokenInit};
 use signet::config::{self, Config};
 use signet::key::Algorithm;
+use signet::keys::{self, PublicFormat};
 use signet::secret::Secret;
+use signet::sqooler;
 
 #[derive(Parser)]
 #[command(name = "signet", version, about = "A hardware-backed signing agent")]
@@ -20,11 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent until SIGTERM or SIGINT.
-    Serve {
-        /// The configuration file (see signet.example.toml).
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Serve(ConfigArg),
     /// Manage keys on the token directly (no running agent needed).
     Keys {
         #[command(subcommand)]
@@ -37,31 +38,74 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct ConfigArg {
+    /// The configuration file naming the module, token and PIN source (see
+    /// signet.example.toml).
+    #[arg(long, short, env = "SIGNET_CONFIG")]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Generate a sensitive, non-extractable key inside the token.
+    /// Generate a sensitive, non-extractable key inside the token; prints its public JWK.
     Generate {
-        /// The configuration file naming the module, token and PIN source.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// ed25519, p256 or hmac-sha256.
         #[arg(long = "type", value_parser = parse_algorithm)]
         key_type: Algorithm,
         /// The key id (the object label). Refused if it already exists.
         #[arg(long)]
         id: String,
-        /// Succeed without changing anything when a key with this id exists (for scripts).
+        /// Succeed without changing anything when a key of this type and id exists (scripts).
         #[arg(long)]
         exists_ok: bool,
     },
-    /// Import an existing SWT3 signing secret, read from standard input, as an HMAC key.
+    /// Import an SWT3 signing secret, read from standard input, as an HMAC-SHA256 key.
     ImportHmac {
-        /// The configuration file naming the module, token and PIN source.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The key id (the object label). Refused if it already exists.
         #[arg(long)]
         id: String,
+    },
+    /// Import a spooler's Ed25519 key from the sqooler private-key string read from standard
+    /// input; prints the public JWK in sqooler's form.
+    ImportSqooler {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key id; defaults to (and must equal) the key's sqooler kid.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List the private and secret keys on the token and whether the agent would serve them.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the public key of an asymmetric key.
+    Public {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key id.
+        id: String,
+        /// jwk, pem, der, raw (binary) or sqooler (the JWK as sqooler stores it).
+        #[arg(long, default_value = "jwk", value_parser = parse_public_format)]
+        format: PublicFormat,
+    },
+    /// Destroy a key and its public-key object. This cannot be undone.
+    Destroy {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key id.
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -70,9 +114,8 @@ enum TokenCommand {
     /// Initialise a development token (SoftHSM2) with the configured label and user PIN.
     /// Production HSMs are initialised with their vendor's tools.
     Init {
-        /// The configuration file naming the module, token label and PIN source.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// A file holding the security officer PIN to set (never on the command line).
         #[arg(long)]
         so_pin_file: PathBuf,
@@ -84,11 +127,19 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
         .ok_or_else(|| format!("unknown key type '{name}': expected ed25519, p256 or hmac-sha256"))
 }
 
+fn parse_public_format(name: &str) -> Result<PublicFormat, String> {
+    PublicFormat::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| format!("unknown format '{name}': expected jwk, pem, der, raw or sqooler"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -105,7 +156,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config } => {
+        Command::Serve(ConfigArg { config }) => {
             let config = Config::load(&config)?;
             let (backend, workers) = signet::server::open_backend(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -114,48 +165,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             runtime.block_on(signet::server::serve(config, backend, workers))?;
             Ok(())
         }
-        Command::Keys {
-            command:
-                KeysCommand::Generate {
-                    config,
-                    key_type,
-                    id,
-                    exists_ok,
-                },
-        } => {
-            let config = Config::load(&config)?;
-            let config::Backend::Pkcs11(p) = &config.backend;
-            let pin = p.pin.read()?;
-            let token = Token::open(p, &pin, true)?;
-            drop(pin);
-            let result = provision::generate(&token.session, key_type, &id, exists_ok);
-            token.close();
-            match result? {
-                provision::Generated::Created => {
-                    println!("generated {} key '{id}'", key_type.name())
-                }
-                provision::Generated::AlreadyExists => {
-                    println!("key '{id}' already exists; left as it is")
-                }
-            }
-            Ok(())
-        }
-        Command::Keys {
-            command: KeysCommand::ImportHmac { config, id },
-        } => {
-            let config = Config::load(&config)?;
-            let config::Backend::Pkcs11(p) = &config.backend;
-            let secret = Secret::from_reader(std::io::stdin().lock(), "standard input")?;
-            let pin = p.pin.read()?;
-            let token = Token::open(p, &pin, true)?;
-            drop(pin);
-            let result = provision::import_hmac(&token.session, &id, secret.expose().as_bytes());
-            drop(secret);
-            token.close();
-            result?;
-            println!("imported hmac-sha256 key '{id}'");
-            Ok(())
-        }
+        Command::Keys { command } => run_keys(command),
         Command::Token {
             command:
                 TokenCommand::Init {
@@ -163,7 +173,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     so_pin_file,
                 },
         } => {
-            let config = Config::load(&config)?;
+            let config = Config::load(&config.config)?;
             let config::Backend::Pkcs11(p) = &config.backend;
             let so_pin = Secret::from_file(&so_pin_file)?;
             let pin = p.pin.read()?;
@@ -174,4 +184,122 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn open(config: &Path) -> anyhow::Result<Box<dyn signet::backend::admin::KeyAdmin>> {
+    Ok(keys::open(&Config::load(config)?)?)
+}
+
+/// Key commands: results go to standard output (JWKs, tables, keys), everything meant for the
+/// operator to read goes to standard error.
+fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        KeysCommand::Generate {
+            config,
+            key_type,
+            id,
+            exists_ok,
+        } => {
+            let admin = open(&config.config)?;
+            let public = keys::generate(admin.as_ref(), key_type, &id, exists_ok)?;
+            eprintln!(
+                "{} key '{}' is on the token",
+                key_type.name(),
+                id.escape_debug()
+            );
+            if let Some(public) = public {
+                writeln!(stdout, "{}", public.jwk(&id))?;
+            }
+        }
+        KeysCommand::ImportHmac { config, id } => {
+            let config = Config::load(&config.config)?;
+            let secret = Secret::from_stdin("SWT3 signing secret (not echoed): ")?;
+            let admin = keys::open(&config)?;
+            keys::import_hmac(admin.as_ref(), &id, &secret)?;
+            drop(secret);
+            eprintln!(
+                "imported hmac-sha256 key '{}' (sensitive, non-extractable); it signed and \
+                 matched a test message",
+                id.escape_debug()
+            );
+        }
+        KeysCommand::ImportSqooler { config, id } => {
+            let config = Config::load(&config.config)?;
+            let input = Secret::from_stdin("sqooler private-key string (not echoed): ")?;
+            let key = sqooler::PrivateKey::from_config_str(input.expose())?;
+            drop(input);
+            let admin = keys::open(&config)?;
+            keys::import_sqooler(admin.as_ref(), id.as_deref(), &key)?;
+            eprintln!(
+                "imported ed25519 key '{}' (sensitive, non-extractable); it signed and verified \
+                 with the original public key. Its public JWK, as sqooler stores it:",
+                key.kid.escape_debug()
+            );
+            writeln!(stdout, "{}", sqooler::public_jwk(&key.kid, &key.public))?;
+        }
+        KeysCommand::List { config, json } => {
+            let listed = open(&config.config)?.list()?;
+            let text = if json {
+                keys::list_json(&listed)
+            } else {
+                keys::list_table(&listed)
+            };
+            stdout.write_all(text.as_bytes())?;
+        }
+        KeysCommand::Public { config, id, format } => {
+            if format.is_binary() && stdout.is_terminal() {
+                bail!(
+                    "refusing to write binary output to a terminal; redirect it to a file \
+                     (> key.bin) or use --format pem"
+                );
+            }
+            let bytes = keys::public(open(&config.config)?.as_ref(), &id, format)?;
+            stdout.write_all(&bytes)?;
+        }
+        KeysCommand::Destroy { config, id, yes } => {
+            let admin = open(&config.config)?;
+            if !admin
+                .list()?
+                .iter()
+                .any(|k| k.id.as_deref() == Some(id.as_str()))
+            {
+                return Err(signet::Error::NotOnToken(id).into());
+            }
+            if !yes {
+                confirm_destroy(&id)?;
+            }
+            let objects = admin.destroy(&id)?;
+            eprintln!(
+                "destroyed key '{}' ({objects} object{})",
+                id.escape_debug(),
+                if objects == 1 { "" } else { "s" }
+            );
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Asks the operator to type the key id. Without a terminal there is nobody to ask: `--yes`
+/// is required.
+fn confirm_destroy(id: &str) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("refusing to destroy key '{}' without confirmation: standard input is not a terminal; pass --yes", id.escape_debug());
+    }
+    eprint!(
+        "Destroying key '{}' cannot be undone; signatures it made can no longer be produced.\n\
+         Type the key id to confirm: ",
+        id.escape_debug()
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    if answer.trim_end_matches(['\r', '\n']) != id {
+        bail!("not confirmed; nothing was destroyed");
+    }
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! Secrets read from configuration (the token PIN): zeroized on drop and never printed.
+//! Secrets (the token PIN, a key being imported): read from a file, standard input, the
+//! terminal without echo, or the environment; zeroized on drop and never printed.
 
 use std::fmt;
 use std::path::Path;
@@ -35,9 +36,23 @@ impl Secret {
         let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
             // The bytes are inside the error; wipe them before reporting.
             drop(Zeroizing::new(e.into_bytes()));
-            Error::Config(format!("the secret from {source} is not UTF-8"))
+            Error::InvalidArgument(format!("the secret from {source} is not UTF-8"))
         })?;
         Self::non_empty(Secret::new(text), source)
+    }
+
+    /// Reads a secret from standard input: typed at the terminal without echo (after
+    /// `prompt`, shown on the terminal) when standard input is a terminal, otherwise read to
+    /// its end (`echo "$SECRET" | signet …`), dropping one trailing newline.
+    pub fn from_stdin(prompt: &str) -> Result<Self, Error> {
+        let stdin = std::io::stdin();
+        if std::io::IsTerminal::is_terminal(&stdin) {
+            let typed = rpassword::prompt_password(prompt)
+                .map_err(|e| Error::io("reading the secret from the terminal", e))?;
+            Self::non_empty(Secret::new(typed), "the terminal")
+        } else {
+            Self::from_reader(stdin.lock(), "standard input")
+        }
     }
 
     /// Reads a secret from an environment variable and removes the variable from this
@@ -56,7 +71,9 @@ impl Secret {
 
     fn non_empty(secret: Secret, source: &str) -> Result<Self, Error> {
         if secret.0.is_empty() {
-            return Err(Error::Config(format!("the secret from {source} is empty")));
+            return Err(Error::InvalidArgument(format!(
+                "the secret from {source} is empty"
+            )));
         }
         Ok(secret)
     }

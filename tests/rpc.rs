@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestToken;
+use common::{b64, p256_from_jwk, TestToken};
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use p256::ecdsa::signature::Verifier as _;
 use signet::grpc::proto::signer_client::SignerClient;
@@ -33,31 +33,11 @@ fn sign_request(key_id: &str, message: &[u8]) -> SignRequest {
     }
 }
 
-/// Parses a P-256 JWK with the p256 crate, which accepts only the key members (it rejects
-/// `kid`, `alg` and `key_ops` as unknown fields), so those are left out of what it is given.
-fn p256_from_jwk(jwk: &str) -> p256::ecdsa::VerifyingKey {
-    let full: serde_json::Value = serde_json::from_str(jwk).expect("jwk json");
-    let key_only = serde_json::json!({
-        "kty": full["kty"], "crv": full["crv"], "x": full["x"], "y": full["y"],
-    });
-    p256::PublicKey::from_jwk_str(&key_only.to_string())
-        .expect("the JWK is a P-256 key")
-        .into()
-}
-
 /// The RFC 7638 thumbprint of a canonical JWK, computed here independently of the agent.
 fn rfc7638_thumbprint(canonical: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical))
-}
-
-/// Decodes the JWK's base64url member.
-fn b64(value: &serde_json::Value) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(value.as_str().expect("string member"))
-        .expect("base64url")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,26 +370,4 @@ async fn sigterm_removes_the_socket_and_exits_zero() {
         !log.contains(common::TEST_PIN),
         "the PIN never appears in the log"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_the_token_cannot_use_is_a_failed_precondition() {
-    // SWT3 allows 16-character secrets; SoftHSM2 stores them but refuses to sign with an
-    // HMAC-SHA256 key under 32 bytes (CKR_KEY_SIZE_RANGE at C_SignInit).
-    let token = TestToken::new();
-    token.import_hmac("short", "test-signing-key");
-    let agent = token.start_agent().await;
-    let status = agent
-        .client()
-        .await
-        .sign(sign_request("short", b"x"))
-        .await
-        .expect_err("SoftHSM2 refuses short HMAC keys");
-    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-    assert!(
-        status.message().contains("shorter than 32 bytes"),
-        "{}",
-        status.message()
-    );
-    assert!(!status.message().contains("CKR_"), "{}", status.message());
 }

@@ -3,6 +3,7 @@
 //! Calls block (they talk to hardware) and are made from the [`crate::executor::Executor`]'s
 //! worker threads, never from async tasks.
 
+pub mod admin;
 pub mod pkcs11;
 
 use crate::error::Error;

@@ -11,6 +11,7 @@ impl From<Error> for Status {
         let code = match error.kind() {
             ErrorKind::InvalidArgument => Code::InvalidArgument,
             ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::AlreadyExists => Code::AlreadyExists,
             ErrorKind::FailedPrecondition => Code::FailedPrecondition,
             ErrorKind::ResourceExhausted => Code::ResourceExhausted,
             ErrorKind::Unavailable => Code::Unavailable,
@@ -53,6 +54,8 @@ mod tests {
         let cases = [
             (Error::InvalidArgument("x".into()), Code::InvalidArgument),
             (Error::KeyNotFound("k".into()), Code::NotFound),
+            (Error::KeyGone("k".into()), Code::NotFound),
+            (Error::AlreadyExists("k".into()), Code::AlreadyExists),
             (
                 Error::FailedPrecondition("x".into()),
                 Code::FailedPrecondition,

@@ -135,46 +135,53 @@ impl TestToken {
         self.command().args(args).output().expect("running signet")
     }
 
-    /// Generates a key with `signet keys generate`.
-    pub fn generate(&self, key_type: &str, id: &str) {
-        let out = self.signet(&[
-            "keys",
-            "generate",
-            "--config",
-            path_str(&self.config),
-            "--type",
-            key_type,
-            "--id",
-            id,
-        ]);
+    /// Generates a key with `signet keys generate` and returns what it printed (the public
+    /// JWK for asymmetric keys).
+    pub fn generate(&self, key_type: &str, id: &str) -> String {
+        let out = self.keys("generate", &["--type", key_type, "--id", id]);
         assert_success(&out, &format!("signet keys generate {key_type} {id}"));
+        String::from_utf8(out.stdout).expect("UTF-8 output")
     }
 
-    /// Imports an HMAC secret with `signet keys import-hmac`, the secret on standard input.
-    pub fn import_hmac(&self, id: &str, secret: &str) {
+    /// Runs `signet ARGS` with `input` on its standard input.
+    pub fn signet_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
         let mut child = self
             .command()
-            .args([
-                "keys",
-                "import-hmac",
-                "--config",
-                path_str(&self.config),
-                "--id",
-                id,
-            ])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn signet keys import-hmac");
+            .expect("spawn signet");
         child
             .stdin
             .take()
             .expect("stdin")
-            .write_all(secret.as_bytes())
-            .expect("write secret");
-        let out = child.wait_with_output().expect("import-hmac");
+            .write_all(input)
+            .expect("write standard input");
+        child.wait_with_output().expect("signet")
+    }
+
+    /// Runs `signet keys COMMAND --config CONFIG ARGS`.
+    pub fn keys(&self, command: &str, args: &[&str]) -> Output {
+        let config = path_str(&self.config);
+        let mut all = vec!["keys", command, "--config", config];
+        all.extend_from_slice(args);
+        self.signet(&all)
+    }
+
+    /// Runs `signet keys COMMAND --config CONFIG ARGS` with `input` on standard input.
+    pub fn keys_with_stdin(&self, command: &str, args: &[&str], input: &[u8]) -> Output {
+        let config = path_str(&self.config);
+        let mut all = vec!["keys", command, "--config", config];
+        all.extend_from_slice(args);
+        self.signet_with_stdin(&all, input)
+    }
+
+    /// Imports an HMAC secret with `signet keys import-hmac`, the secret on standard input.
+    pub fn import_hmac(&self, id: &str, secret: &str) {
+        let out = self.keys_with_stdin("import-hmac", &["--id", id], secret.as_bytes());
         assert_success(&out, "signet keys import-hmac");
     }
 
@@ -210,9 +217,9 @@ impl TestToken {
 
     /// Generates one key of each type: `ed`, `ec` and `hmac`.
     pub fn with_demo_keys(self) -> Self {
-        self.generate("ed25519", "ed");
-        self.generate("p256", "ec");
-        self.generate("hmac-sha256", "hmac");
+        for (key_type, id) in [("ed25519", "ed"), ("p256", "ec"), ("hmac-sha256", "hmac")] {
+            self.generate(key_type, id);
+        }
         self
     }
 
@@ -363,4 +370,66 @@ pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> 
             }
         }))
         .await
+}
+
+/// Parses a P-256 JWK with the p256 crate, which accepts only the key members (it rejects
+/// `kid`, `alg` and `key_ops` as unknown fields), so those are left out of what it is given.
+pub fn p256_from_jwk(jwk: &str) -> p256::ecdsa::VerifyingKey {
+    let full: serde_json::Value = serde_json::from_str(jwk).expect("jwk json");
+    let key_only = serde_json::json!({
+        "kty": full["kty"], "crv": full["crv"], "x": full["x"], "y": full["y"],
+    });
+    p256::PublicKey::from_jwk_str(&key_only.to_string())
+        .expect("the JWK is a P-256 key")
+        .into()
+}
+
+/// Parses an Ed25519 JWK's `x` with ed25519-dalek.
+pub fn ed25519_from_jwk(jwk: &str) -> ed25519_dalek::VerifyingKey {
+    let full: serde_json::Value = serde_json::from_str(jwk).expect("jwk json");
+    assert_eq!(
+        (&full["kty"], &full["crv"]),
+        (&"OKP".into(), &"Ed25519".into())
+    );
+    let x: [u8; 32] = b64(&full["x"]).try_into().expect("32-byte x");
+    ed25519_dalek::VerifyingKey::from_bytes(&x).expect("an Ed25519 point")
+}
+
+/// Decodes a JWK's base64url member.
+pub fn b64(value: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value.as_str().expect("string member"))
+        .expect("base64url")
+}
+
+/// The Python interpreter of the virtual environment that holds the callers' own libraries
+/// (`tests/python/requirements.txt`: sqooler), made by `scripts/python-env.sh`. `./test.sh`
+/// creates it and passes it in `SIGNET_TEST_PYTHON`. Tests never skip without it.
+pub fn callers_python() -> PathBuf {
+    let path = std::env::var_os("SIGNET_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "the Python environment with sqooler is missing ({}).\n\
+         Create it with: scripts/python-env.sh (or run the whole suite with ./test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `code` with the callers' Python, `args` in `sys.argv[1:]`, and returns its standard
+/// output; panics with its standard error if it fails.
+pub fn python(code: &str, args: &[&str]) -> String {
+    let out = Command::new(callers_python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("running python");
+    assert_success(&out, "python");
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }

@@ -41,11 +41,7 @@ fn classify_rv(rv: RvError, function: Function) -> Error {
         KeyHandleInvalid | ObjectHandleInvalid => Error::FailedPrecondition(
             "the key is no longer usable on the token (it may have been destroyed)".into(),
         ),
-        KeySizeRange => Error::FailedPrecondition(
-            "the token cannot use this key: its size is outside the range the token accepts for \
-             this mechanism (SoftHSM2, for one, refuses HMAC-SHA256 keys shorter than 32 bytes)"
-                .into(),
-        ),
+        KeySizeRange => Error::KeySizeRange,
         KeyTypeInconsistent
         | KeyFunctionNotPermitted
         | MechanismInvalid
@@ -96,5 +92,9 @@ mod tests {
             classify(CkError::Pkcs11(RvError::DataLenRange, Function::Sign)).kind(),
             ErrorKind::InvalidArgument
         );
+        // SoftHSM2 answers short HMAC keys this way at C_SignInit; callers see why.
+        let short = classify(CkError::Pkcs11(RvError::KeySizeRange, Function::SignInit));
+        assert_eq!(short.kind(), ErrorKind::FailedPrecondition);
+        assert!(short.to_string().contains("shorter than 32 bytes"), "{short}");
     }
 }

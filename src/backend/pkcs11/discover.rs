@@ -36,35 +36,98 @@ pub struct FoundKey {
     pub extractable: bool,
     /// `CKA_SIGN`.
     pub can_sign: bool,
+    /// `CKA_ALWAYS_SENSITIVE`: sensitive since it was created (false for imported keys).
+    pub always_sensitive: bool,
+    /// `CKA_NEVER_EXTRACTABLE`: never extractable since it was created (false for imported
+    /// keys).
+    pub never_extractable: bool,
+    /// `CKA_LOCAL`: generated inside the token rather than imported.
+    pub local: bool,
+    /// `CKA_VALUE_LEN` in bytes, for secret keys.
+    pub value_len: Option<u64>,
 }
 
 impl FoundKey {
-    /// Why the agent would refuse to serve this key, or `None` if it would serve it.
-    pub fn refusal(&self) -> Option<String> {
-        let name = self.label.as_deref().unwrap_or("<no label>");
-        if let Err(why) = &self.algorithm {
-            return Some(format!("key '{name}': {why}"));
+    /// Why the key breaks the Tier 4 rule, or `None` if its material can never leave the HSM.
+    pub fn tier4_violation(&self) -> Option<String> {
+        if !self.extractable && self.sensitive {
+            return None;
         }
-        if self.extractable || !self.sensitive {
-            let mut flags = Vec::new();
-            if self.extractable {
-                flags.push("CKA_EXTRACTABLE is true");
-            }
-            if !self.sensitive {
-                flags.push("CKA_SENSITIVE is false");
-            }
-            return Some(format!(
-                "key '{name}' is refused: {}. Signet serves only keys whose material can never \
-                 leave the HSM (sensitive and non-extractable, the SWT3 Tier 4 rule); generate or \
-                 import the key again with `signet keys generate` and destroy this one",
-                flags.join(" and ")
-            ));
+        let mut flags = Vec::new();
+        if self.extractable {
+            flags.push("CKA_EXTRACTABLE is true");
         }
-        if !self.can_sign {
-            return Some(format!("key '{name}' is refused: CKA_SIGN is false"));
+        if !self.sensitive {
+            flags.push("CKA_SENSITIVE is false");
         }
-        None
+        Some(format!(
+            "{}. Signet serves only keys whose material can never leave the HSM (sensitive and \
+             non-extractable, the SWT3 Tier 4 rule); generate or import the key again with \
+             `signet keys generate` or `signet keys import-*` and destroy this one",
+            flags.join(" and ")
+        ))
     }
+}
+
+/// Whether the agent serves a key found on the token.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Served, with its public key (asymmetric keys only).
+    Served(Option<PublicKey>),
+    /// Not a key the agent can sign with (no label, unsupported type, `CKA_SIGN` false). The
+    /// agent skips it unless the configuration names it.
+    Ignored(String),
+    /// A signing key the agent must not serve (Tier 4 rule, ambiguous label, missing public
+    /// key). The agent refuses to start while it is selected.
+    Refused(String),
+}
+
+impl Verdict {
+    /// The reason the key is not served, or `None` when it is.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Served(_) => None,
+            Verdict::Ignored(why) | Verdict::Refused(why) => Some(why),
+        }
+    }
+}
+
+/// Decides, for each found key (in the same order), whether the agent serves it.
+pub fn assess(session: &Session, found: &[FoundKey]) -> Vec<Verdict> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for label in found.iter().filter_map(|k| k.label.as_deref()) {
+        *counts.entry(label).or_default() += 1;
+    }
+    found
+        .iter()
+        .map(|key| {
+            let Some(label) = key.label.as_deref() else {
+                return Verdict::Ignored("has no CKA_LABEL, so it cannot be addressed".into());
+            };
+            let algorithm = match &key.algorithm {
+                Ok(algorithm) => *algorithm,
+                Err(why) => return Verdict::Ignored(why.clone()),
+            };
+            if !key.can_sign {
+                return Verdict::Ignored("CKA_SIGN is false".into());
+            }
+            if counts.get(label).copied().unwrap_or(0) > 1 {
+                return Verdict::Refused(
+                    "ambiguous: several private or secret keys carry this label".into(),
+                );
+            }
+            if let Some(violation) = key.tier4_violation() {
+                return Verdict::Refused(violation);
+            }
+            match algorithm {
+                Algorithm::HmacSha256 => Verdict::Served(None),
+                _ => match public_key_of(session, key, label) {
+                    Ok(public_key) => Verdict::Served(Some(public_key)),
+                    Err(e) => Verdict::Refused(e.to_string()),
+                },
+            }
+        })
+        .collect()
 }
 
 /// Lists every private and secret key object on the token.
@@ -94,6 +157,10 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
                 AttributeType::Extractable,
                 AttributeType::Sign,
                 AttributeType::EcParams,
+                AttributeType::AlwaysSensitive,
+                AttributeType::NeverExtractable,
+                AttributeType::Local,
+                AttributeType::ValueLen,
             ],
         )
         .map_err(classify)?;
@@ -106,6 +173,10 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
         // Assume the worst until the token says otherwise.
         extractable: true,
         can_sign: false,
+        always_sensitive: false,
+        never_extractable: false,
+        local: false,
+        value_len: None,
     };
     let mut key_type = None;
     let mut params = None;
@@ -118,6 +189,12 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
             Attribute::Extractable(b) => key.extractable = b,
             Attribute::Sign(b) => key.can_sign = b,
             Attribute::EcParams(p) => params = Some(p),
+            Attribute::AlwaysSensitive(b) => key.always_sensitive = b,
+            Attribute::NeverExtractable(b) => key.never_extractable = b,
+            Attribute::Local(b) => key.local = b,
+            // CK_ULONG is 32 bits on some platforms; widening is lossless everywhere.
+            #[allow(clippy::unnecessary_cast)]
+            Attribute::ValueLen(n) => key.value_len = Some(*n as u64),
             _ => {}
         }
     }
@@ -153,22 +230,12 @@ pub fn public_key_of(session: &Session, key: &FoundKey, label: &str) -> Result<P
     let algorithm = key
         .algorithm
         .clone()
-        .map_err(|why| Error::Startup(format!("key '{label}' {why}")))?;
-    let mut template = vec![
-        Attribute::Class(ObjectClass::PUBLIC_KEY),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ];
-    if !key.id.is_empty() {
-        template.push(Attribute::Id(key.id.clone()));
-    }
-    let handles = session.find_objects(&template).map_err(classify)?;
-    let [handle] = handles[..] else {
-        return Err(Error::Startup(format!(
-            "key '{label}': expected exactly one public-key object with the same label and \
-             CKA_ID, found {}",
-            handles.len()
-        )));
-    };
+        .map_err(|why| Error::FailedPrecondition(why.to_string()))?;
+    let handle = public_object_of(session, key, label)?.ok_or_else(|| {
+        Error::FailedPrecondition(
+            "there is no public-key object with the same label and CKA_ID".into(),
+        )
+    })?;
     let point = session
         .get_attributes(handle, &[AttributeType::EcPoint])
         .map_err(classify)?
@@ -178,12 +245,35 @@ pub fn public_key_of(session: &Session, key: &FoundKey, label: &str) -> Result<P
             _ => None,
         })
         .ok_or_else(|| {
-            Error::Startup(format!(
-                "key '{label}': the public-key object has no CKA_EC_POINT"
-            ))
+            Error::FailedPrecondition("the public-key object has no CKA_EC_POINT".into())
         })?;
     PublicKey::from_ec_point(algorithm, &point)
-        .map_err(|e| Error::Startup(format!("key '{label}': {e}")))
+        .map_err(|e| Error::FailedPrecondition(e.to_string()))
+}
+
+/// The public-key object paired with `key` (same label, same `CKA_ID` when set), if there is
+/// exactly one; an error if there are several.
+pub fn public_object_of(
+    session: &Session,
+    key: &FoundKey,
+    label: &str,
+) -> Result<Option<ObjectHandle>, Error> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    if !key.id.is_empty() {
+        template.push(Attribute::Id(key.id.clone()));
+    }
+    let handles = session.find_objects(&template).map_err(classify)?;
+    match handles[..] {
+        [] => Ok(None),
+        [handle] => Ok(Some(handle)),
+        _ => Err(Error::FailedPrecondition(format!(
+            "{} public-key objects carry the same label and CKA_ID",
+            handles.len()
+        ))),
+    }
 }
 
 /// A key the agent will serve, with its handle.
@@ -194,99 +284,58 @@ pub struct ServedKey {
     pub handle: ObjectHandle,
 }
 
-/// Chooses the keys to serve: the `wanted` labels, or (when `None`) every signing key
-/// (`CKA_SIGN`) of a supported type. Fails, naming every offending key, when a key to be served breaks the Tier 4 rule,
-/// when a wanted key is missing, or when a label is ambiguous.
+/// Chooses the keys to serve: the `wanted` labels, or (when `None`) every key [`assess`]
+/// does not ignore. Fails, naming every offending key, when a key to be served is refused or
+/// when a wanted key is missing or ignored.
 pub fn select(
     session: &Session,
     found: &[FoundKey],
     wanted: Option<&[String]>,
 ) -> Result<Vec<ServedKey>, Error> {
     let mut problems = Vec::new();
-    let mut served = Vec::new();
-    let candidates: Vec<&FoundKey> = match wanted {
-        Some(labels) => {
-            for label in labels {
-                if !found
-                    .iter()
-                    .any(|k| k.label.as_deref() == Some(label.as_str()))
-                {
-                    problems.push(format!(
-                        "key '{label}' (listed in backend.keys) is not on the token"
-                    ));
-                }
-            }
-            found
+    if let Some(labels) = wanted {
+        for label in labels {
+            if !found
                 .iter()
-                .filter(|k| k.label.as_ref().is_some_and(|l| labels.contains(l)))
-                .collect()
+                .any(|k| k.label.as_deref() == Some(label.as_str()))
+            {
+                problems.push(format!(
+                    "key '{label}' (listed in backend.keys) is not on the token"
+                ));
+            }
         }
-        None => found
-            .iter()
-            .filter(|k| match (&k.label, &k.algorithm) {
-                (label, Ok(_)) if !k.can_sign => {
-                    tracing::info!(
-                        key = label.as_deref().unwrap_or("<no label>"),
-                        "not served: CKA_SIGN is false"
-                    );
-                    false
-                }
-                (Some(_), Ok(_)) => true,
-                (label, Err(why)) => {
-                    tracing::info!(
-                        key = label.as_deref().unwrap_or("<no label>"),
-                        "not served: {why}"
-                    );
-                    false
-                }
-                (None, Ok(_)) => {
-                    tracing::info!("a key without CKA_LABEL is not served: it cannot be addressed");
-                    false
-                }
-            })
-            .collect(),
-    };
-    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for label in candidates.iter().filter_map(|k| k.label.as_deref()) {
-        *counts.entry(label).or_default() += 1;
     }
-    for (label, _) in counts.iter().filter(|(_, &n)| n > 1) {
-        problems.push(format!(
-            "key '{label}' is ambiguous: several private or secret keys carry this label"
-        ));
-    }
-    for key in &candidates {
-        let Some(label) = key.label.as_deref() else {
-            continue;
+    let mut served = Vec::new();
+    for (key, verdict) in found.iter().zip(assess(session, found)) {
+        let name = key.label.as_deref().unwrap_or("<no label>");
+        let is_wanted = match wanted {
+            Some(labels) => key.label.as_ref().is_some_and(|l| labels.contains(l)),
+            None => true,
         };
-        if counts.get(label).copied().unwrap_or(0) > 1 {
+        if !is_wanted {
             continue;
         }
-        if let Some(refusal) = key.refusal() {
-            problems.push(refusal);
-            continue;
-        }
-        let Ok(algorithm) = key.algorithm.clone() else {
-            continue;
-        };
-        let public_key = match algorithm {
-            Algorithm::HmacSha256 => None,
-            _ => match public_key_of(session, key, label) {
-                Ok(pk) => Some(pk),
-                Err(e) => {
-                    problems.push(e.to_string());
+        match (verdict, wanted) {
+            (Verdict::Served(public_key), _) => {
+                let (Some(label), Ok(algorithm)) = (&key.label, &key.algorithm) else {
                     continue;
-                }
-            },
-        };
-        served.push(ServedKey {
-            descriptor: KeyDescriptor {
-                id: label.to_owned(),
-                algorithm,
-                public_key,
-            },
-            handle: key.handle,
-        });
+                };
+                served.push(ServedKey {
+                    descriptor: KeyDescriptor {
+                        id: label.clone(),
+                        algorithm: *algorithm,
+                        public_key,
+                    },
+                    handle: key.handle,
+                });
+            }
+            (Verdict::Ignored(why), None) => {
+                tracing::info!(key = name, "not served: {why}");
+            }
+            (Verdict::Ignored(why) | Verdict::Refused(why), _) => {
+                problems.push(format!("key '{name}' is refused: {why}"));
+            }
+        }
     }
     if problems.is_empty() {
         Ok(served)

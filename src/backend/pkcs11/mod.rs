@@ -1,6 +1,7 @@
 //! The PKCS#11 backend: loads the module once, finds the token by label or serial, logs in once,
 //! checks the served keys against the Tier 4 rule, and signs through a session pool.
 
+pub mod admin;
 mod ckr;
 pub mod discover;
 pub mod provision;
@@ -168,18 +169,32 @@ impl Backend for Pkcs11Backend {
             .keys
             .get(key_id)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
-        let mechanism = match descriptor.algorithm {
-            Algorithm::Ed25519 => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
-            Algorithm::EcdsaP256Sha256 => Mechanism::Ecdsa,
-            Algorithm::HmacSha256 => Mechanism::Sha256Hmac,
-        };
-        self.pool
-            .with_session(|session| session.sign(&mechanism, *handle, input).map_err(classify))
+        let mechanism = mechanism(descriptor.algorithm);
+        self.pool.with_session(|session| {
+            session
+                .sign(&mechanism, *handle, input)
+                .map_err(|e| match e {
+                    CkError::Pkcs11(
+                        RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                        _,
+                    ) => Error::KeyGone(key_id.to_owned()),
+                    e => classify(e),
+                })
+        })
     }
 
     fn shutdown(&self) {
         self.pool.close_all();
         finalize(self.pkcs11.clone());
+    }
+}
+
+/// The signing mechanism of each algorithm; ECDSA takes the digest, computed by the caller.
+fn mechanism(algorithm: Algorithm) -> Mechanism<'static> {
+    match algorithm {
+        Algorithm::Ed25519 => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+        Algorithm::EcdsaP256Sha256 => Mechanism::Ecdsa,
+        Algorithm::HmacSha256 => Mechanism::Sha256Hmac,
     }
 }
 

@@ -1,60 +1,21 @@
-//! Creates keys inside the token: generated there as token objects, sensitive and
-//! non-extractable, with a label (the key id) and a random `CKA_ID`. Nothing here can create a
-//! key that the agent would refuse.
+//! Creates and destroys keys inside the token. Keys are token objects, private, sensitive and
+//! non-extractable, with a label (the key id) and a random `CKA_ID`: nothing here can create a
+//! key that the agent would refuse. An existing label is never overwritten.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
+use zeroize::Zeroize;
 
 use super::ckr::classify;
-use super::discover::{ED25519_PARAMS, P256_PARAMS};
+use super::discover::{self, ED25519_PARAMS, P256_PARAMS};
 use crate::error::Error;
 use crate::key::Algorithm;
 
-/// Whether [`generate`] made a key.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Generated {
-    /// The key was generated.
-    Created,
-    /// A key with this label existed and `exists_ok` was set; nothing was changed.
-    AlreadyExists,
-}
-
-/// Generates a key of `algorithm` labelled `label`. When any object already carries that label
-/// the token is not touched: with `exists_ok` that is success, otherwise an error.
-pub fn generate(
-    session: &Session,
-    algorithm: Algorithm,
-    label: &str,
-    exists_ok: bool,
-) -> Result<Generated, Error> {
-    if label.is_empty() {
-        return Err(Error::InvalidArgument(
-            "the key id must not be empty".into(),
-        ));
-    }
-    if label_exists(session, label)? {
-        if exists_ok {
-            return Ok(Generated::AlreadyExists);
-        }
-        return Err(already_exists(label));
-    }
-    let id = session.generate_random_vec(16).map_err(classify)?;
-    let common = |extra: &[Attribute]| {
-        let mut template = vec![
-            Attribute::Token(true),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.clone()),
-        ];
-        template.extend_from_slice(extra);
-        template
-    };
-    let private = common(&[
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-    ]);
+/// Generates a key of `algorithm` labelled `label` inside the token.
+pub fn generate(session: &Session, algorithm: Algorithm, label: &str) -> Result<(), Error> {
+    let id = claim_label(session, label)?;
+    let private = private_template(label, &id);
     match algorithm {
         Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256 => {
             let (mechanism, params) = if algorithm == Algorithm::Ed25519 {
@@ -62,11 +23,7 @@ pub fn generate(
             } else {
                 (Mechanism::EccKeyPairGen, P256_PARAMS)
             };
-            let public = common(&[
-                Attribute::Private(false),
-                Attribute::Verify(true),
-                Attribute::EcParams(params.to_vec()),
-            ]);
+            let public = public_template(label, &id, params, None);
             session
                 .generate_key_pair(&mechanism, &public, &private)
                 .map_err(classify)?;
@@ -83,54 +40,154 @@ pub fn generate(
                 .map_err(classify)?;
         }
     }
-    Ok(Generated::Created)
+    Ok(())
 }
 
-fn label_exists(session: &Session, label: &str) -> Result<bool, Error> {
-    let existing = session
-        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-        .map_err(classify)?;
-    Ok(!existing.is_empty())
-}
-
-fn already_exists(label: &str) -> Error {
-    Error::FailedPrecondition(format!(
-        "a key with id '{label}' already exists on the token; it is never overwritten"
-    ))
-}
-
-/// Stores `secret` (the UTF-8 bytes of an SWT3 signing secret) as a sensitive, non-extractable
-/// HMAC key labelled `label`. The copy handed to the token is wiped once the call returns.
+/// Stores `secret` (the UTF-8 bytes of an SWT3 signing secret) as an HMAC key labelled `label`.
+/// The copy handed to the token is wiped once the call returns.
 pub fn import_hmac(session: &Session, label: &str, secret: &[u8]) -> Result<(), Error> {
+    if secret.is_empty() {
+        return Err(Error::InvalidArgument("the secret is empty".into()));
+    }
+    let id = claim_label(session, label)?;
+    let mut template = private_template(label, &id);
+    template.extend([
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Value(secret.to_vec()),
+    ]);
+    create_and_wipe(session, template).map(|_| ())
+}
+
+/// Stores an Ed25519 key pair labelled `label`: the private key from its 32-byte seed (RFC 8032
+/// "private key"), and the public key object with `public` as its point. The caller has checked
+/// that `seed` derives `public`. The seed's copy handed to the token is wiped afterwards.
+pub fn import_ed25519(
+    session: &Session,
+    label: &str,
+    seed: &[u8; 32],
+    public: &[u8; 32],
+) -> Result<(), Error> {
+    let id = claim_label(session, label)?;
+    let mut point = vec![0x04, 0x20];
+    point.extend_from_slice(public);
+    let mut public_object = public_template(label, &id, ED25519_PARAMS, Some(point));
+    public_object.extend([
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::EC_EDWARDS),
+    ]);
+    let public_handle = session.create_object(&public_object).map_err(classify)?;
+    let mut template = private_template(label, &id);
+    template.extend([
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(KeyType::EC_EDWARDS),
+        Attribute::EcParams(ED25519_PARAMS.to_vec()),
+        Attribute::Value(seed.to_vec()),
+    ]);
+    match create_and_wipe(session, template) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // Leave no half-imported key behind.
+            if let Err(cleanup) = session.destroy_object(public_handle) {
+                tracing::warn!(error = %cleanup, key = label, "removing the public half failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Destroys the private or secret key labelled `label` and its public-key object. Refuses when
+/// the label is ambiguous, so an operator never destroys a key they did not mean.
+pub fn destroy(session: &Session, label: &str) -> Result<usize, Error> {
+    let found = discover::find_keys(session)?;
+    let matching: Vec<_> = found
+        .iter()
+        .filter(|k| k.label.as_deref() == Some(label))
+        .collect();
+    let key = match matching[..] {
+        [] => return Err(Error::NotOnToken(label.to_owned())),
+        [key] => key,
+        _ => {
+            return Err(Error::FailedPrecondition(format!(
+                "{} private or secret keys carry the label '{}'; destroy them with the HSM \
+                 vendor's tool, by handle or CKA_ID",
+                matching.len(),
+                label.escape_debug()
+            )))
+        }
+    };
+    let public = match key.algorithm {
+        Ok(Algorithm::HmacSha256) => None,
+        _ => discover::public_object_of(session, key, label)?,
+    };
+    session.destroy_object(key.handle).map_err(classify)?;
+    if let Some(public) = public {
+        session.destroy_object(public).map_err(classify)?;
+        return Ok(2);
+    }
+    Ok(1)
+}
+
+/// Checks that `label` is usable and free, and returns a fresh random `CKA_ID` for it.
+fn claim_label(session: &Session, label: &str) -> Result<Vec<u8>, Error> {
     if label.is_empty() {
         return Err(Error::InvalidArgument(
             "the key id must not be empty".into(),
         ));
     }
-    if secret.is_empty() {
-        return Err(Error::InvalidArgument("the secret is empty".into()));
+    if label.len() > crate::signer::MAX_KEY_ID_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "the key id is {} bytes long; at most {} are allowed",
+            label.len(),
+            crate::signer::MAX_KEY_ID_BYTES
+        )));
     }
-    if label_exists(session, label)? {
-        return Err(already_exists(label));
+    let existing = session
+        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+        .map_err(classify)?;
+    if !existing.is_empty() {
+        return Err(Error::AlreadyExists(label.to_owned()));
     }
-    let id = session.generate_random_vec(16).map_err(classify)?;
-    let mut template = vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::GENERIC_SECRET),
+    session.generate_random_vec(16).map_err(classify)
+}
+
+fn private_template(label: &str, id: &[u8]) -> Vec<Attribute> {
+    vec![
         Attribute::Token(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.to_vec()),
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+    ]
+}
+
+fn public_template(
+    label: &str,
+    id: &[u8],
+    params: &[u8],
+    point: Option<Vec<u8>>,
+) -> Vec<Attribute> {
+    let mut template = vec![
+        Attribute::Token(true),
         Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(id),
-        Attribute::Value(secret.to_vec()),
+        Attribute::Id(id.to_vec()),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::EcParams(params.to_vec()),
     ];
+    template.extend(point.map(Attribute::EcPoint));
+    template
+}
+
+/// `C_CreateObject`, then wipes every `CKA_VALUE` in the template, whatever the outcome.
+fn create_and_wipe(session: &Session, mut template: Vec<Attribute>) -> Result<ObjectHandle, Error> {
     let result = session.create_object(&template);
     for attribute in &mut template {
         if let Attribute::Value(bytes) = attribute {
-            zeroize::Zeroize::zeroize(bytes);
+            bytes.zeroize();
         }
     }
-    result.map(|_| ()).map_err(classify)
+    result.map_err(classify)
 }

@@ -1,0 +1,58 @@
+//! The key commands' view of an HSM: list, generate, import, read the public key, destroy.
+//!
+//! It is separate from [`super::Backend`] (the signing path) because it needs a read-write
+//! session and runs without the agent; each backend implements both.
+
+use crate::error::Error;
+use crate::key::Algorithm;
+use crate::public_key::PublicKey;
+
+/// A private or secret key found on the token, as `signet keys list` reports it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// The key id (the object label), if it has one.
+    pub id: Option<String>,
+    /// The algorithm, or why the key's type is not supported.
+    pub algorithm: Result<Algorithm, String>,
+    /// The key size in bits, for secret keys whose length the token reports.
+    pub size_bits: Option<u64>,
+    /// The key material is sensitive (cannot be read in plaintext).
+    pub sensitive: bool,
+    /// The key can be exported (wrapped).
+    pub extractable: bool,
+    /// The key has been sensitive since it was created (false for imported keys).
+    pub always_sensitive: bool,
+    /// The key has never been extractable (false for imported keys).
+    pub never_extractable: bool,
+    /// The key was generated inside the token rather than imported.
+    pub local: bool,
+    /// Why the agent would not serve it, or `None` if it would.
+    pub not_served: Option<String>,
+}
+
+/// Key management on one token. Every method makes its own HSM calls; nothing is cached.
+pub trait KeyAdmin {
+    /// Every private and secret key on the token, sorted by id.
+    fn list(&self) -> Result<Vec<KeyInfo>, Error>;
+
+    /// Generates a sensitive, non-extractable key inside the token. An existing id gives
+    /// [`Error::AlreadyExists`].
+    fn generate(&self, algorithm: Algorithm, id: &str) -> Result<(), Error>;
+
+    /// Stores `secret` as a sensitive, non-extractable HMAC-SHA256 key.
+    fn import_hmac(&self, id: &str, secret: &[u8]) -> Result<(), Error>;
+
+    /// Stores an Ed25519 key pair (seed and the public key it derives) as a sensitive,
+    /// non-extractable private key and its public key.
+    fn import_ed25519(&self, id: &str, seed: &[u8; 32], public: &[u8; 32]) -> Result<(), Error>;
+
+    /// The public key of the asymmetric key `id`.
+    fn public_key(&self, id: &str) -> Result<PublicKey, Error>;
+
+    /// Signs `input` with key `id` (the same input rules as [`super::Backend::sign`]); used to
+    /// check a key right after it was made.
+    fn sign(&self, id: &str, input: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// Destroys the key `id` and its public-key object; returns how many objects went.
+    fn destroy(&self, id: &str) -> Result<usize, Error>;
+}

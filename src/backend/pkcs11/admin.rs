@@ -1,0 +1,114 @@
+//! [`KeyAdmin`] on a PKCS#11 token: a read-write session logged in as the user, used by the
+//! `signet keys` commands and closed when dropped.
+
+use super::discover::{self, FoundKey};
+use super::{classify, mechanism, provision, Token};
+use crate::backend::admin::{KeyAdmin, KeyInfo};
+use crate::config;
+use crate::error::Error;
+use crate::key::Algorithm;
+use crate::public_key::PublicKey;
+use crate::secret::Secret;
+
+/// A logged-in read-write session on the configured token.
+pub struct Pkcs11Admin {
+    token: Option<Token>,
+}
+
+impl Pkcs11Admin {
+    /// Opens the token read-write and logs in (one attempt).
+    pub fn open(config: &config::Pkcs11, pin: &Secret) -> Result<Self, Error> {
+        Ok(Pkcs11Admin {
+            token: Some(Token::open(config, pin, true)?),
+        })
+    }
+
+    fn session(&self) -> Result<&cryptoki::session::Session, Error> {
+        self.token
+            .as_ref()
+            .map(|t| &t.session)
+            .ok_or_else(|| Error::Internal("the token was already closed".into()))
+    }
+
+    /// The one private or secret key labelled `id`.
+    fn find(&self, id: &str) -> Result<FoundKey, Error> {
+        let mut matching: Vec<FoundKey> = discover::find_keys(self.session()?)?
+            .into_iter()
+            .filter(|k| k.label.as_deref() == Some(id))
+            .collect();
+        match matching.len() {
+            0 => Err(Error::NotOnToken(id.to_owned())),
+            1 => Ok(matching.remove(0)),
+            n => Err(Error::FailedPrecondition(format!(
+                "{n} private or secret keys carry the label '{}'",
+                id.escape_debug()
+            ))),
+        }
+    }
+}
+
+impl Drop for Pkcs11Admin {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            token.close();
+        }
+    }
+}
+
+impl KeyAdmin for Pkcs11Admin {
+    fn list(&self) -> Result<Vec<KeyInfo>, Error> {
+        let session = self.session()?;
+        let found = discover::find_keys(session)?;
+        let verdicts = discover::assess(session, &found);
+        Ok(found
+            .into_iter()
+            .zip(verdicts)
+            .map(|(key, verdict)| KeyInfo {
+                not_served: verdict.reason().map(str::to_owned),
+                id: key.label,
+                algorithm: key.algorithm,
+                size_bits: key.value_len.map(|bytes| bytes * 8),
+                sensitive: key.sensitive,
+                extractable: key.extractable,
+                always_sensitive: key.always_sensitive,
+                never_extractable: key.never_extractable,
+                local: key.local,
+            })
+            .collect())
+    }
+
+    fn generate(&self, algorithm: Algorithm, id: &str) -> Result<(), Error> {
+        provision::generate(self.session()?, algorithm, id)
+    }
+
+    fn import_hmac(&self, id: &str, secret: &[u8]) -> Result<(), Error> {
+        provision::import_hmac(self.session()?, id, secret)
+    }
+
+    fn import_ed25519(&self, id: &str, seed: &[u8; 32], public: &[u8; 32]) -> Result<(), Error> {
+        provision::import_ed25519(self.session()?, id, seed, public)
+    }
+
+    fn public_key(&self, id: &str) -> Result<PublicKey, Error> {
+        let key = self.find(id)?;
+        if key.algorithm == Ok(Algorithm::HmacSha256) {
+            return Err(Error::FailedPrecondition(format!(
+                "key '{}' is an HMAC key; it has no public key",
+                id.escape_debug()
+            )));
+        }
+        discover::public_key_of(self.session()?, &key, id)
+    }
+
+    fn sign(&self, id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let key = self.find(id)?;
+        let algorithm = key.algorithm.map_err(Error::FailedPrecondition)?;
+        self.session()?
+            .sign(&mechanism(algorithm), key.handle, input)
+            .map_err(classify)
+    }
+
+    fn destroy(&self, id: &str) -> Result<usize, Error> {
+        provision::destroy(self.session()?, id)
+    }
+}

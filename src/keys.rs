@@ -1,0 +1,284 @@
+//! The `signet keys` commands over any [`KeyAdmin`]: what each command does beyond the HSM call
+//! (self-tests after import, the sqooler and SWT3 migrations) and how its results are printed.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::backend::admin::{KeyAdmin, KeyInfo};
+use crate::backend::pkcs11::admin::Pkcs11Admin;
+use crate::config::{self, Config};
+use crate::error::Error;
+use crate::key::Algorithm;
+use crate::public_key::PublicKey;
+use crate::secret::Secret;
+use crate::sqooler;
+
+/// The message every imported key signs once, to prove the token holds what was imported.
+const SELF_TEST_MESSAGE: &[u8] = b"signet import self-test";
+
+/// Opens the configured backend for key management (read-write, logged in).
+pub fn open(config: &Config) -> Result<Box<dyn KeyAdmin>, Error> {
+    match &config.backend {
+        config::Backend::Pkcs11(p) => {
+            let pin = p.pin.read()?;
+            Ok(Box::new(Pkcs11Admin::open(p, &pin)?))
+        }
+    }
+}
+
+/// Generates a key. Returns the public key for asymmetric keys. With `exists_ok`, an existing
+/// key of the same type is success and left untouched.
+pub fn generate(
+    admin: &dyn KeyAdmin,
+    algorithm: Algorithm,
+    id: &str,
+    exists_ok: bool,
+) -> Result<Option<PublicKey>, Error> {
+    match admin.generate(algorithm, id) {
+        Ok(()) => {}
+        Err(Error::AlreadyExists(_)) if exists_ok => {
+            let existing = admin
+                .list()?
+                .into_iter()
+                .find(|k| k.id.as_deref() == Some(id));
+            if existing.as_ref().map(|k| k.algorithm.clone()) != Some(Ok(algorithm)) {
+                return Err(Error::FailedPrecondition(format!(
+                    "a key with id '{}' exists but is not an {} key",
+                    id.escape_debug(),
+                    algorithm.name()
+                )));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    match algorithm {
+        Algorithm::HmacSha256 => Ok(None),
+        _ => admin.public_key(id).map(Some),
+    }
+}
+
+/// Imports an SWT3 signing secret as an HMAC-SHA256 key, then checks that the token's HMAC of
+/// a test message equals the HMAC computed with the secret. On any failure the key is destroyed
+/// again, so a key that cannot serve SWT3 is never left behind.
+pub fn import_hmac(admin: &dyn KeyAdmin, id: &str, secret: &Secret) -> Result<(), Error> {
+    let bytes = secret.expose().as_bytes();
+    admin.import_hmac(id, bytes)?;
+    let check = admin.sign(id, SELF_TEST_MESSAGE).and_then(|tag| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(bytes)
+            .map_err(|e| Error::Internal(format!("HMAC key: {e}")))?;
+        mac.update(SELF_TEST_MESSAGE);
+        mac.verify_slice(&tag).map_err(|_| {
+            Error::Internal(
+                "the token's HMAC does not match the secret's: the token stored something else"
+                    .into(),
+            )
+        })
+    });
+    let Err(e) = check else { return Ok(()) };
+    remove_after_failed_import(admin, id);
+    Err(match e {
+        Error::KeySizeRange => Error::FailedPrecondition(format!(
+            "the token stored the {}-byte secret but refuses to sign with it \
+             (CKR_KEY_SIZE_RANGE): it accepts no HMAC-SHA256 key this short (SoftHSM2 needs at \
+             least 32 bytes, while SWT3 allows 16-character secrets). Nothing was imported. \
+             Create a 64-hex-character secret as SWT3 recommends (for example \
+             `openssl rand -hex 32`), give it to your verifiers, and import that",
+            bytes.len()
+        )),
+        e => e,
+    })
+}
+
+/// Imports a spooler's Ed25519 key from its sqooler config string under the id `id`, which
+/// must be sqooler's `kid` (the agent publishes the key id as the JWK `kid`). Signs a test
+/// message with the token and verifies it with sqooler's public key before returning; on any
+/// failure the key is destroyed again.
+pub fn import_sqooler(
+    admin: &dyn KeyAdmin,
+    id: Option<&str>,
+    key: &sqooler::PrivateKey,
+) -> Result<(), Error> {
+    let id = id.unwrap_or(&key.kid);
+    if id != key.kid {
+        return Err(Error::InvalidArgument(format!(
+            "--id '{}' differs from the key's sqooler kid '{}'. Signet publishes a key's id as \
+             its JWK kid, and sqooler's verifiers find the key by kid: leave out --id (or pass \
+             the kid) so nothing changes for them",
+            id.escape_debug(),
+            key.kid.escape_debug()
+        )));
+    }
+    admin.import_ed25519(id, key.seed(), &key.public)?;
+    let check = admin.sign(id, SELF_TEST_MESSAGE).and_then(|signature| {
+        let public = ed25519_dalek::VerifyingKey::from_bytes(&key.public)
+            .map_err(|e| Error::Internal(format!("sqooler public key: {e}")))?;
+        let signature = ed25519_dalek::Signature::from_slice(&signature)
+            .map_err(|e| Error::Internal(format!("token signature: {e}")))?;
+        public
+            .verify_strict(SELF_TEST_MESSAGE, &signature)
+            .map_err(|_| {
+                Error::Internal(
+                    "the token's signature does not verify with sqooler's public key: the token \
+                     stored something else"
+                        .into(),
+                )
+            })
+    });
+    if let Err(e) = check {
+        remove_after_failed_import(admin, id);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn remove_after_failed_import(admin: &dyn KeyAdmin, id: &str) {
+    if let Err(e) = admin.destroy(id) {
+        tracing::error!(key = id, error = %e, "removing a key whose import check failed");
+    }
+}
+
+/// The output formats of `signet keys public`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicFormat {
+    /// The JWK with `kid`, `alg` and `key_ops`, as `GetPublicKey` returns it.
+    Jwk,
+    /// SubjectPublicKeyInfo in PEM.
+    Pem,
+    /// SubjectPublicKeyInfo in DER (binary).
+    Der,
+    /// The raw key: 32 bytes (Ed25519) or the 65-byte uncompressed point (P-256) (binary).
+    Raw,
+    /// The JWK exactly as sqooler stores a public key (Ed25519 only).
+    Sqooler,
+}
+
+impl PublicFormat {
+    /// Every format with its name, for the command line.
+    pub const ALL: [(&'static str, PublicFormat); 5] = [
+        ("jwk", PublicFormat::Jwk),
+        ("pem", PublicFormat::Pem),
+        ("der", PublicFormat::Der),
+        ("raw", PublicFormat::Raw),
+        ("sqooler", PublicFormat::Sqooler),
+    ];
+
+    /// Whether the output is binary (and should not go to a terminal).
+    pub fn is_binary(self) -> bool {
+        matches!(self, PublicFormat::Der | PublicFormat::Raw)
+    }
+}
+
+/// The public key of `id` in `format`; text formats end with a newline.
+pub fn public(admin: &dyn KeyAdmin, id: &str, format: PublicFormat) -> Result<Vec<u8>, Error> {
+    let key = admin.public_key(id)?;
+    Ok(match format {
+        PublicFormat::Jwk => format!("{}\n", key.jwk(id)).into_bytes(),
+        PublicFormat::Pem => key.pem()?.into_bytes(),
+        PublicFormat::Der => key.spki_der()?,
+        PublicFormat::Raw => key.raw(),
+        PublicFormat::Sqooler => {
+            let raw: [u8; 32] = key.raw().try_into().map_err(|_| {
+                Error::FailedPrecondition(format!(
+                    "key '{}' is a {} key; sqooler keys are Ed25519",
+                    id.escape_debug(),
+                    key.algorithm().name()
+                ))
+            })?;
+            format!("{}\n", sqooler::public_jwk(id, &raw)).into_bytes()
+        }
+    })
+}
+
+/// The size column: the curve, or the key length.
+fn size_of(key: &KeyInfo) -> String {
+    match (&key.algorithm, key.size_bits) {
+        (Ok(Algorithm::Ed25519), _) => "Ed25519".into(),
+        (Ok(Algorithm::EcdsaP256Sha256), _) => "P-256".into(),
+        (_, Some(bits)) => format!("{bits} bits"),
+        _ => "-".into(),
+    }
+}
+
+fn type_of(key: &KeyInfo) -> &'static str {
+    match &key.algorithm {
+        Ok(algorithm) => algorithm.name(),
+        Err(_) => "unsupported",
+    }
+}
+
+/// The id as printed: control characters and quotes escaped, so a label cannot play tricks
+/// with the operator's terminal.
+fn id_of(key: &KeyInfo) -> String {
+    key.id
+        .as_deref()
+        .map_or_else(|| "<no label>".into(), |id| id.escape_debug().to_string())
+}
+
+/// `keys list` as a table, followed by the reason for every key the agent would not serve.
+pub fn list_table(keys: &[KeyInfo]) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "TYPE".into(),
+        "SIZE".into(),
+        "SENSITIVE".into(),
+        "EXTRACTABLE".into(),
+        "ORIGIN".into(),
+        "SERVED".into(),
+    ]];
+    for key in keys {
+        rows.push([
+            id_of(key),
+            type_of(key).into(),
+            size_of(key),
+            yes_no(key.sensitive).into(),
+            yes_no(key.extractable).into(),
+            if key.local { "generated" } else { "imported" }.into(),
+            yes_no(key.not_served.is_none()).into(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    if keys.is_empty() {
+        out.push_str("(no private or secret keys on this token)\n");
+    }
+    for key in keys {
+        if let Some(why) = &key.not_served {
+            out.push_str(&format!("\n{}: not served: {why}\n", id_of(key)));
+        }
+    }
+    out
+}
+
+/// `keys list --json`: one object per key.
+pub fn list_json(keys: &[KeyInfo]) -> String {
+    let keys: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|key| {
+            serde_json::json!({
+                "id": key.id,
+                "type": key.algorithm.as_ref().ok().map(|a| a.name()),
+                "size": size_of(key),
+                "sensitive": key.sensitive,
+                "extractable": key.extractable,
+                "always_sensitive": key.always_sensitive,
+                "never_extractable": key.never_extractable,
+                "local": key.local,
+                "served": key.not_served.is_none(),
+                "not_served_reason": key.not_served,
+            })
+        })
+        .collect();
+    format!("{}\n", serde_json::Value::Array(keys))
+}

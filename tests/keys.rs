@@ -1,0 +1,591 @@
+//! The `signet keys` commands on a real SoftHSM2 token: generate, import (SWT3 and sqooler
+//! migrations), list, public, destroy, and their refusals. Signatures are checked with
+//! ed25519-dalek and p256, and the sqooler migration with the sqooler package itself.
+
+mod common;
+
+use std::process::Output;
+
+use base64::Engine as _;
+use common::{ed25519_from_jwk, p256_from_jwk, path_str, python, softhsm_module, TestToken};
+use p256::ecdsa::signature::Verifier as _;
+use signet::grpc::proto::{FingerprintRequest, SignRequest};
+
+/// A 64-hex-character secret, the form SWT3 recommends.
+const SWT3_SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that the command failed and returns its standard error, which never holds the PIN.
+fn failed(out: &Output, what: &str) -> String {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what} should have failed:\n{err}");
+    assert!(!err.contains(common::TEST_PIN), "{err}");
+    err
+}
+
+fn sign_request(key_id: &str, message: &[u8]) -> SignRequest {
+    SignRequest {
+        key_id: key_id.into(),
+        message: message.to_vec(),
+        signature_format: None,
+    }
+}
+
+/// `keys list --json`, parsed.
+fn list(token: &TestToken) -> Vec<serde_json::Value> {
+    let out = token.keys("list", &["--json"]);
+    common::assert_success(&out, "signet keys list --json");
+    serde_json::from_str(&stdout(&out)).expect("list --json prints a JSON array")
+}
+
+fn listed_ids(token: &TestToken) -> Vec<String> {
+    list(token)
+        .iter()
+        .map(|k| k["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_keys_are_served_and_destroyed_keys_are_not_found() {
+    let token = TestToken::new();
+    let ed_jwk = token.generate("ed25519", "ed");
+    let ec_jwk = token.generate("p256", "ec");
+    assert_eq!(
+        token.generate("hmac-sha256", "mac"),
+        "",
+        "HMAC keys have no JWK"
+    );
+    let ed_key = ed25519_from_jwk(&ed_jwk);
+    let ec_key = p256_from_jwk(&ec_jwk);
+    let jwk: serde_json::Value = serde_json::from_str(&ed_jwk).expect("json");
+    assert_eq!((&jwk["kid"], &jwk["alg"]), (&"ed".into(), &"EdDSA".into()));
+
+    // An existing id is refused, whatever the type, and the key is unchanged.
+    for key_type in ["ed25519", "hmac-sha256"] {
+        let out = token.keys("generate", &["--type", key_type, "--id", "ed"]);
+        let err = failed(&out, "generate over an existing id");
+        assert!(err.contains("already exists"), "{err}");
+        assert!(err.contains("never overwritten"), "{err}");
+    }
+    // --exists-ok (for scripts) leaves the key alone and prints its JWK again.
+    let out = token.keys(
+        "generate",
+        &["--type", "ed25519", "--id", "ed", "--exists-ok"],
+    );
+    common::assert_success(&out, "generate --exists-ok");
+    assert_eq!(stdout(&out), ed_jwk);
+    let out = token.keys("generate", &["--type", "p256", "--id", "ed", "--exists-ok"]);
+    assert!(failed(&out, "exists-ok with another type").contains("is not an p256 key"));
+
+    let agent = token.start_agent().await;
+    let mut client = agent.client().await;
+    let message = b"generated inside the token";
+    let sig = client
+        .sign(sign_request("ed", message))
+        .await
+        .expect("Sign ed")
+        .into_inner()
+        .signature;
+    let sig = ed25519_dalek::Signature::from_slice(&sig).expect("64 bytes");
+    ed_key
+        .verify_strict(message, &sig)
+        .expect("verifies with the JWK that generate printed");
+    let sig = client
+        .sign(sign_request("ec", message))
+        .await
+        .expect("Sign ec")
+        .into_inner()
+        .signature;
+    let sig = p256::ecdsa::Signature::from_slice(&sig).expect("r||s");
+    ec_key.verify(message, &sig).expect("P-256 verifies");
+
+    // Destroyed while the agent serves it: the agent answers NOT_FOUND, not an HSM error.
+    let out = token.keys("destroy", &["ed", "--yes"]);
+    common::assert_success(&out, "destroy");
+    assert!(stderr(&out).contains("destroyed key 'ed' (2 objects)"));
+    let status = client
+        .sign(sign_request("ed", message))
+        .await
+        .expect_err("the key is gone");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(
+        status.message().contains("no longer on the token"),
+        "{status:?}"
+    );
+    let (exit, log) = agent.stop();
+    assert!(exit.success(), "{log}");
+
+    assert_eq!(listed_ids(&token), ["ec", "mac"]);
+    let out = token.keys("destroy", &["mac", "--yes"]);
+    assert!(stderr(&out).contains("destroyed key 'mac' (1 object)"));
+
+    let agent = token.start_agent().await;
+    let status = agent
+        .client()
+        .await
+        .sign(sign_request("ed", message))
+        .await
+        .expect_err("a restarted agent does not serve it");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    let (exit, log) = agent.stop();
+    assert!(exit.success(), "{log}");
+}
+
+#[test]
+fn list_reports_flags_origin_and_whether_the_agent_serves_each_key() {
+    let token = TestToken::new();
+    token.generate("ed25519", "gen");
+    token.import_hmac("imp", SWT3_SECRET);
+    token.generate_extractable_p256("leaky");
+
+    let keys = list(&token);
+    let by_id = |id: &str| {
+        keys.iter()
+            .find(|k| k["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is listed: {keys:?}"))
+            .clone()
+    };
+    let gen = by_id("gen");
+    assert_eq!(gen["type"], "ed25519");
+    assert_eq!(gen["size"], "Ed25519");
+    for flag in [
+        "sensitive",
+        "always_sensitive",
+        "never_extractable",
+        "local",
+        "served",
+    ] {
+        assert_eq!(gen[flag], true, "gen.{flag}: {gen}");
+    }
+    assert_eq!(gen["extractable"], false);
+    assert_eq!(gen["not_served_reason"], serde_json::Value::Null);
+
+    let imp = by_id("imp");
+    assert_eq!(imp["type"], "hmac-sha256");
+    assert_eq!(
+        imp["size"], "512 bits",
+        "the 64 UTF-8 bytes of the hex secret"
+    );
+    assert_eq!(
+        (&imp["sensitive"], &imp["extractable"]),
+        (&true.into(), &false.into())
+    );
+    assert_eq!(
+        (&imp["local"], &imp["served"]),
+        (&false.into(), &true.into())
+    );
+
+    let leaky = by_id("leaky");
+    assert_eq!(leaky["type"], "p256");
+    assert_eq!(
+        (&leaky["extractable"], &leaky["served"]),
+        (&true.into(), &false.into())
+    );
+    let reason = leaky["not_served_reason"].as_str().expect("a reason");
+    assert!(reason.contains("CKA_EXTRACTABLE is true"), "{reason}");
+
+    let out = token.keys("list", &[]);
+    common::assert_success(&out, "list");
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID")
+            && lines[0].contains("EXTRACTABLE")
+            && lines[0].ends_with("SERVED"),
+        "{table}"
+    );
+    let leaky_row = lines.iter().find(|l| l.starts_with("leaky")).expect("row");
+    assert!(leaky_row.ends_with("no"), "{table}");
+    assert!(leaky_row.contains("generated"), "{table}");
+    let imp_row = lines.iter().find(|l| l.starts_with("imp")).expect("row");
+    assert!(
+        imp_row.contains("imported") && imp_row.ends_with("yes"),
+        "{table}"
+    );
+    assert!(
+        table.contains("leaky: not served: CKA_EXTRACTABLE is true"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_hmac_keeps_swt3_signatures_and_the_secret_inside() {
+    let token = TestToken::new();
+
+    // The SWT3 SDK's published test key is 16 bytes; SoftHSM2 stores such a key but will not
+    // sign with it. The import says so, suggests the fix, and leaves nothing behind.
+    let out = token.keys_with_stdin("import-hmac", &["--id", "short"], b"test-signing-key\n");
+    let err = failed(&out, "a 16-byte secret");
+    for expected in [
+        "16-byte",
+        "CKR_KEY_SIZE_RANGE",
+        "64-hex-character",
+        "Nothing was imported",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    assert!(
+        !err.contains("test-signing-key"),
+        "the secret is not echoed: {err}"
+    );
+    assert!(
+        listed_ids(&token).is_empty(),
+        "no half-imported key is left"
+    );
+
+    let out = token.keys_with_stdin("import-hmac", &["--id", "empty"], b"\n");
+    assert!(failed(&out, "an empty secret").contains("is empty"));
+
+    // `echo "$SECRET" | signet keys import-hmac`: the trailing newline is not part of the key.
+    let out = token.keys_with_stdin(
+        "import-hmac",
+        &["--id", "witness"],
+        format!("{SWT3_SECRET}\n").as_bytes(),
+    );
+    common::assert_success(&out, "import-hmac");
+    assert!(!stderr(&out).contains(SWT3_SECRET) && !stdout(&out).contains(SWT3_SECRET));
+    let out = token.keys_with_stdin("import-hmac", &["--id", "witness"], SWT3_SECRET.as_bytes());
+    assert!(failed(&out, "import over an existing id").contains("already exists"));
+
+    // The token will not hand the secret back.
+    let read = std::process::Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &token.softhsm_conf)
+        .args([
+            "--module",
+            path_str(&softhsm_module()),
+            "--token-label",
+            &token.label,
+        ])
+        .args(["--login", "--pin", common::TEST_PIN])
+        .args(["--read-object", "--type", "secrkey", "--label", "witness"])
+        .output()
+        .expect("pkcs11-tool (install opensc)");
+    assert!(
+        !read.status.success(),
+        "reading CKA_VALUE must fail: {}",
+        stdout(&read)
+    );
+    assert!(!stdout(&read).contains("9f86d0"), "{}", stdout(&read));
+    assert!(!String::from_utf8_lossy(&read.stdout)
+        .as_bytes()
+        .windows(8)
+        .any(|w| w == b"9f86d081"));
+
+    // The agent's Fingerprint is what the SWT3 SDK computes with the secret.
+    let agent = token.start_agent().await;
+    let response = agent
+        .client()
+        .await
+        .fingerprint(FingerprintRequest {
+            key_id: "witness".into(),
+            tenant_id: "ENCLAVE_ALPHA".into(),
+            procedure_id: "AI-INF.1".into(),
+            factor_a: 1.0,
+            factor_b: 1.0,
+            factor_c: 0.0,
+            timestamp_ms: 1774800000000,
+            agent_id: Some("agent-007".into()),
+        })
+        .await
+        .expect("Fingerprint")
+        .into_inner();
+    assert_eq!(
+        response.fingerprint, "f7f20b581cbf",
+        "the SDK's published vector"
+    );
+    assert_eq!(
+        response.signature,
+        swt3_ai::sign_payload(SWT3_SECRET, "f7f20b581cbf", Some("agent-007"))
+    );
+    let (exit, log) = agent.stop();
+    assert!(exit.success(), "{log}");
+}
+
+/// Makes a spooler key the way sqooler does (`sqoolerkey` calls `create_jwk_pair`) and returns
+/// (private-key config string, public JWK as sqooler stores it).
+fn sqooler_key(kid: &str) -> (String, String) {
+    let out = python(
+        "import sys, json\n\
+         from sqooler.security import create_jwk_pair\n\
+         private, public = create_jwk_pair(kid=sys.argv[1])\n\
+         print(json.dumps([private.to_config_str(), public.model_dump_json()]))",
+        &[kid],
+    );
+    let [config, public]: [String; 2] = serde_json::from_str(&out).expect("two strings");
+    (config, public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqooler_key_moves_into_the_token_and_its_signatures_stay_byte_identical() {
+    let token = TestToken::new();
+    let kid = "spooler-ä1";
+    let (config, public) = sqooler_key(kid);
+
+    let out = token.keys_with_stdin("import-sqooler", &[], format!("{config}\n").as_bytes());
+    common::assert_success(&out, "import-sqooler");
+    assert_eq!(
+        stdout(&out).trim_end(),
+        public,
+        "prints sqooler's public JWK"
+    );
+    let out = token.keys("public", &[kid, "--format", "sqooler"]);
+    common::assert_success(&out, "public --format sqooler");
+    assert_eq!(stdout(&out), format!("{public}\n"), "byte for byte");
+    let listed = list(&token);
+    assert_eq!(listed[0]["id"], kid);
+    assert_eq!(
+        (&listed[0]["served"], &listed[0]["local"]),
+        (&true.into(), &false.into())
+    );
+
+    // The agent signs what sqooler signs: header_b64 + "." + payload_b64, sqooler's encoding.
+    let payload = r#"{"job_id": "42", "status": "DONE", "counts": [1, 2, 3]}"#;
+    let out = python(
+        "import sys, json, base64\n\
+         from sqooler.security import JWSHeader, payload_to_base64url, sign_payload, jwk_from_config_str\n\
+         private = jwk_from_config_str(sys.argv[1])\n\
+         payload = json.loads(sys.argv[2])\n\
+         signing_input = JWSHeader(kid=private.kid).to_base64url() + b'.' + payload_to_base64url(payload)\n\
+         print(json.dumps([base64.b64encode(signing_input).decode(), sign_payload(payload, private).model_dump_json()]))",
+        &[&config, payload],
+    );
+    let [signing_input, sqooler_jws]: [String; 2] = serde_json::from_str(&out).expect("json");
+    let signing_input = base64::engine::general_purpose::STANDARD
+        .decode(signing_input)
+        .expect("base64");
+
+    let agent = token.start_agent().await;
+    let signature = agent
+        .client()
+        .await
+        .sign(sign_request(kid, &signing_input))
+        .await
+        .expect("Sign")
+        .into_inner()
+        .signature;
+    let (exit, log) = agent.stop();
+    assert!(exit.success(), "{log}");
+
+    // Independent check with ed25519-dalek and the original x.
+    let jwk: serde_json::Value = serde_json::from_str(&public).expect("json");
+    let x = base64::engine::general_purpose::URL_SAFE
+        .decode(jwk["x"].as_str().expect("x"))
+        .expect("padded base64url");
+    let original =
+        ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().expect("32 bytes")).expect("point");
+    original
+        .verify_strict(
+            &signing_input,
+            &ed25519_dalek::Signature::from_slice(&signature).expect("sig"),
+        )
+        .expect("verifies with the original public key");
+
+    // sqooler's own verifier accepts it, and the JWS equals what sqooler makes with the
+    // original private key (Ed25519 is deterministic).
+    let agent_signature = base64::engine::general_purpose::URL_SAFE.encode(&signature);
+    let verdict = python(
+        "import sys, json\n\
+         from sqooler.security import JWK, JWSDict, JWSHeader\n\
+         public = JWK(**json.loads(sys.argv[1]))\n\
+         jws = JWSDict(header=JWSHeader(kid=public.kid), payload=json.loads(sys.argv[2]), signature=sys.argv[3])\n\
+         print(jws.verify_signature(public), jws.model_dump_json() == sys.argv[4])",
+        &[&public, payload, &agent_signature, &sqooler_jws],
+    );
+    assert_eq!(
+        verdict.trim(),
+        "True True",
+        "sqooler verifies; the JWS is byte-identical"
+    );
+}
+
+#[test]
+fn sqooler_import_refuses_strings_it_cannot_trust() {
+    let token = TestToken::new();
+    let (config, public) = sqooler_key("k1");
+    let (_, other_public) = sqooler_key("k2");
+    let b64 = &base64::engine::general_purpose::URL_SAFE;
+    let mut jwk: serde_json::Value =
+        serde_json::from_slice(&b64.decode(&config).expect("b64")).expect("json");
+    let d = jwk["d"].as_str().expect("d").to_owned();
+
+    // d does not derive x.
+    let other: serde_json::Value = serde_json::from_str(&other_public).expect("json");
+    jwk["x"] = other["x"].clone();
+    let tampered = b64.encode(jwk.to_string());
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "mismatched d and x",
+            tampered.into_bytes(),
+            "does not derive",
+        ),
+        (
+            "a public key",
+            b64.encode(&public).into_bytes(),
+            "looks like a public key",
+        ),
+        (
+            "not base64",
+            b"this is not a key!".to_vec(),
+            "not base64url",
+        ),
+        ("empty", b"\n".to_vec(), "is empty"),
+        (
+            "base64 of non-JSON",
+            b64.encode(&d).into_bytes(),
+            "not the JWK JSON",
+        ),
+    ];
+    for (what, input, expected) in cases {
+        let out = token.keys_with_stdin("import-sqooler", &[], &input);
+        let err = failed(&out, what);
+        assert!(err.contains(expected), "{what}: {err}");
+        assert!(
+            !err.contains(&d),
+            "{what}: the private key is never echoed: {err}"
+        );
+    }
+    let out = token.keys_with_stdin("import-sqooler", &["--id", "renamed"], config.as_bytes());
+    assert!(failed(&out, "another id").contains("differs from the key's sqooler kid 'k1'"));
+    assert!(listed_ids(&token).is_empty(), "nothing was imported");
+}
+
+#[test]
+fn bad_command_lines_get_clear_errors() {
+    let token = TestToken::new();
+    token.generate("p256", "ec");
+    token.import_hmac("mac", SWT3_SECRET);
+
+    let cases: [(&str, &[&str], &str); 9] = [
+        (
+            "generate",
+            &["--type", "rsa", "--id", "x"],
+            "unknown key type 'rsa'",
+        ),
+        ("generate", &["--type", "ed25519"], "--id"),
+        ("public", &[], "<ID>"),
+        ("public", &["ec", "--format", "xml"], "unknown format 'xml'"),
+        ("public", &["mac"], "is an HMAC key; it has no public key"),
+        (
+            "public",
+            &["ec", "--format", "sqooler"],
+            "sqooler keys are Ed25519",
+        ),
+        ("public", &["nope"], "no key with id 'nope' is on the token"),
+        (
+            "destroy",
+            &["nope", "--yes"],
+            "no key with id 'nope' is on the token",
+        ),
+        ("destroy", &["ec"], "without confirmation"),
+    ];
+    for (command, args, expected) in cases {
+        let out = token.keys_with_stdin(command, args, b"");
+        let err = failed(&out, &format!("{command} {args:?}"));
+        assert!(err.contains(expected), "{command} {args:?}: {err}");
+    }
+    assert_eq!(listed_ids(&token), ["ec", "mac"], "nothing was destroyed");
+
+    // Every format of a public key, each checked independently.
+    let jwk = stdout(&token.keys("public", &["ec"]));
+    let key = p256_from_jwk(&jwk);
+    let pem = stdout(&token.keys("public", &["ec", "--format", "pem"]));
+    use p256::pkcs8::DecodePublicKey as _;
+    assert_eq!(
+        p256::ecdsa::VerifyingKey::from_public_key_pem(&pem).expect("pem"),
+        key
+    );
+    let der = token.keys("public", &["ec", "--format", "der"]).stdout;
+    assert_eq!(
+        p256::ecdsa::VerifyingKey::from_public_key_der(&der).expect("der"),
+        key
+    );
+    let raw = token.keys("public", &["ec", "--format", "raw"]).stdout;
+    assert_eq!(
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&raw).expect("raw"),
+        key
+    );
+
+    // A wrong PIN: one attempt, a message that says so, and the PIN is not echoed.
+    std::fs::write(token.dir.path().join("pin"), "wrong-pin-000").expect("pin");
+    for (command, args) in [
+        ("list", &[][..]),
+        ("generate", &["--type", "p256", "--id", "y"][..]),
+    ] {
+        let out = token.keys(command, args);
+        let err = failed(&out, "a wrong PIN");
+        assert!(err.contains("CKR_PIN_INCORRECT"), "{err}");
+        assert!(err.contains("exactly one login attempt"), "{err}");
+        assert!(!err.contains("wrong-pin-000"), "{err}");
+    }
+    let out = token.keys_with_stdin("import-hmac", &["--id", "z"], SWT3_SECRET.as_bytes());
+    assert!(failed(&out, "import with a wrong PIN").contains("CKR_PIN_INCORRECT"));
+}
+
+/// Runs `signet keys COMMAND --config CONFIG ARGS` on a pseudo-terminal and types `answer`
+/// after `prompt`; returns what the terminal showed and whether the command succeeded.
+fn at_terminal(
+    token: &TestToken,
+    prompt: &str,
+    answer: &str,
+    command: &str,
+    args: &[&str],
+) -> (String, bool) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/pty_run.py");
+    let out = std::process::Command::new(common::callers_python())
+        .arg(&script)
+        .arg(prompt)
+        .arg(common::signet_bin())
+        .args(["keys", command, "--config", path_str(&token.config)])
+        .args(args)
+        .env("PTY_ANSWER", answer)
+        .env(
+            "PTY_SECRET",
+            u8::from(prompt.contains("not echoed")).to_string(),
+        )
+        .env("SOFTHSM2_CONF", &token.softhsm_conf)
+        .output()
+        .expect("python pty_run.py");
+    (stdout(&out) + &stderr(&out), out.status.success())
+}
+
+#[test]
+fn at_a_terminal_secrets_are_not_echoed_and_destroy_asks_first() {
+    let token = TestToken::new();
+    let (shown, ok) = at_terminal(
+        &token,
+        "(not echoed): ",
+        SWT3_SECRET,
+        "import-hmac",
+        &["--id", "typed"],
+    );
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains("SWT3 signing secret (not echoed): "),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(SWT3_SECRET),
+        "the typed secret is not echoed: {shown}"
+    );
+    assert!(
+        shown.contains("imported hmac-sha256 key 'typed'"),
+        "{shown}"
+    );
+
+    let (shown, ok) = at_terminal(&token, "to confirm: ", "not-the-id", "destroy", &["typed"]);
+    assert!(
+        !ok && shown.contains("not confirmed; nothing was destroyed"),
+        "{shown}"
+    );
+    assert_eq!(listed_ids(&token), ["typed"]);
+    let (shown, ok) = at_terminal(&token, "to confirm: ", "typed", "destroy", &["typed"]);
+    assert!(ok && shown.contains("destroyed key 'typed'"), "{shown}");
+    assert!(listed_ids(&token).is_empty());
+}

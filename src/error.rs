@@ -46,7 +46,7 @@ pub enum Error {
     #[error("{0}")]
     ResourceExhausted(String),
     /// The HSM (or the path to it) is not answering; retrying later may succeed.
-    #[error("HSM unavailable during {function}: {rv}")]
+    #[error("HSM unavailable during C_{function:?}: {rv:?} ({rv})")]
     HsmUnavailable {
         /// The PKCS#11 function that failed.
         function: Function,
@@ -54,7 +54,7 @@ pub enum Error {
         rv: RvError,
     },
     /// The HSM returned an error that is neither the caller's fault nor a lost device.
-    #[error("HSM error during {function}: {rv}")]
+    #[error("HSM error during C_{function:?}: {rv:?} ({rv})")]
     Hsm {
         /// The PKCS#11 function that failed.
         function: Function,

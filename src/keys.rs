@@ -282,3 +282,116 @@ pub fn list_json(keys: &[KeyInfo]) -> String {
         .collect();
     format!("{}\n", serde_json::Value::Array(keys))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use cryptoki::context::Function;
+    use cryptoki::error::RvError;
+
+    use super::*;
+
+    /// A token that fails where a real HSM might: on import, or by signing with other bytes.
+    #[derive(Default)]
+    struct FakeToken {
+        refuse_import: bool,
+        /// Signing fails with a short-key error instead of returning zeros.
+        refuse_short_key: bool,
+        destroyed: RefCell<Vec<String>>,
+    }
+
+    impl KeyAdmin for FakeToken {
+        fn list(&self) -> Result<Vec<KeyInfo>, Error> {
+            Ok(Vec::new())
+        }
+        fn generate(&self, _: Algorithm, _: &str) -> Result<(), Error> {
+            Ok(())
+        }
+        fn import_hmac(&self, _: &str, _: &[u8]) -> Result<(), Error> {
+            self.import()
+        }
+        fn import_ed25519(&self, _: &str, _: &[u8; 32], _: &[u8; 32]) -> Result<(), Error> {
+            self.import()
+        }
+        fn public_key(&self, id: &str) -> Result<PublicKey, Error> {
+            Err(Error::NotOnToken(id.into()))
+        }
+        fn sign(&self, _: &str, _: &[u8]) -> Result<Vec<u8>, Error> {
+            if self.refuse_short_key {
+                return Err(Error::KeySizeRange);
+            }
+            Ok(vec![0; 64])
+        }
+        fn destroy(&self, id: &str) -> Result<usize, Error> {
+            self.destroyed.borrow_mut().push(id.into());
+            Ok(1)
+        }
+    }
+
+    impl FakeToken {
+        fn import(&self) -> Result<(), Error> {
+            if self.refuse_import {
+                return Err(Error::Hsm {
+                    function: Function::CreateObject,
+                    rv: RvError::TemplateInconsistent,
+                });
+            }
+            Ok(())
+        }
+    }
+
+    fn sqooler_key() -> sqooler::PrivateKey {
+        use base64::Engine;
+        let seed = [5u8; 32];
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let b64 = base64::engine::general_purpose::URL_SAFE;
+        let json = serde_json::json!({
+            "x": b64.encode(public), "key_ops": "sign", "kid": "k", "d": b64.encode(seed),
+        });
+        sqooler::PrivateKey::from_config_str(&b64.encode(json.to_string())).expect("key")
+    }
+
+    #[test]
+    fn a_token_that_cannot_import_ed25519_is_reported_and_nothing_is_left() {
+        let token = FakeToken {
+            refuse_import: true,
+            ..FakeToken::default()
+        };
+        let err = import_sqooler(&token, None, &sqooler_key()).expect_err("refused");
+        assert!(err.to_string().contains("C_CreateObject"), "{err}");
+        assert!(token.destroyed.borrow().is_empty(), "nothing was created");
+    }
+
+    #[test]
+    fn an_imported_key_that_signs_wrongly_is_destroyed() {
+        let token = FakeToken::default();
+        let err = import_sqooler(&token, None, &sqooler_key()).expect_err("bad signature");
+        assert!(err.to_string().contains("does not verify"), "{err}");
+        assert_eq!(*token.destroyed.borrow(), ["k"]);
+
+        let secret = Secret::new("0123456789abcdef0123456789abcdef".into());
+        let err = import_hmac(&token, "h", &secret).expect_err("bad HMAC");
+        assert!(err.to_string().contains("does not match"), "{err}");
+        assert_eq!(*token.destroyed.borrow(), ["k", "h"]);
+    }
+
+    #[test]
+    fn a_short_hmac_key_is_explained_and_destroyed() {
+        let token = FakeToken {
+            refuse_short_key: true,
+            ..FakeToken::default()
+        };
+        let secret = Secret::new("test-signing-key".into());
+        let err = import_hmac(&token, "short", &secret).expect_err("short");
+        let message = err.to_string();
+        assert!(
+            message.contains("16-byte") && message.contains("64-hex"),
+            "{message}"
+        );
+        assert!(!message.contains("test-signing-key"), "{message}");
+        assert_eq!(*token.destroyed.borrow(), ["short"]);
+    }
+}

@@ -95,6 +95,9 @@ mod tests {
         // SoftHSM2 answers short HMAC keys this way at C_SignInit; callers see why.
         let short = classify(CkError::Pkcs11(RvError::KeySizeRange, Function::SignInit));
         assert_eq!(short.kind(), ErrorKind::FailedPrecondition);
-        assert!(short.to_string().contains("shorter than 32 bytes"), "{short}");
+        assert!(
+            short.to_string().contains("shorter than 32 bytes"),
+            "{short}"
+        );
     }
 }

@@ -26,8 +26,9 @@ pub fn open(config: &Config) -> Result<Box<dyn KeyAdmin>, Error> {
     }
 }
 
-/// Generates a key. Returns the public key for asymmetric keys. With `exists_ok`, an existing
-/// key of the same type is success and left untouched.
+/// Generates a key and checks, reading the flags back, that the agent will serve it. Returns
+/// the public key for asymmetric keys. With `exists_ok`, one existing key of the same type that
+/// the agent accepts is success and left untouched.
 pub fn generate(
     admin: &dyn KeyAdmin,
     algorithm: Algorithm,
@@ -35,17 +36,19 @@ pub fn generate(
     exists_ok: bool,
 ) -> Result<Option<PublicKey>, Error> {
     match admin.generate(algorithm, id) {
-        Ok(()) => {}
+        Ok(()) => check_created(admin, id).map_err(|e| undo_create(admin, id, e))?,
         Err(Error::AlreadyExists(_)) if exists_ok => {
-            let existing = admin
-                .list()?
-                .into_iter()
-                .find(|k| k.id.as_deref() == Some(id));
-            if existing.as_ref().map(|k| k.algorithm.clone()) != Some(Ok(algorithm)) {
+            let existing = the_key(admin, id)?;
+            if existing.algorithm != Ok(algorithm) || existing.refused {
                 return Err(Error::FailedPrecondition(format!(
-                    "a key with id '{}' exists but is not an {} key",
+                    "a key with id '{}' exists but is not a key of type {} that the agent would \
+                     serve{}",
                     id.escape_debug(),
-                    algorithm.name()
+                    algorithm.name(),
+                    existing
+                        .not_served
+                        .map(|why| format!(" ({why})"))
+                        .unwrap_or_default()
                 )));
             }
         }
@@ -57,13 +60,62 @@ pub fn generate(
     }
 }
 
+/// The one signing key labelled `id`.
+pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
+    let mut matching: Vec<KeyInfo> = admin
+        .list()?
+        .into_iter()
+        .filter(|k| k.id.as_deref() == Some(id) && k.signing)
+        .collect();
+    match matching.len() {
+        0 => Err(Error::NotOnToken(id.to_owned())),
+        1 => Ok(matching.remove(0)),
+        n => Err(Error::FailedPrecondition(format!(
+            "{n} signing keys carry the label '{}'; manage them with the HSM vendor's tool, by \
+             handle or CKA_ID",
+            id.escape_debug()
+        ))),
+    }
+}
+
+/// Reads a new key's flags back from the token: a token that ignored part of the template
+/// (left the key extractable, say) must not leave a key behind that the agent would refuse.
+fn check_created(admin: &dyn KeyAdmin, id: &str) -> Result<(), Error> {
+    let key = the_key(admin, id)?;
+    if key.refused {
+        return Err(Error::FailedPrecondition(format!(
+            "the token did not create the key as asked: {}",
+            key.not_served.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a key whose creation check failed; if even that fails, the error tells the
+/// operator to remove it.
+fn undo_create(admin: &dyn KeyAdmin, id: &str, error: Error) -> Error {
+    match admin.destroy(id) {
+        Ok(_) => error,
+        Err(cleanup) => still_on_token(id, error, cleanup),
+    }
+}
+
+fn still_on_token(id: &str, error: Error, cleanup: Error) -> Error {
+    Error::FailedPrecondition(format!(
+        "{error}. Removing the key again failed too ({cleanup}): key '{}' is still on the \
+         token; remove it with `signet keys destroy`",
+        id.escape_debug()
+    ))
+}
+
 /// Imports an SWT3 signing secret as an HMAC-SHA256 key, then checks that the token's HMAC of
 /// a test message equals the HMAC computed with the secret. On any failure the key is destroyed
 /// again, so a key that cannot serve SWT3 is never left behind.
 pub fn import_hmac(admin: &dyn KeyAdmin, id: &str, secret: &Secret) -> Result<(), Error> {
     let bytes = secret.expose().as_bytes();
     admin.import_hmac(id, bytes)?;
-    let check = admin.sign(id, SELF_TEST_MESSAGE).and_then(|tag| {
+    let check = check_created(admin, id).and_then(|()| admin.sign(id, SELF_TEST_MESSAGE));
+    let check = check.and_then(|tag| {
         let mut mac = Hmac::<Sha256>::new_from_slice(bytes)
             .map_err(|e| Error::Internal(format!("HMAC key: {e}")))?;
         mac.update(SELF_TEST_MESSAGE);
@@ -75,9 +127,9 @@ pub fn import_hmac(admin: &dyn KeyAdmin, id: &str, secret: &Secret) -> Result<()
         })
     });
     let Err(e) = check else { return Ok(()) };
-    remove_after_failed_import(admin, id);
-    Err(match e {
-        Error::KeySizeRange => Error::FailedPrecondition(format!(
+    Err(match (e, admin.destroy(id)) {
+        (e, Err(cleanup)) => still_on_token(id, e, cleanup),
+        (Error::KeySizeRange, Ok(_)) => Error::FailedPrecondition(format!(
             "the token stored the {}-byte secret but refuses to sign with it \
              (CKR_KEY_SIZE_RANGE): it accepts no HMAC-SHA256 key this short (SoftHSM2 needs at \
              least 32 bytes, while SWT3 allows 16-character secrets). Nothing was imported. \
@@ -85,7 +137,7 @@ pub fn import_hmac(admin: &dyn KeyAdmin, id: &str, secret: &Secret) -> Result<()
              `openssl rand -hex 32`), give it to your verifiers, and import that",
             bytes.len()
         )),
-        e => e,
+        (e, Ok(_)) => e,
     })
 }
 
@@ -109,7 +161,8 @@ pub fn import_sqooler(
         )));
     }
     admin.import_ed25519(id, key.seed(), &key.public)?;
-    let check = admin.sign(id, SELF_TEST_MESSAGE).and_then(|signature| {
+    let check = check_created(admin, id).and_then(|()| admin.sign(id, SELF_TEST_MESSAGE));
+    let check = check.and_then(|signature| {
         let public = ed25519_dalek::VerifyingKey::from_bytes(&key.public)
             .map_err(|e| Error::Internal(format!("sqooler public key: {e}")))?;
         let signature = ed25519_dalek::Signature::from_slice(&signature)
@@ -124,17 +177,7 @@ pub fn import_sqooler(
                 )
             })
     });
-    if let Err(e) = check {
-        remove_after_failed_import(admin, id);
-        return Err(e);
-    }
-    Ok(())
-}
-
-fn remove_after_failed_import(admin: &dyn KeyAdmin, id: &str) {
-    if let Err(e) = admin.destroy(id) {
-        tracing::error!(key = id, error = %e, "removing a key whose import check failed");
-    }
+    check.map_err(|e| undo_create(admin, id, e))
 }
 
 /// The output formats of `signet keys public`.
@@ -258,6 +301,18 @@ pub fn list_table(keys: &[KeyInfo]) -> String {
             out.push_str(&format!("\n{}: not served: {why}\n", id_of(key)));
         }
     }
+    let blocking: Vec<String> = keys
+        .iter()
+        .filter(|k| k.blocks_start())
+        .map(id_of)
+        .collect();
+    if !blocking.is_empty() {
+        out.push_str(&format!(
+            "\n`signet serve` refuses to start with this token and configuration because of: \
+             {}. Destroy or fix these keys, or list the keys to serve in backend.keys.\n",
+            blocking.join(", ")
+        ));
+    }
     out
 }
 
@@ -276,6 +331,7 @@ pub fn list_json(keys: &[KeyInfo]) -> String {
                 "never_extractable": key.never_extractable,
                 "local": key.local,
                 "served": key.not_served.is_none(),
+                "blocks_agent_start": key.blocks_start(),
                 "not_served_reason": key.not_served,
             })
         })
@@ -292,27 +348,48 @@ mod tests {
 
     use super::*;
 
-    /// A token that fails where a real HSM might: on import, or by signing with other bytes.
+    /// A token that fails where a real HSM might: on import, by signing with other bytes, or
+    /// by refusing to destroy.
     #[derive(Default)]
     struct FakeToken {
         refuse_import: bool,
         /// Signing fails with a short-key error instead of returning zeros.
         refuse_short_key: bool,
+        refuse_destroy: bool,
+        created: RefCell<Vec<String>>,
         destroyed: RefCell<Vec<String>>,
     }
 
     impl KeyAdmin for FakeToken {
         fn list(&self) -> Result<Vec<KeyInfo>, Error> {
-            Ok(Vec::new())
+            Ok(self
+                .created
+                .borrow()
+                .iter()
+                .map(|id| KeyInfo {
+                    id: Some(id.clone()),
+                    algorithm: Ok(Algorithm::Ed25519),
+                    size_bits: None,
+                    sensitive: true,
+                    extractable: false,
+                    always_sensitive: false,
+                    never_extractable: false,
+                    local: false,
+                    not_served: None,
+                    refused: false,
+                    signing: true,
+                    selected: true,
+                })
+                .collect())
         }
         fn generate(&self, _: Algorithm, _: &str) -> Result<(), Error> {
             Ok(())
         }
-        fn import_hmac(&self, _: &str, _: &[u8]) -> Result<(), Error> {
-            self.import()
+        fn import_hmac(&self, id: &str, _: &[u8]) -> Result<(), Error> {
+            self.import(id)
         }
-        fn import_ed25519(&self, _: &str, _: &[u8; 32], _: &[u8; 32]) -> Result<(), Error> {
-            self.import()
+        fn import_ed25519(&self, id: &str, _: &[u8; 32], _: &[u8; 32]) -> Result<(), Error> {
+            self.import(id)
         }
         fn public_key(&self, id: &str) -> Result<PublicKey, Error> {
             Err(Error::NotOnToken(id.into()))
@@ -324,19 +401,27 @@ mod tests {
             Ok(vec![0; 64])
         }
         fn destroy(&self, id: &str) -> Result<usize, Error> {
+            if self.refuse_destroy {
+                return Err(Error::Hsm {
+                    function: Function::DestroyObject,
+                    rv: RvError::ActionProhibited,
+                });
+            }
+            self.created.borrow_mut().retain(|k| k != id);
             self.destroyed.borrow_mut().push(id.into());
             Ok(1)
         }
     }
 
     impl FakeToken {
-        fn import(&self) -> Result<(), Error> {
+        fn import(&self, id: &str) -> Result<(), Error> {
             if self.refuse_import {
                 return Err(Error::Hsm {
                     function: Function::CreateObject,
                     rv: RvError::TemplateInconsistent,
                 });
             }
+            self.created.borrow_mut().push(id.into());
             Ok(())
         }
     }
@@ -393,5 +478,21 @@ mod tests {
         );
         assert!(!message.contains("test-signing-key"), "{message}");
         assert_eq!(*token.destroyed.borrow(), ["short"]);
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_removed_after_a_failed_import_is_reported() {
+        let token = FakeToken {
+            refuse_destroy: true,
+            ..FakeToken::default()
+        };
+        let err = import_sqooler(&token, None, &sqooler_key()).expect_err("bad signature");
+        let message = err.to_string();
+        assert!(message.contains("does not verify"), "{message}");
+        assert!(
+            message.contains("key 'k' is still on the token"),
+            "{message}"
+        );
+        assert!(message.contains("signet keys destroy"), "{message}");
     }
 }

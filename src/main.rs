@@ -231,12 +231,14 @@ fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
             drop(input);
             let admin = keys::open(&config)?;
             keys::import_sqooler(admin.as_ref(), id.as_deref(), &key)?;
+            let public_jwk = sqooler::public_jwk(&key.kid, &key.public);
+            let kid = key.kid.escape_debug().to_string();
+            drop(key);
             eprintln!(
-                "imported ed25519 key '{}' (sensitive, non-extractable); it signed and verified \
-                 with the original public key. Its public JWK, as sqooler stores it:",
-                key.kid.escape_debug()
+                "imported ed25519 key '{kid}' (sensitive, non-extractable); it signed and \
+                 verified with the original public key. Its public JWK, as sqooler stores it:"
             );
-            writeln!(stdout, "{}", sqooler::public_jwk(&key.kid, &key.public))?;
+            writeln!(stdout, "{public_jwk}")?;
         }
         KeysCommand::List { config, json } => {
             let listed = open(&config.config)?.list()?;
@@ -259,13 +261,7 @@ fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Destroy { config, id, yes } => {
             let admin = open(&config.config)?;
-            if !admin
-                .list()?
-                .iter()
-                .any(|k| k.id.as_deref() == Some(id.as_str()))
-            {
-                return Err(signet::Error::NotOnToken(id).into());
-            }
+            keys::the_key(admin.as_ref(), &id)?;
             if !yes {
                 confirm_destroy(&id)?;
             }

@@ -2,11 +2,15 @@
 //! terminal without echo, or the environment; zeroized on drop and never printed.
 
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 use zeroize::Zeroizing;
 
 use crate::error::Error;
+
+/// The longest secret accepted (PINs, HMAC secrets and sqooler key strings are far shorter).
+pub const MAX_SECRET_BYTES: usize = 16 * 1024;
 
 /// A secret string held in memory that is wiped when dropped. Its `Debug` output is redacted
 /// and it has no `Display`, so it cannot end up in a log line or an error message by accident.
@@ -27,11 +31,18 @@ impl Secret {
 
     /// Reads a secret from a reader (a file, standard input) to its end, dropping one trailing
     /// newline. Every intermediate buffer is wiped; `source` names the input in errors.
-    pub fn from_reader(mut reader: impl std::io::Read, source: &str) -> Result<Self, Error> {
-        let mut bytes = Zeroizing::new(Vec::new());
+    pub fn from_reader(reader: impl std::io::Read, source: &str) -> Result<Self, Error> {
+        // Allocated once at full size: a growing Vec would free unwiped copies as it moves.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_SECRET_BYTES + 1));
         reader
+            .take(MAX_SECRET_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(format!("reading the secret from {source}"), e))?;
+        if bytes.len() > MAX_SECRET_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "the secret from {source} is longer than {MAX_SECRET_BYTES} bytes"
+            )));
+        }
         strip_newline(&mut bytes);
         let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
             // The bytes are inside the error; wipe them before reporting.

@@ -45,6 +45,45 @@ fn list(token: &TestToken) -> Vec<serde_json::Value> {
     serde_json::from_str(&stdout(&out)).expect("list --json prints a JSON array")
 }
 
+/// Runs OpenSC's pkcs11-tool, logged in, on the test token (an independent PKCS#11 client).
+fn pkcs11_tool(token: &TestToken, args: &[&str]) -> Output {
+    let out = std::process::Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &token.softhsm_conf)
+        .args(["--module", path_str(&softhsm_module())])
+        .args([
+            "--token-label",
+            &token.label,
+            "--login",
+            "--pin",
+            common::TEST_PIN,
+        ])
+        .args(args)
+        .output()
+        .expect("pkcs11-tool (install opensc)");
+    common::assert_success(&out, &format!("pkcs11-tool {args:?}"));
+    out
+}
+
+/// The "Access:" flags pkcs11-tool prints for the private or secret key labelled `label`.
+fn access_of<'a>(objects: &'a str, label: &str) -> Vec<&'a str> {
+    let blocks: Vec<&str> = objects
+        .split("Object;")
+        .filter(|b| b.contains(&format!("label:      {label}\n")))
+        .filter(|b| !b.contains("Usage:      encrypt, decrypt")) // the AES key
+        .filter(|b| b.contains("sensitive") || b.contains("extractable"))
+        .collect();
+    let [block] = blocks[..] else {
+        panic!("one private or secret key labelled {label}: {objects}");
+    };
+    block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Access:"))
+        .expect("Access line")
+        .split(',')
+        .map(str::trim)
+        .collect()
+}
+
 fn listed_ids(token: &TestToken) -> Vec<String> {
     list(token)
         .iter()
@@ -82,7 +121,7 @@ async fn generated_keys_are_served_and_destroyed_keys_are_not_found() {
     common::assert_success(&out, "generate --exists-ok");
     assert_eq!(stdout(&out), ed_jwk);
     let out = token.keys("generate", &["--type", "p256", "--id", "ed", "--exists-ok"]);
-    assert!(failed(&out, "exists-ok with another type").contains("is not an p256 key"));
+    assert!(failed(&out, "exists-ok with another type").contains("is not a key of type p256"));
 
     let agent = token.start_agent().await;
     let mut client = agent.client().await;
@@ -144,11 +183,16 @@ fn list_reports_flags_origin_and_whether_the_agent_serves_each_key() {
     token.generate("ed25519", "gen");
     token.import_hmac("imp", SWT3_SECRET);
     token.generate_extractable_p256("leaky");
+    // A decrypt-only AES key that shares a label with a signing key does not make it ambiguous.
+    pkcs11_tool(
+        &token,
+        &["--keygen", "--key-type", "AES:16", "--label", "gen"],
+    );
 
     let keys = list(&token);
     let by_id = |id: &str| {
         keys.iter()
-            .find(|k| k["id"] == id)
+            .find(|k| k["id"] == id && k["type"] != serde_json::Value::Null)
             .unwrap_or_else(|| panic!("{id} is listed: {keys:?}"))
             .clone()
     };
@@ -190,6 +234,32 @@ fn list_reports_flags_origin_and_whether_the_agent_serves_each_key() {
     );
     let reason = leaky["not_served_reason"].as_str().expect("a reason");
     assert!(reason.contains("CKA_EXTRACTABLE is true"), "{reason}");
+    assert_eq!(
+        leaky["blocks_agent_start"], true,
+        "as signet serve would refuse"
+    );
+    assert_eq!(gen["blocks_agent_start"], false);
+    let aes = keys
+        .iter()
+        .find(|k| k["type"].is_null())
+        .expect("the AES key is listed");
+    assert_eq!((&aes["id"], &aes["served"]), (&"gen".into(), &false.into()));
+    assert!(aes["not_served_reason"]
+        .as_str()
+        .expect("reason")
+        .contains("CKK_AES"));
+    assert_eq!(aes["blocks_agent_start"], false);
+    let out = token.keys("public", &["gen"]);
+    common::assert_success(&out, "public of a label an AES key shares");
+
+    // The flags as the token itself reports them, read with another tool.
+    let objects = stdout(&pkcs11_tool(&token, &["--list-objects"]));
+    for label in ["gen", "imp"] {
+        let access = access_of(&objects, label);
+        assert!(access.contains(&"sensitive"), "{label}: {access:?}");
+        assert!(!access.contains(&"extractable"), "{label}: {access:?}");
+    }
+    assert!(access_of(&objects, "leaky").contains(&"extractable"));
 
     let out = token.keys("list", &[]);
     common::assert_success(&out, "list");
@@ -213,6 +283,30 @@ fn list_reports_flags_origin_and_whether_the_agent_serves_each_key() {
         table.contains("leaky: not served: CKA_EXTRACTABLE is true"),
         "{table}"
     );
+    assert!(
+        table.contains(
+            "`signet serve` refuses to start with this token and configuration because of: leaky."
+        ),
+        "{table}"
+    );
+    // The agent agrees.
+    let out = token.signet(&["serve", "--config", path_str(&token.config)]);
+    let err = failed(&out, "serve with an extractable key on the token");
+    assert!(err.contains("key 'leaky' is refused"), "{err}");
+    assert!(!err.contains("'gen'"), "{err}");
+
+    // Serving only the good keys: leaky is then just not served, and nothing blocks.
+    std::fs::write(
+        &token.config,
+        std::fs::read_to_string(&token.config)
+            .expect("config")
+            .replace("[backend]\n", "[backend]\nkeys = [\"gen\", \"imp\"]\n"),
+    )
+    .expect("config");
+    let keys = list(&token);
+    let leaky = keys.iter().find(|k| k["id"] == "leaky").expect("leaky");
+    assert_eq!(leaky["blocks_agent_start"], false, "{leaky}");
+    assert!(!stdout(&token.keys("list", &[])).contains("refuses to start"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,9 +362,10 @@ async fn import_hmac_keeps_swt3_signatures_and_the_secret_inside() {
         .output()
         .expect("pkcs11-tool (install opensc)");
     assert!(
-        !read.status.success(),
-        "reading CKA_VALUE must fail: {}",
-        stdout(&read)
+        !read.status.success() && stderr(&read).contains("CKR_ATTRIBUTE_SENSITIVE"),
+        "reading CKA_VALUE must fail because it is sensitive: {}{}",
+        stdout(&read),
+        stderr(&read)
     );
     assert!(!stdout(&read).contains("9f86d0"), "{}", stdout(&read));
     assert!(!String::from_utf8_lossy(&read.stdout)

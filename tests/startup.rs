@@ -78,7 +78,7 @@ fn an_extractable_key_is_refused_by_name() {
     let stderr = refused(&token);
     assert!(stderr.contains("key 'leaky' is refused"), "{stderr}");
     assert!(stderr.contains("CKA_EXTRACTABLE is true"), "{stderr}");
-    assert!(stderr.contains("sensitive and non-extractable"), "{stderr}");
+    assert!(stderr.contains("sensitive, non-extractable"), "{stderr}");
     assert!(
         !stderr.contains("'ed'"),
         "only the bad key is named: {stderr}"

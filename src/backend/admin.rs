@@ -28,6 +28,20 @@ pub struct KeyInfo {
     pub local: bool,
     /// Why the agent would not serve it, or `None` if it would.
     pub not_served: Option<String>,
+    /// The key breaks a rule (Tier 4, ambiguous label, missing public key): the agent refuses
+    /// to start while the key is selected.
+    pub refused: bool,
+    /// A key of a type Signet signs with that allows signing: the keys Signet manages.
+    pub signing: bool,
+    /// The configuration selects the key (`backend.keys` names it, or is absent).
+    pub selected: bool,
+}
+
+impl KeyInfo {
+    /// Whether this key keeps `signet serve` from starting.
+    pub fn blocks_start(&self) -> bool {
+        self.refused && self.selected
+    }
 }
 
 /// Key management on one token. Every method makes its own HSM calls; nothing is cached.

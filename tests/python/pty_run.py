@@ -9,9 +9,12 @@ everything the terminal showed and exits with the command's exit code.
 
 import os
 import pty
+import signal
 import sys
 import termios
 import time
+
+signal.alarm(60)  # never hang a test run, whatever the command does
 
 prompt = sys.argv[1].encode()
 secret = os.environ.get("PTY_SECRET") == "1"

@@ -1,7 +1,7 @@
 //! [`KeyAdmin`] on a PKCS#11 token: a read-write session logged in as the user, used by the
 //! `signet keys` commands and closed when dropped.
 
-use super::discover::{self, FoundKey};
+use super::discover::{self, FoundKey, Verdict};
 use super::{classify, mechanism, provision, Token};
 use crate::backend::admin::{KeyAdmin, KeyInfo};
 use crate::config;
@@ -13,6 +13,8 @@ use crate::secret::Secret;
 /// A logged-in read-write session on the configured token.
 pub struct Pkcs11Admin {
     token: Option<Token>,
+    /// `backend.keys`: the keys the agent serves (all, when absent).
+    wanted: Option<Vec<String>>,
 }
 
 impl Pkcs11Admin {
@@ -20,6 +22,7 @@ impl Pkcs11Admin {
     pub fn open(config: &config::Pkcs11, pin: &Secret) -> Result<Self, Error> {
         Ok(Pkcs11Admin {
             token: Some(Token::open(config, pin, true)?),
+            wanted: config.keys.clone(),
         })
     }
 
@@ -34,13 +37,13 @@ impl Pkcs11Admin {
     fn find(&self, id: &str) -> Result<FoundKey, Error> {
         let mut matching: Vec<FoundKey> = discover::find_keys(self.session()?)?
             .into_iter()
-            .filter(|k| k.label.as_deref() == Some(id))
+            .filter(|k| k.label.as_deref() == Some(id) && k.is_signing_key())
             .collect();
         match matching.len() {
             0 => Err(Error::NotOnToken(id.to_owned())),
             1 => Ok(matching.remove(0)),
             n => Err(Error::FailedPrecondition(format!(
-                "{n} private or secret keys carry the label '{}'",
+                "{n} signing keys carry the label '{}'",
                 id.escape_debug()
             ))),
         }
@@ -63,16 +66,35 @@ impl KeyAdmin for Pkcs11Admin {
         Ok(found
             .into_iter()
             .zip(verdicts)
-            .map(|(key, verdict)| KeyInfo {
-                not_served: verdict.reason().map(str::to_owned),
-                id: key.label,
-                algorithm: key.algorithm,
-                size_bits: key.value_len.map(|bytes| bytes * 8),
-                sensitive: key.sensitive,
-                extractable: key.extractable,
-                always_sensitive: key.always_sensitive,
-                never_extractable: key.never_extractable,
-                local: key.local,
+            .map(|(key, verdict)| {
+                let selected = match (&self.wanted, &key.label) {
+                    (None, _) => true,
+                    (Some(wanted), Some(label)) => wanted.contains(label),
+                    (Some(_), None) => false,
+                };
+                let not_served = match (&verdict, selected) {
+                    (Verdict::Served(_), false) => Some("not listed in backend.keys".to_owned()),
+                    _ => verdict.reason().map(str::to_owned),
+                };
+                KeyInfo {
+                    not_served,
+                    // A key named in backend.keys that cannot be served stops the agent too.
+                    refused: match verdict {
+                        Verdict::Refused(_) => true,
+                        Verdict::Ignored(_) => self.wanted.is_some() && selected,
+                        Verdict::Served(_) | Verdict::Unrelated(_) => false,
+                    },
+                    selected,
+                    signing: key.is_signing_key(),
+                    id: key.label,
+                    algorithm: key.algorithm,
+                    size_bits: key.value_len.map(|bytes| bytes * 8),
+                    sensitive: key.sensitive,
+                    extractable: key.extractable,
+                    always_sensitive: key.always_sensitive,
+                    never_extractable: key.never_extractable,
+                    local: key.local,
+                }
             })
             .collect())
     }

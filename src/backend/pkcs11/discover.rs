@@ -36,6 +36,10 @@ pub struct FoundKey {
     pub extractable: bool,
     /// `CKA_SIGN`.
     pub can_sign: bool,
+    /// `CKA_DERIVE`: a derivation mechanism may take the key as its base.
+    pub derive: bool,
+    /// Whether this is a secret (symmetric) key rather than a private key.
+    pub secret: bool,
     /// `CKA_ALWAYS_SENSITIVE`: sensitive since it was created (false for imported keys).
     pub always_sensitive: bool,
     /// `CKA_NEVER_EXTRACTABLE`: never extractable since it was created (false for imported
@@ -48,11 +52,14 @@ pub struct FoundKey {
 }
 
 impl FoundKey {
+    /// A key of a type Signet signs with and that allows signing: the only keys Signet
+    /// manages. Other objects that share a label (a decrypt-only AES key, say) are left alone.
+    pub fn is_signing_key(&self) -> bool {
+        self.algorithm.is_ok() && self.can_sign
+    }
+
     /// Why the key breaks the Tier 4 rule, or `None` if its material can never leave the HSM.
     pub fn tier4_violation(&self) -> Option<String> {
-        if !self.extractable && self.sensitive {
-            return None;
-        }
         let mut flags = Vec::new();
         if self.extractable {
             flags.push("CKA_EXTRACTABLE is true");
@@ -60,10 +67,19 @@ impl FoundKey {
         if !self.sensitive {
             flags.push("CKA_SENSITIVE is false");
         }
+        // A derivation from a secret key (for example XOR with zeros, or extracting bits) can
+        // produce an extractable copy of the secret; private keys derive only shared secrets.
+        if self.secret && self.derive {
+            flags.push("CKA_DERIVE is true on a secret key (a derivation could copy it out)");
+        }
+        if flags.is_empty() {
+            return None;
+        }
         Some(format!(
-            "{}. Signet serves only keys whose material can never leave the HSM (sensitive and \
-             non-extractable, the SWT3 Tier 4 rule); generate or import the key again with \
-             `signet keys generate` or `signet keys import-*` and destroy this one",
+            "{}. Signet serves only keys whose material can never leave the HSM (sensitive, \
+             non-extractable and, for secret keys, not derivable: the SWT3 Tier 4 rule); \
+             generate or import the key again with `signet keys generate` or \
+             `signet keys import-*` and destroy this one",
             flags.join(" and ")
         ))
     }
@@ -77,6 +93,9 @@ pub enum Verdict {
     /// Not a key the agent can sign with (no label, unsupported type, `CKA_SIGN` false). The
     /// agent skips it unless the configuration names it.
     Ignored(String),
+    /// Not a signing key, and a signing key carries the same label: the label means that
+    /// one, so this object is skipped even when the configuration names the label.
+    Unrelated(String),
     /// A signing key the agent must not serve (Tier 4 rule, ambiguous label, missing public
     /// key). The agent refuses to start while it is selected.
     Refused(String),
@@ -87,16 +106,20 @@ impl Verdict {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Verdict::Served(_) => None,
-            Verdict::Ignored(why) | Verdict::Refused(why) => Some(why),
+            Verdict::Ignored(why) | Verdict::Unrelated(why) | Verdict::Refused(why) => Some(why),
         }
     }
 }
 
 /// Decides, for each found key (in the same order), whether the agent serves it.
 pub fn assess(session: &Session, found: &[FoundKey]) -> Vec<Verdict> {
+    // Only keys the agent could sign with compete for a label: a decrypt-only AES key that
+    // shares a label with a signing key does not make it ambiguous.
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for label in found.iter().filter_map(|k| k.label.as_deref()) {
-        *counts.entry(label).or_default() += 1;
+    for key in found.iter().filter(|k| k.is_signing_key()) {
+        if let Some(label) = key.label.as_deref() {
+            *counts.entry(label).or_default() += 1;
+        }
     }
     found
         .iter()
@@ -104,17 +127,22 @@ pub fn assess(session: &Session, found: &[FoundKey]) -> Vec<Verdict> {
             let Some(label) = key.label.as_deref() else {
                 return Verdict::Ignored("has no CKA_LABEL, so it cannot be addressed".into());
             };
-            let algorithm = match &key.algorithm {
-                Ok(algorithm) => *algorithm,
-                Err(why) => return Verdict::Ignored(why.clone()),
+            let not_signing = match &key.algorithm {
+                Err(why) => Some(why.clone()),
+                Ok(_) if !key.can_sign => Some("CKA_SIGN is false".to_owned()),
+                Ok(_) => None,
             };
-            if !key.can_sign {
-                return Verdict::Ignored("CKA_SIGN is false".into());
+            if let Some(why) = not_signing {
+                return match counts.get(label) {
+                    Some(_) => Verdict::Unrelated(why),
+                    None => Verdict::Ignored(why),
+                };
             }
+            let Ok(algorithm) = key.algorithm else {
+                return Verdict::Ignored("unsupported".into());
+            };
             if counts.get(label).copied().unwrap_or(0) > 1 {
-                return Verdict::Refused(
-                    "ambiguous: several private or secret keys carry this label".into(),
-                );
+                return Verdict::Refused("ambiguous: several signing keys carry this label".into());
             }
             if let Some(violation) = key.tier4_violation() {
                 return Verdict::Refused(violation);
@@ -156,6 +184,8 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
                 AttributeType::Sensitive,
                 AttributeType::Extractable,
                 AttributeType::Sign,
+                AttributeType::Derive,
+                AttributeType::Class,
                 AttributeType::EcParams,
                 AttributeType::AlwaysSensitive,
                 AttributeType::NeverExtractable,
@@ -173,6 +203,9 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
         // Assume the worst until the token says otherwise.
         extractable: true,
         can_sign: false,
+        // Assume the worst until the token says otherwise.
+        derive: true,
+        secret: false,
         always_sensitive: false,
         never_extractable: false,
         local: false,
@@ -188,6 +221,8 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
             Attribute::Sensitive(b) => key.sensitive = b,
             Attribute::Extractable(b) => key.extractable = b,
             Attribute::Sign(b) => key.can_sign = b,
+            Attribute::Derive(b) => key.derive = b,
+            Attribute::Class(c) => key.secret = c == ObjectClass::SECRET_KEY,
             Attribute::EcParams(p) => params = Some(p),
             Attribute::AlwaysSensitive(b) => key.always_sensitive = b,
             Attribute::NeverExtractable(b) => key.never_extractable = b,
@@ -329,7 +364,7 @@ pub fn select(
                     handle: key.handle,
                 });
             }
-            (Verdict::Ignored(why), None) => {
+            (Verdict::Ignored(why), None) | (Verdict::Unrelated(why), _) => {
                 tracing::info!(key = name, "not served: {why}");
             }
             (Verdict::Ignored(why) | Verdict::Refused(why), _) => {

@@ -1,6 +1,7 @@
-//! Creates and destroys keys inside the token. Keys are token objects, private, sensitive and
-//! non-extractable, with a label (the key id) and a random `CKA_ID`: nothing here can create a
-//! key that the agent would refuse. An existing label is never overwritten.
+//! Creates and destroys keys inside the token. Keys are token objects, private, sensitive,
+//! non-extractable and usable for signing only (no derive, decrypt, unwrap, encrypt, wrap), with
+//! a label (the key id) and a random `CKA_ID`; the commands read the flags back after creation
+//! (see `crate::keys`). An existing label is never overwritten.
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
@@ -35,6 +36,7 @@ pub fn generate(session: &Session, algorithm: Algorithm, label: &str) -> Result<
                 Attribute::KeyType(KeyType::GENERIC_SECRET),
                 Attribute::ValueLen(32.into()),
             ]);
+            template.extend(secret_only_sign());
             session
                 .generate_key(&Mechanism::GenericSecretKeyGen, &template)
                 .map_err(classify)?;
@@ -56,6 +58,7 @@ pub fn import_hmac(session: &Session, label: &str, secret: &[u8]) -> Result<(), 
         Attribute::KeyType(KeyType::GENERIC_SECRET),
         Attribute::Value(secret.to_vec()),
     ]);
+    template.extend(secret_only_sign());
     create_and_wipe(session, template).map(|_| ())
 }
 
@@ -102,15 +105,15 @@ pub fn destroy(session: &Session, label: &str) -> Result<usize, Error> {
     let found = discover::find_keys(session)?;
     let matching: Vec<_> = found
         .iter()
-        .filter(|k| k.label.as_deref() == Some(label))
+        .filter(|k| k.label.as_deref() == Some(label) && k.is_signing_key())
         .collect();
     let key = match matching[..] {
         [] => return Err(Error::NotOnToken(label.to_owned())),
         [key] => key,
         _ => {
             return Err(Error::FailedPrecondition(format!(
-                "{} private or secret keys carry the label '{}'; destroy them with the HSM \
-                 vendor's tool, by handle or CKA_ID",
+                "{} signing keys carry the label '{}'; destroy them with the HSM vendor's \
+                 tool, by handle or CKA_ID",
                 matching.len(),
                 label.escape_debug()
             )))
@@ -160,6 +163,19 @@ fn private_template(label: &str, id: &[u8]) -> Vec<Attribute> {
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        // Nothing but signing: no other use is left to the token's defaults.
+        Attribute::Derive(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+    ]
+}
+
+/// What a secret key may not do beyond [`private_template`]'s limits.
+fn secret_only_sign() -> [Attribute; 3] {
+    [
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Verify(false),
     ]
 }
 
@@ -175,6 +191,9 @@ fn public_template(
         Attribute::Id(id.to_vec()),
         Attribute::Private(false),
         Attribute::Verify(true),
+        Attribute::Derive(false),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
         Attribute::EcParams(params.to_vec()),
     ];
     template.extend(point.map(Attribute::EcPoint));

@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let request = SignRequest {
                             key_id: key.into(),
                             message: vec![0x42; 64],
-                            signature_format: None,
+                            ..Default::default()
                         };
                         match client.sign(request).await {
                             Ok(_) => ok += 1,

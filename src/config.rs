@@ -54,6 +54,13 @@ pub struct Limits {
     /// How many requests may wait for an HSM session before new ones get RESOURCE_EXHAUSTED.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// How many message bytes may wait for the HSM at once; beyond it, RESOURCE_EXHAUSTED. This
+    /// bounds the memory held by queued requests whatever their number and size.
+    #[serde(default = "default_max_queued_bytes")]
+    pub max_queued_bytes: usize,
+    /// The deadline of a call whose client set none, in milliseconds. No call waits longer.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +68,8 @@ impl Default for Limits {
         Limits {
             max_message_bytes: default_max_message_bytes(),
             queue_depth: default_queue_depth(),
+            max_queued_bytes: default_max_queued_bytes(),
+            request_timeout_ms: default_request_timeout_ms(),
         }
     }
 }
@@ -71,6 +80,14 @@ fn default_max_message_bytes() -> usize {
 
 fn default_queue_depth() -> usize {
     1024
+}
+
+fn default_max_queued_bytes() -> usize {
+    64 << 20
+}
+
+fn default_request_timeout_ms() -> u64 {
+    10_000
 }
 
 /// The HSM backend, selected by `type`.
@@ -207,6 +224,18 @@ impl Config {
                 "limits.queue_depth must be between 1 and {}, got {}",
                 1 << 20,
                 limits.queue_depth
+            )));
+        }
+        if limits.max_queued_bytes < limits.max_message_bytes {
+            return Err(Error::Config(format!(
+                "limits.max_queued_bytes ({}) must be at least limits.max_message_bytes ({})",
+                limits.max_queued_bytes, limits.max_message_bytes
+            )));
+        }
+        if !(1..=3_600_000).contains(&limits.request_timeout_ms) {
+            return Err(Error::Config(format!(
+                "limits.request_timeout_ms must be between 1 and 3600000, got {}",
+                limits.request_timeout_ms
             )));
         }
         let Backend::Pkcs11(p) = &self.backend;

@@ -86,6 +86,29 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The connection to the HSM was lost and is being re-established in the background.
+    #[error("the HSM connection is being re-established")]
+    Recovering,
+    /// The agent lost its HSM login and will not retry by itself (the PIN was refused).
+    #[error("{0}")]
+    HsmFailed(String),
+    /// The token refused the PIN (wrong, locked, expired, malformed). Never retried.
+    #[error("{0}")]
+    PinRejected(String),
+    /// The call's deadline passed before its HSM work could start or finish.
+    #[error("the deadline passed before the HSM {0}")]
+    DeadlineExceeded(&'static str),
+    /// The message does not match the CRC32C the caller sent with it.
+    #[error(
+        "message_crc32c does not match the message received (got {received:#010x}, expected \
+         {expected:#010x}): the request was corrupted in transit; it was not signed"
+    )]
+    ChecksumMismatch {
+        /// The CRC32C the caller sent.
+        expected: u32,
+        /// The CRC32C of the bytes that arrived.
+        received: u32,
+    },
     /// The agent is shutting down and takes no new HSM work.
     #[error("the agent is shutting down")]
     ShuttingDown,
@@ -109,6 +132,8 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The HSM is gone or busy; retry later.
     Unavailable,
+    /// The caller's deadline passed.
+    DeadlineExceeded,
     /// Anything else; details stay in the log.
     Internal,
 }
@@ -117,20 +142,47 @@ impl Error {
     /// The kind of this error; the gRPC layer maps kinds to status codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::InvalidArgument(_) | Error::ChecksumMismatch { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
             Error::KeyNotFound(_) | Error::KeyGone(_) | Error::NotOnToken(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::FailedPrecondition(_) | Error::KeySizeRange => ErrorKind::FailedPrecondition,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
-            Error::HsmUnavailable { .. } | Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::HsmUnavailable { .. }
+            | Error::ShuttingDown
+            | Error::Recovering
+            | Error::HsmFailed(_) => ErrorKind::Unavailable,
             Error::Hsm { .. }
             | Error::Pkcs11Library(_)
             | Error::SignatureCheckFailed { .. }
             | Error::Config(_)
             | Error::Startup(_)
+            | Error::PinRejected(_)
             | Error::Io { .. }
             | Error::Internal(_) => ErrorKind::Internal,
         }
+    }
+
+    /// Whether the connection to the HSM is gone (device removed, sessions closed, module
+    /// finalised, logged out): the sessions must be discarded and the connection re-made.
+    pub fn is_connection_loss(&self) -> bool {
+        use cryptoki::error::RvError::*;
+        matches!(
+            self,
+            Error::HsmUnavailable {
+                rv: DeviceError
+                    | DeviceRemoved
+                    | TokenNotPresent
+                    | TokenNotRecognized
+                    | SessionHandleInvalid
+                    | SessionClosed
+                    | CryptokiNotInitialized
+                    | UserNotLoggedIn,
+                ..
+            }
+        )
     }
 
     /// Wraps an I/O error with what was being done.

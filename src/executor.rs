@@ -1,9 +1,15 @@
 //! Runs blocking HSM calls on a fixed set of worker threads fed by one bounded queue, so that
-//! async tasks never block and the number of requests waiting for the HSM stays bounded.
+//! async tasks never block and the work waiting for the HSM stays bounded, in requests and in
+//! bytes.
+//!
+//! Every call carries a deadline: a worker does not start work whose deadline has passed, and
+//! the caller stops waiting at the deadline (a hung HSM call then ties up one worker, not the
+//! caller, and not the other workers).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
@@ -24,11 +30,31 @@ pub struct Executor {
     workers: Mutex<Vec<JoinHandle<()>>>,
     backend: Arc<dyn Backend>,
     stopped: AtomicBool,
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
+}
+
+/// Gives back a call's share of the byte budget when the call finishes or is dropped unrun.
+struct Reservation {
+    bytes: usize,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl Executor {
-    /// Starts `workers` threads (at least one) behind a queue of `depth` waiting requests.
-    pub fn start(backend: Arc<dyn Backend>, workers: usize, depth: usize) -> Result<Self, Error> {
+    /// Starts `workers` threads (at least one) behind a queue of `depth` waiting requests
+    /// holding at most `max_queued_bytes` of input.
+    pub fn start(
+        backend: Arc<dyn Backend>,
+        workers: usize,
+        depth: usize,
+        max_queued_bytes: usize,
+    ) -> Result<Self, Error> {
         let (queue, messages) = crossbeam_channel::bounded::<Message>(depth);
         let handles = (0..workers.max(1))
             .map(|i| {
@@ -49,12 +75,16 @@ impl Executor {
             workers: Mutex::new(handles),
             backend,
             stopped: AtomicBool::new(false),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            max_queued_bytes,
         })
     }
 
     /// Runs `f` on a worker and waits for its result without blocking the async runtime.
-    /// A full queue fails at once with `ResourceExhausted`.
-    pub async fn run<R, F>(&self, f: F) -> Result<R, Error>
+    /// `bytes` is the input the call holds while it waits. A full queue or byte budget fails at
+    /// once with `ResourceExhausted`; a call not finished by `deadline` fails with
+    /// `DeadlineExceeded`, and is not started if it is still queued then.
+    pub async fn run<R, F>(&self, deadline: Instant, bytes: usize, f: F) -> Result<R, Error>
     where
         R: Send + 'static,
         F: FnOnce(&dyn Backend) -> Result<R, Error> + Send + 'static,
@@ -62,10 +92,19 @@ impl Executor {
         if self.stopped.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
+        let reservation = self.reserve(bytes)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |backend| {
-            // The caller may have gone away (cancelled); then nobody needs the answer.
-            let _ = reply.send(f(backend));
+            let _reservation = reservation;
+            let result = if Instant::now() >= deadline {
+                Err(Error::DeadlineExceeded("call could start"))
+            } else if reply.is_closed() {
+                // The caller gave up (deadline or cancellation): nobody needs the answer.
+                return;
+            } else {
+                f(backend)
+            };
+            let _ = reply.send(result);
         });
         self.queue
             .try_send(Message::Run(job))
@@ -75,22 +114,66 @@ impl Executor {
                 ),
                 TrySendError::Disconnected(_) => Error::ShuttingDown,
             })?;
-        answer.await.map_err(|_| Error::ShuttingDown)?
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(Error::DeadlineExceeded("call finished")),
+        }
+    }
+
+    fn reserve(&self, bytes: usize) -> Result<Reservation, Error> {
+        let mut current = self.queued_bytes.load(Ordering::Acquire);
+        loop {
+            let next = current.saturating_add(bytes);
+            if next > self.max_queued_bytes {
+                return Err(Error::ResourceExhausted(
+                    "the agent holds as many message bytes for the HSM as it may; retry with \
+                     backoff"
+                        .into(),
+                ));
+            }
+            match self.queued_bytes.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Reservation {
+                        bytes,
+                        queued: Arc::clone(&self.queued_bytes),
+                    })
+                }
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     /// Refuses new work, lets the queued work finish, stops the workers, then shuts the backend
-    /// down (closing the sessions and finalising the module), in that order. Blocking; runs once.
-    pub fn shutdown(&self) {
+    /// down (closing the sessions and finalising the module), in that order. Waits at most
+    /// `patience` for the workers: a worker stuck in a hung HSM call is left behind (and the
+    /// backend is then not finalised under it). Blocking; runs once.
+    pub fn shutdown(&self, patience: Duration) {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut workers = self
-            .workers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         // One Stop per worker, queued behind the work already waiting (the queue is FIFO).
         for _ in workers.iter() {
-            let _ = self.queue.send(Message::Stop);
+            let _ = self.queue.send_timeout(Message::Stop, patience);
+        }
+        let until = Instant::now() + patience;
+        while workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stuck = workers.iter().filter(|w| !w.is_finished()).count();
+        if stuck > 0 {
+            tracing::error!(
+                stuck,
+                "HSM worker threads did not finish in time (a hung HSM call?); not closing the \
+                 HSM under them"
+            );
+            return;
         }
         for worker in workers.drain(..) {
             if worker.join().is_err() {
@@ -103,6 +186,6 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        self.shutdown();
+        self.shutdown(Duration::from_secs(10));
     }
 }

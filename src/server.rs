@@ -12,7 +12,7 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 
 use crate::backend::pkcs11::Pkcs11Backend;
-use crate::backend::Backend;
+use crate::backend::{Backend, HsmState};
 use crate::config::{self, Config, Listener};
 use crate::error::Error;
 use crate::grpc::oversize;
@@ -28,8 +28,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 pub fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, usize), Error> {
     let config::Backend::Pkcs11(p) = &config.backend;
     let pin = p.pin.read()?;
-    let backend = Pkcs11Backend::open(p, &pin)?;
-    drop(pin);
+    // The backend keeps the PIN (zeroizing) to log in again after an HSM outage.
+    let backend = Pkcs11Backend::open(p, pin)?;
     let workers = p
         .sessions
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -38,11 +38,21 @@ pub fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, usize), Error>
 
 /// Serves until SIGTERM or SIGINT, then drains, closes the HSM and removes socket files.
 pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) -> Result<(), Error> {
+    serve_until(config, backend, workers, shutdown_signal()).await
+}
+
+/// Serves until `stop` completes (or fails), then shuts down as on SIGTERM. The health service
+/// follows the backend's state: `NOT_SERVING` while the HSM is lost or failed.
+pub async fn serve_until(
+    config: Config,
+    backend: Arc<dyn Backend>,
+    workers: usize,
+    stop: impl std::future::Future<Output = Result<(), Error>>,
+) -> Result<(), Error> {
     let signer = Arc::new(signer::start(
-        backend,
+        Arc::clone(&backend),
         workers,
-        config.limits.queue_depth,
-        config.limits.max_message_bytes,
+        &config.limits,
     )?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -52,8 +62,10 @@ pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) ->
         .build_v1()
         .map_err(|e| Error::Internal(format!("building the reflection service: {e}")))?;
     let decode_limit = config.limits.max_message_bytes + 64 * 1024;
-    let signer_service = SignerServer::new(SignerService::new(Arc::clone(&signer)))
-        .max_decoding_message_size(decode_limit);
+    let default_timeout = Duration::from_millis(config.limits.request_timeout_ms);
+    let signer_service =
+        SignerServer::new(SignerService::new(Arc::clone(&signer), default_timeout))
+            .max_decoding_message_size(decode_limit);
 
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -88,7 +100,7 @@ pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) ->
             }
         }
     }
-    set_health(&health, true).await;
+    let health_follows_hsm = tokio::spawn(follow_hsm(backend.state(), health.clone()));
     let keys: Vec<String> = signer
         .keys()
         .into_iter()
@@ -96,8 +108,9 @@ pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) ->
         .collect();
     tracing::info!(keys = %keys.join(", "), "serving");
 
-    shutdown_signal().await?;
+    let stopped = stop.await;
     tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+    health_follows_hsm.abort();
     set_health(&health, false).await;
     let _ = shutdown_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIME, async {
@@ -123,13 +136,32 @@ pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) ->
         remove_socket(&path);
     }
     tracing::info!("stopped");
-    Ok(())
+    stopped
+}
+
+/// Keeps the health service in step with the HSM: `SERVING` only while the backend is.
+async fn follow_hsm(mut state: watch::Receiver<HsmState>, health: HealthReporter) {
+    loop {
+        let current = state.borrow_and_update().clone();
+        match &current {
+            HsmState::Serving => tracing::info!("HSM serving; health SERVING"),
+            HsmState::Recovering => tracing::warn!("HSM connection lost; health NOT_SERVING"),
+            HsmState::Failed(why) => {
+                tracing::error!(reason = %why, "HSM failed; health NOT_SERVING")
+            }
+        }
+        set_health(&health, current == HsmState::Serving).await;
+        if state.changed().await.is_err() {
+            // The backend cannot change state any more (it has none to report).
+            return;
+        }
+    }
 }
 
 /// Shuts the signer down on a blocking thread: the HSM workers finish and stop, the sessions
 /// close and the module is finalised, whoever else still holds the signer.
 async fn close_signer(signer: Arc<Signer>) {
-    let closing = tokio::task::spawn_blocking(move || signer.shutdown());
+    let closing = tokio::task::spawn_blocking(move || signer.shutdown(DRAIN_TIME));
     if let Err(e) = closing.await {
         tracing::error!(error = %e, "closing the HSM failed");
     }

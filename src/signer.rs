@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
+use crate::config::Limits;
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
@@ -102,6 +103,7 @@ impl Signer {
         key_id: &str,
         message: Vec<u8>,
         format: SignatureFormat,
+        deadline: Instant,
     ) -> Result<Signature, Error> {
         let key = self.key(key_id)?;
         if message.len() > self.max_message_bytes {
@@ -122,7 +124,7 @@ impl Signer {
         let id = key_id.to_owned();
         let raw = self
             .executor
-            .run(move |backend| {
+            .run(deadline, message.len(), move |backend| {
                 // ECDSA signs the SHA-256 of the message; the other mechanisms take it whole.
                 let digest = (algorithm == Algorithm::EcdsaP256Sha256)
                     .then(|| Sha256::digest(&message).to_vec());
@@ -154,7 +156,12 @@ impl Signer {
 
     /// Mints an SWT3 anchor fingerprint and signs it with an HMAC key inside the HSM.
     /// A `timestamp_ms` of 0 means now, by this agent's clock.
-    pub async fn fingerprint(&self, key_id: &str, anchor: Anchor<'_>) -> Result<Witness, Error> {
+    pub async fn fingerprint(
+        &self,
+        key_id: &str,
+        anchor: Anchor<'_>,
+        deadline: Instant,
+    ) -> Result<Witness, Error> {
         let key = self.key(key_id)?;
         if key.algorithm != Algorithm::HmacSha256 {
             return Err(Error::FailedPrecondition(format!(
@@ -171,7 +178,9 @@ impl Signer {
         let id = key_id.to_owned();
         let mac = self
             .executor
-            .run(move |backend| backend.sign(&id, &payload))
+            .run(deadline, payload.len(), move |backend| {
+                backend.sign(&id, &payload)
+            })
             .await?;
         if mac.len() != 32 {
             return Err(Error::Internal(format!(
@@ -188,10 +197,10 @@ impl Signer {
 }
 
 impl Signer {
-    /// Stops taking HSM work, finishes what is queued, closes the sessions and finalises the
-    /// module. Blocking; later calls do nothing.
-    pub fn shutdown(&self) {
-        self.executor.shutdown();
+    /// Stops taking HSM work, finishes what is queued (waiting at most `patience`), closes the
+    /// sessions and finalises the module. Blocking; later calls do nothing.
+    pub fn shutdown(&self, patience: Duration) {
+        self.executor.shutdown(patience);
     }
 }
 
@@ -203,15 +212,15 @@ fn now_ms() -> Result<i64, Error> {
         .map_err(|_| Error::Internal("the system clock is out of range".into()))
 }
 
-/// Builds a [`Signer`] over `backend` with `workers` HSM threads and a queue of `depth`.
-pub fn start(
-    backend: Arc<dyn Backend>,
-    workers: usize,
-    depth: usize,
-    max_message_bytes: usize,
-) -> Result<Signer, Error> {
-    let executor = Executor::start(Arc::clone(&backend), workers, depth)?;
-    Ok(Signer::new(&*backend, executor, max_message_bytes))
+/// Builds a [`Signer`] over `backend` with `workers` HSM threads, within `limits`.
+pub fn start(backend: Arc<dyn Backend>, workers: usize, limits: &Limits) -> Result<Signer, Error> {
+    let executor = Executor::start(
+        Arc::clone(&backend),
+        workers,
+        limits.queue_depth,
+        limits.max_queued_bytes,
+    )?;
+    Ok(Signer::new(&*backend, executor, limits.max_message_bytes))
 }
 
 #[cfg(test)]
@@ -247,18 +256,27 @@ mod tests {
         fn shutdown(&self) {}
     }
 
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
     fn signer(corrupt: bool) -> Signer {
         let backend = Arc::new(Fake {
             key: ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
             corrupt,
         });
-        start(backend, 1, 4, 1024).expect("executor")
+        let limits = Limits {
+            max_message_bytes: 1024,
+            queue_depth: 4,
+            ..Limits::default()
+        };
+        start(backend, 1, &limits).expect("executor")
     }
 
     #[tokio::test]
     async fn a_signature_that_does_not_verify_is_withheld() {
         let err = signer(true)
-            .sign("ed", b"m".to_vec(), SignatureFormat::Raw)
+            .sign("ed", b"m".to_vec(), SignatureFormat::Raw, soon())
             .await
             .expect_err("corrupted signature");
         assert!(matches!(err, Error::SignatureCheckFailed { .. }), "{err}");
@@ -269,19 +287,19 @@ mod tests {
     async fn a_good_signature_passes_and_shutdown_refuses_new_work() {
         let signer = signer(false);
         let sig = signer
-            .sign("ed", b"m".to_vec(), SignatureFormat::Raw)
+            .sign("ed", b"m".to_vec(), SignatureFormat::Raw, soon())
             .await
             .expect("sign");
         assert_eq!(sig.bytes.len(), 64);
-        signer.shutdown();
+        signer.shutdown(Duration::from_secs(1));
         let err = signer
-            .sign("ed", b"m".to_vec(), SignatureFormat::Raw)
+            .sign("ed", b"m".to_vec(), SignatureFormat::Raw, soon())
             .await
             .expect_err("stopped");
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         let long = "k".repeat(MAX_KEY_ID_BYTES + 1);
         let err = signer
-            .sign(&long, Vec::new(), SignatureFormat::Raw)
+            .sign(&long, Vec::new(), SignatureFormat::Raw, soon())
             .await
             .expect_err("long id");
         assert!(

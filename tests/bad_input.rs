@@ -11,6 +11,7 @@ fn sign(key_id: &str, message: Vec<u8>, format: Option<i32>) -> SignRequest {
         key_id: key_id.into(),
         message,
         signature_format: format,
+        message_crc32c: None,
     }
 }
 

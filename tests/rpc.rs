@@ -29,7 +29,7 @@ fn sign_request(key_id: &str, message: &[u8]) -> SignRequest {
     SignRequest {
         key_id: key_id.into(),
         message: message.to_vec(),
-        signature_format: None,
+        ..Default::default()
     }
 }
 

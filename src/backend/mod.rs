@@ -6,8 +6,22 @@
 pub mod admin;
 pub mod pkcs11;
 
+use tokio::sync::watch;
+
 use crate::error::Error;
 use crate::key::KeyDescriptor;
+
+/// Whether a backend can sign right now; the health service follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HsmState {
+    /// The HSM answers.
+    Serving,
+    /// The connection was lost; the backend is re-establishing it by itself.
+    Recovering,
+    /// The backend cannot recover by itself (for example, the PIN was refused at re-login);
+    /// the text says what an operator must do.
+    Failed(String),
+}
 
 /// An HSM that signs with keys it holds.
 pub trait Backend: Send + Sync {
@@ -20,6 +34,12 @@ pub trait Backend: Send + Sync {
     /// and HMAC-SHA256, the 32-byte SHA-256 digest of the message for ECDSA P-256, whose
     /// signature comes back as the 64-byte r‖s.
     fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// The backend's state, as it changes. A backend that cannot lose its HSM is always
+    /// [`HsmState::Serving`].
+    fn state(&self) -> watch::Receiver<HsmState> {
+        watch::channel(HsmState::Serving).1
+    }
 
     /// Closes sessions and releases the HSM. Called once, after every worker has stopped.
     fn shutdown(&self);

@@ -2,6 +2,7 @@
 //! tonic-free [`crate::signer::Signer`], and converts the answer back.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
@@ -15,13 +16,54 @@ use crate::swt3::Anchor;
 #[derive(Clone)]
 pub struct SignerService {
     signer: Arc<Signer>,
+    /// The deadline of calls whose client set none.
+    default_timeout: Duration,
 }
 
 impl SignerService {
-    /// Serves `signer`.
-    pub fn new(signer: Arc<Signer>) -> Self {
-        SignerService { signer }
+    /// Serves `signer`; calls without a client deadline get `default_timeout`.
+    pub fn new(signer: Arc<Signer>, default_timeout: Duration) -> Self {
+        SignerService {
+            signer,
+            default_timeout,
+        }
     }
+
+    /// The call's deadline: the client's `grpc-timeout`, capped at the default timeout, so no
+    /// call waits longer than the agent allows.
+    fn deadline<T>(&self, request: &Request<T>) -> Result<Instant, Error> {
+        let timeout = match request.metadata().get("grpc-timeout") {
+            None => self.default_timeout,
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(parse_grpc_timeout)
+                .ok_or_else(|| {
+                    Error::InvalidArgument("the grpc-timeout header is malformed".into())
+                })?
+                .min(self.default_timeout),
+        };
+        Ok(Instant::now() + timeout)
+    }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n), as the gRPC
+/// over HTTP/2 protocol defines it.
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 fn algorithm(a: Algorithm) -> proto::Algorithm {
@@ -56,14 +98,24 @@ impl signer_server::Signer for SignerService {
         &self,
         request: Request<proto::SignRequest>,
     ) -> Result<Response<proto::SignResponse>, Status> {
+        let deadline = self.deadline(&request)?;
         let proto::SignRequest {
             key_id,
             message,
             signature_format: format,
+            message_crc32c,
         } = request.into_inner();
         let format = signature_format(format)?;
-        let signature = self.signer.sign(&key_id, message, format).await?;
+        if let Some(expected) = message_crc32c {
+            let received = crc32c::crc32c(&message);
+            if received != expected {
+                return Err(Error::ChecksumMismatch { expected, received }.into());
+            }
+        }
+        let signature = self.signer.sign(&key_id, message, format, deadline).await?;
         Ok(Response::new(proto::SignResponse {
+            signature_crc32c: crc32c::crc32c(&signature.bytes),
+            verified_message_crc32c: message_crc32c.is_some(),
             signature: signature.bytes,
             key_id,
             algorithm: algorithm(signature.algorithm).into(),
@@ -96,6 +148,7 @@ impl signer_server::Signer for SignerService {
         &self,
         request: Request<proto::FingerprintRequest>,
     ) -> Result<Response<proto::FingerprintResponse>, Status> {
+        let deadline = self.deadline(&request)?;
         let r = request.into_inner();
         let anchor = Anchor::new(
             &r.tenant_id,
@@ -104,7 +157,7 @@ impl signer_server::Signer for SignerService {
             r.timestamp_ms,
             r.agent_id.as_deref(),
         )?;
-        let witness = self.signer.fingerprint(&r.key_id, anchor).await?;
+        let witness = self.signer.fingerprint(&r.key_id, anchor, deadline).await?;
         Ok(Response::new(proto::FingerprintResponse {
             fingerprint: witness.fingerprint,
             signature: witness.signature,
@@ -128,5 +181,24 @@ impl signer_server::Signer for SignerService {
             })
             .collect();
         Ok(Response::new(proto::ListKeysResponse { keys }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units_and_malformed_values() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S", "5 S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
     }
 }

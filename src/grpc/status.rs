@@ -15,12 +15,22 @@ impl From<Error> for Status {
             ErrorKind::FailedPrecondition => Code::FailedPrecondition,
             ErrorKind::ResourceExhausted => Code::ResourceExhausted,
             ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
             ErrorKind::Internal => Code::Internal,
         };
         let message = match error.kind() {
             ErrorKind::Unavailable => match error {
                 Error::ShuttingDown => {
                     "the agent is shutting down; retry on another replica".into()
+                }
+                Error::Recovering => {
+                    "the agent lost its HSM connection and is re-establishing it; retry shortly"
+                        .into()
+                }
+                Error::HsmFailed(why) => {
+                    tracing::error!(reason = %why, "HSM in failed state");
+                    "the agent cannot use its HSM until an operator acts; see the agent's log"
+                        .into()
                 }
                 _ => {
                     tracing::warn!(error = %error, "HSM unavailable");

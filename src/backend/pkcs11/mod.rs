@@ -1,39 +1,31 @@
-//! The PKCS#11 backend: loads the module once, finds the token by label or serial, logs in once,
-//! checks the served keys against the Tier 4 rule, and signs through a session pool.
+//! The PKCS#11 backend: loads the module, finds the token by label or serial, logs in (one
+//! attempt), checks the served keys against the Tier 4 rule ([`discover`]), and signs through a
+//! session pool that recovers from device loss ([`Pkcs11Backend`]).
 
 pub mod admin;
 mod ckr;
 pub mod discover;
 pub mod provision;
+mod serving;
 mod session;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::ObjectHandle;
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 pub use ckr::classify;
-use session::SessionPool;
+pub use serving::Pkcs11Backend;
 
-use super::Backend;
 use crate::config::{self, TokenSelector};
 use crate::error::Error;
-use crate::key::{Algorithm, KeyDescriptor};
+use crate::key::Algorithm;
 use crate::secret::Secret;
-
-/// A logged-in PKCS#11 token and the keys served from it.
-pub struct Pkcs11Backend {
-    pkcs11: Pkcs11,
-    pool: SessionPool,
-    keys: HashMap<String, (ObjectHandle, KeyDescriptor)>,
-}
 
 /// A logged-in token, before any key is chosen: what both the agent and the key commands use.
 pub struct Token {
@@ -126,69 +118,6 @@ pub fn initialize_token(
     result
 }
 
-impl Pkcs11Backend {
-    /// Opens the token and chooses the keys to serve; fails with a message that says what to do
-    /// when the module, the token, the PIN or a key is not right.
-    pub fn open(config: &config::Pkcs11, pin: &Secret) -> Result<Self, Error> {
-        let token = Token::open(config, pin, false)?;
-        let served = discover::find_keys(&token.session)
-            .and_then(|found| discover::select(&token.session, &found, config.keys.as_deref()));
-        let served = match served {
-            Ok(served) => served,
-            Err(e) => {
-                token.close();
-                return Err(e);
-            }
-        };
-        let keys = served
-            .into_iter()
-            .map(|k| (k.descriptor.id.clone(), (k.handle, k.descriptor)))
-            .collect();
-        let Token {
-            pkcs11,
-            slot,
-            session,
-        } = token;
-        Ok(Pkcs11Backend {
-            pool: SessionPool::new(pkcs11.clone(), slot, session),
-            pkcs11,
-            keys,
-        })
-    }
-}
-
-impl Backend for Pkcs11Backend {
-    fn keys(&self) -> Vec<KeyDescriptor> {
-        let mut keys: Vec<_> = self.keys.values().map(|(_, d)| d.clone()).collect();
-        keys.sort_by(|a, b| a.id.cmp(&b.id));
-        keys
-    }
-
-    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
-        let (handle, descriptor) = self
-            .keys
-            .get(key_id)
-            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
-        let mechanism = mechanism(descriptor.algorithm);
-        self.pool.with_session(|session| {
-            session
-                .sign(&mechanism, *handle, input)
-                .map_err(|e| match e {
-                    CkError::Pkcs11(
-                        RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
-                        _,
-                    ) => Error::KeyGone(key_id.to_owned()),
-                    e => classify(e),
-                })
-        })
-    }
-
-    fn shutdown(&self) {
-        self.pool.close_all();
-        finalize(self.pkcs11.clone());
-    }
-}
-
 /// The signing mechanism of each algorithm; ECDSA takes the digest, computed by the caller.
 fn mechanism(algorithm: Algorithm) -> Mechanism<'static> {
     match algorithm {
@@ -206,12 +135,20 @@ fn load(module: &Path) -> Result<Pkcs11, Error> {
             module.display()
         ))
     })?;
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(pkcs11),
-        Err(e) => Err(Error::Startup(format!(
+    initialize(&pkcs11).map_err(|e| {
+        Error::Startup(format!(
             "the PKCS#11 module {} failed to initialise: {e}",
             module.display()
-        ))),
+        ))
+    })?;
+    Ok(pkcs11)
+}
+
+/// `C_Initialize` with OS locking; a module that is already initialised is fine.
+fn initialize(pkcs11: &Pkcs11) -> Result<(), Error> {
+    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+        Err(e) => Err(classify(e)),
     }
 }
 
@@ -262,22 +199,22 @@ fn login(session: &Session, pin: &Secret) -> Result<(), Error> {
     let auth = AuthPin::from(pin.expose().to_owned());
     match session.login(UserType::User, Some(&auth)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Error::Startup(
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Error::PinRejected(
             "the token refused the PIN (CKR_PIN_INCORRECT). Signet made exactly one login attempt \
              and will not retry, because HSMs lock the PIN after a few failures. Check the PIN \
              source named in backend.pin"
                 .into(),
         )),
-        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::Startup(
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::PinRejected(
             "the token's user PIN is locked (CKR_PIN_LOCKED): the security officer must unlock \
              or reset it before Signet can log in"
                 .into(),
         )),
-        Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(Error::Startup(
+        Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(Error::PinRejected(
             "the token's user PIN has expired (CKR_PIN_EXPIRED): set a new PIN on the token".into(),
         )),
         Err(CkError::Pkcs11(rv @ (RvError::PinLenRange | RvError::PinInvalid), _)) => {
-            Err(Error::Startup(format!(
+            Err(Error::PinRejected(format!(
                 "the token refused the PIN's format ({rv}); check the PIN source named in \
                  backend.pin (a stray character or newline?)"
             )))

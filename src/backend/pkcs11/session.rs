@@ -2,9 +2,14 @@
 //!
 //! A session is checked out for one call and returned afterwards; it is never held across an
 //! `.await` (the pool is only used from worker threads). The pool grows to the number of
-//! concurrent callers, which the executor bounds, and a session that failed with a
-//! session-loss error is discarded instead of returned.
+//! concurrent callers, which the executor bounds.
+//!
+//! When the connection to the token is lost, the pool is *abandoned*: its session handles are
+//! forgotten rather than closed. After the module is re-initialised, a new session may get the
+//! number of an old one, and closing the old handle would close the new session (and log the
+//! agent out).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use cryptoki::context::Pkcs11;
@@ -12,17 +17,17 @@ use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 
 use super::ckr::classify;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// Idle sessions on one token, and the session that holds the login.
 pub struct SessionPool {
     pkcs11: Pkcs11,
     slot: Slot,
     idle: Mutex<Vec<Session>>,
-    /// The session the agent logged in with. It is never lent out, so discarding every pooled
-    /// session after errors never closes the application's last session, which would log the
-    /// token out.
+    /// The session the agent logged in with. It is never lent out, so discarding pooled
+    /// sessions never closes the application's last session, which would log the token out.
     login: Mutex<Option<Session>>,
+    abandoned: AtomicBool,
 }
 
 impl SessionPool {
@@ -33,47 +38,74 @@ impl SessionPool {
             slot,
             idle: Mutex::new(Vec::new()),
             login: Mutex::new(Some(login)),
+            abandoned: AtomicBool::new(false),
         }
     }
 
-    /// Runs `f` with a session from the pool, opening one if none is idle.
+    /// Runs `f` with a session from the pool, opening one if none is idle. A session whose
+    /// call failed because the token or session went away is forgotten, not returned.
     pub fn with_session<R>(
         &self,
         f: impl FnOnce(&Session) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let idle = self.lock().pop();
+        let idle = self.lock_idle().pop();
         let session = match idle {
             Some(session) => session,
             None => self.pkcs11.open_ro_session(self.slot).map_err(classify)?,
         };
         let result = f(&session);
-        match &result {
-            Err(e) if e.kind() == ErrorKind::Unavailable => drop(session),
-            _ => self.lock().push(session),
+        let lost = matches!(&result, Err(e) if e.is_connection_loss());
+        if lost || self.abandoned.load(Ordering::Acquire) {
+            std::mem::forget(session);
+        } else {
+            self.lock_idle().push(session);
         }
         result
+    }
+
+    /// Asks the token about the login session: a cheap call that fails when the device, the
+    /// session or the module's initialisation is gone.
+    pub fn probe(&self) -> Result<(), Error> {
+        let login = self.login.lock().unwrap_or_else(|p| p.into_inner());
+        match login.as_ref() {
+            Some(session) => session.get_session_info().map(|_| ()).map_err(classify),
+            None => Err(Error::Recovering),
+        }
+    }
+
+    /// Forgets every session without closing it: the connection is gone and the handles may be
+    /// reused by the next connection.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+        let login = self.login.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for session in self.lock_idle().drain(..).chain(login) {
+            std::mem::forget(session);
+        }
     }
 
     /// Closes every idle session, then the login session. Called at shutdown, after the
     /// workers have stopped.
     pub fn close_all(&self) {
-        let login = self
-            .login
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        for session in self.lock().drain(..).chain(login) {
+        let login = self.login.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for session in self.lock_idle().drain(..).chain(login) {
             if let Err(e) = session.close() {
                 tracing::warn!(error = %e, "closing an HSM session at shutdown failed");
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
         // A panic while holding this lock cannot leave the Vec half-updated (push and pop are
         // the only operations), so a poisoned lock is safe to keep using.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for SessionPool {
+    fn drop(&mut self) {
+        if self.abandoned.load(Ordering::Acquire) {
+            self.abandon();
+        }
+        // Otherwise the sessions close as they drop (C_CloseSession).
     }
 }

@@ -1,0 +1,329 @@
+//! [`Pkcs11Backend`]: signs with the served keys through a session pool, and survives the loss
+//! of the device, its sessions or the module's initialisation.
+//!
+//! A call that fails with a connection-loss code (`ckr` classifies them) marks the connection
+//! lost: the pool is abandoned, callers get `UNAVAILABLE` at once, the state turns
+//! [`HsmState::Recovering`] (health `NOT_SERVING`), and a supervisor thread re-initialises the
+//! module if needed, finds the token, logs in again and re-finds the keys, with bounded
+//! exponential backoff. While serving, the supervisor probes the login session every
+//! [`PROBE_INTERVAL`], so an outage is noticed even when no call is made. A refused PIN is never
+//! retried: the state turns [`HsmState::Failed`] with what the operator must do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::ObjectHandle;
+use tokio::sync::watch;
+
+use super::discover::{self, Verdict};
+use super::session::SessionPool;
+use super::{classify, finalize, find_token, initialize, login, mechanism, Token};
+use crate::backend::{Backend, HsmState};
+use crate::config;
+use crate::error::Error;
+use crate::key::KeyDescriptor;
+use crate::secret::Secret;
+
+/// How often the supervisor checks that the token still answers while nothing fails.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// The first and the longest wait between reconnection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
+
+/// A logged-in PKCS#11 token and the keys served from it.
+pub struct Pkcs11Backend {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// One working connection: a pool of sessions sharing one login, and the key handles found
+/// through it. Replaced as a whole after a loss.
+struct Connection {
+    pool: SessionPool,
+    handles: HashMap<String, ObjectHandle>,
+}
+
+struct Shared {
+    pkcs11: Pkcs11,
+    config: config::Pkcs11,
+    /// Kept (zeroizing) for logging in again after a loss; never logged.
+    pin: Secret,
+    keys: Vec<KeyDescriptor>,
+    connection: RwLock<Option<Arc<Connection>>>,
+    state: watch::Sender<HsmState>,
+    /// Set to wake the supervisor: `true` also means stop.
+    wake: Mutex<Wake>,
+    wakeup: Condvar,
+}
+
+#[derive(Default)]
+struct Wake {
+    lost: bool,
+    stop: bool,
+}
+
+impl Pkcs11Backend {
+    /// Opens the token and chooses the keys to serve; fails with a message that says what to do
+    /// when the module, the token, the PIN or a key is not right.
+    pub fn open(config: &config::Pkcs11, pin: Secret) -> Result<Self, Error> {
+        let token = Token::open(config, &pin, false)?;
+        let served = discover::find_keys(&token.session)
+            .and_then(|found| discover::select(&token.session, &found, config.keys.as_deref()));
+        let served = match served {
+            Ok(served) => served,
+            Err(e) => {
+                token.close();
+                return Err(e);
+            }
+        };
+        let handles = served
+            .iter()
+            .map(|k| (k.descriptor.id.clone(), k.handle))
+            .collect();
+        let keys = served.into_iter().map(|k| k.descriptor).collect();
+        let Token {
+            pkcs11,
+            slot,
+            session,
+        } = token;
+        let connection = Connection {
+            pool: SessionPool::new(pkcs11.clone(), slot, session),
+            handles,
+        };
+        let shared = Arc::new(Shared {
+            pkcs11,
+            config: config.clone(),
+            pin,
+            keys,
+            connection: RwLock::new(Some(Arc::new(connection))),
+            state: watch::channel(HsmState::Serving).0,
+            wake: Mutex::new(Wake::default()),
+            wakeup: Condvar::new(),
+        });
+        let supervisor = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("signet-hsm-supervisor".into())
+                .spawn(move || shared.supervise())
+                .map_err(|e| Error::io("starting the HSM supervisor thread", e))?
+        };
+        Ok(Pkcs11Backend {
+            shared,
+            supervisor: Mutex::new(Some(supervisor)),
+        })
+    }
+}
+
+impl Backend for Pkcs11Backend {
+    fn keys(&self) -> Vec<KeyDescriptor> {
+        let mut keys = self.shared.keys.clone();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
+    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let descriptor = self
+            .shared
+            .keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
+        let connection = self.shared.current()?;
+        let handle = *connection
+            .handles
+            .get(key_id)
+            .ok_or_else(|| Error::KeyGone(key_id.to_owned()))?;
+        let mechanism = mechanism(descriptor.algorithm);
+        let result = connection.pool.with_session(|session| {
+            session
+                .sign(&mechanism, handle, input)
+                .map_err(|e| match e {
+                    CkError::Pkcs11(
+                        RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                        _,
+                    ) => Error::KeyGone(key_id.to_owned()),
+                    e => classify(e),
+                })
+        });
+        if let Err(e) = &result {
+            if e.is_connection_loss() {
+                self.shared.lost(&connection, e);
+            }
+        }
+        result
+    }
+
+    fn state(&self) -> watch::Receiver<HsmState> {
+        self.shared.state.subscribe()
+    }
+
+    fn shutdown(&self) {
+        {
+            let mut wake = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+            wake.stop = true;
+            self.shared.wakeup.notify_all();
+        }
+        let supervisor = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(supervisor) = supervisor {
+            if supervisor.join().is_err() {
+                tracing::error!("the HSM supervisor thread panicked");
+            }
+        }
+        let connection = self
+            .shared
+            .connection
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(connection) = connection {
+            connection.pool.close_all();
+        }
+        finalize(self.shared.pkcs11.clone());
+    }
+}
+
+impl Shared {
+    /// The working connection, or `Recovering`/`Failed` while there is none.
+    fn current(&self) -> Result<Arc<Connection>, Error> {
+        if let HsmState::Failed(why) = &*self.state.borrow() {
+            return Err(Error::HsmFailed(why.clone()));
+        }
+        self.connection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(Error::Recovering)
+    }
+
+    /// Marks `connection` lost (unless another caller already replaced it) and wakes the
+    /// supervisor.
+    fn lost(&self, connection: &Arc<Connection>, cause: &Error) {
+        let mut current = self.connection.write().unwrap_or_else(|p| p.into_inner());
+        if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            return;
+        }
+        *current = None;
+        drop(current);
+        connection.pool.abandon();
+        tracing::error!(error = %cause, "lost the HSM connection; reconnecting in the background");
+        self.state.send_replace(HsmState::Recovering);
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        wake.lost = true;
+        self.wakeup.notify_all();
+    }
+
+    /// The supervisor thread: probes while serving, reconnects after a loss.
+    fn supervise(&self) {
+        loop {
+            {
+                let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+                let (mut wake, _) = self
+                    .wakeup
+                    .wait_timeout_while(wake, PROBE_INTERVAL, |w| !w.lost && !w.stop)
+                    .unwrap_or_else(|p| p.into_inner());
+                if wake.stop {
+                    return;
+                }
+                wake.lost = false;
+            }
+            if let Ok(connection) = self.current() {
+                match connection.pool.probe() {
+                    Err(e) if e.is_connection_loss() => self.lost(&connection, &e),
+                    _ => continue,
+                }
+            }
+            if matches!(*self.state.borrow(), HsmState::Failed(_)) {
+                continue;
+            }
+            self.reconnect_with_backoff();
+        }
+    }
+
+    fn reconnect_with_backoff(&self) {
+        let started = Instant::now();
+        let mut delay = BACKOFF.0;
+        for attempt in 1u32.. {
+            match self.reconnect() {
+                Ok(connection) => {
+                    *self.connection.write().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Arc::new(connection));
+                    self.state.send_replace(HsmState::Serving);
+                    tracing::info!(
+                        attempts = attempt,
+                        outage_ms = started.elapsed().as_millis() as u64,
+                        "HSM connection re-established; serving again"
+                    );
+                    return;
+                }
+                Err(Error::PinRejected(why)) => {
+                    let why = format!(
+                        "logging in again after an HSM outage failed, and Signet will not try \
+                         again: {why}. Fix the PIN, then restart the agent"
+                    );
+                    tracing::error!("{why}");
+                    self.state.send_replace(HsmState::Failed(why));
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64,
+                        "HSM still unavailable");
+                }
+            }
+            let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+            let (wake, _) = self
+                .wakeup
+                .wait_timeout_while(wake, delay, |w| !w.stop)
+                .unwrap_or_else(|p| p.into_inner());
+            if wake.stop {
+                return;
+            }
+            delay = (delay * 2).min(BACKOFF.1);
+        }
+    }
+
+    /// Makes a new connection: initialises the module again if it was finalised, finds the
+    /// token, logs in (one attempt) and finds the served keys again, checking that each is
+    /// still the key that was served (same algorithm, same public key, still Tier 4).
+    fn reconnect(&self) -> Result<Connection, Error> {
+        initialize(&self.pkcs11)?;
+        let slot = find_token(&self.pkcs11, &self.config.token)?;
+        let session = self.pkcs11.open_ro_session(slot).map_err(classify)?;
+        login(&session, &self.pin)?;
+        let found = discover::find_keys(&session)?;
+        let verdicts = discover::assess(&session, &found);
+        let mut handles = HashMap::new();
+        for key in &self.keys {
+            let again = found.iter().zip(&verdicts).find_map(|(f, v)| match v {
+                Verdict::Served(public_key)
+                    if f.label.as_deref() == Some(key.id.as_str())
+                        && f.algorithm.as_ref().ok() == Some(&key.algorithm)
+                        && *public_key == key.public_key =>
+                {
+                    Some(f.handle)
+                }
+                _ => None,
+            });
+            match again {
+                Some(handle) => {
+                    handles.insert(key.id.clone(), handle);
+                }
+                None => tracing::error!(
+                    key = %key.id,
+                    "after reconnecting, the key is gone or no longer the key that was served; \
+                     it answers NOT_FOUND until the agent restarts"
+                ),
+            }
+        }
+        Ok(Connection {
+            pool: SessionPool::new(self.pkcs11.clone(), slot, session),
+            handles,
+        })
+    }
+}

@@ -433,3 +433,164 @@ pub fn python(code: &str, args: &[&str]) -> String {
     assert_success(&out, "python");
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
+
+/// The HMAC secret of [`TestToken::with_verifiable_keys`]'s `hmac` key (64 hex characters).
+pub const HMAC_SECRET: &str = "4b1d7e0c2f9a8b3c6d5e4f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4";
+
+impl TestToken {
+    /// One key of each type whose signatures a test can check independently: `ed` and `ec`
+    /// (public keys from GetPublicKey) and `hmac` (imported from [`HMAC_SECRET`]).
+    pub fn with_verifiable_keys(self) -> Self {
+        self.generate("ed25519", "ed");
+        self.generate("p256", "ec");
+        self.import_hmac("hmac", HMAC_SECRET);
+        self
+    }
+}
+
+/// Checks signatures of the `ed`, `ec` and `hmac` keys with ed25519-dalek, p256 and hmac.
+pub struct Verifier {
+    ed: ed25519_dalek::VerifyingKey,
+    ec: p256::ecdsa::VerifyingKey,
+}
+
+/// The key ids [`Verifier`] knows.
+pub const VERIFIABLE_KEYS: [&str; 3] = ["ed", "ec", "hmac"];
+
+impl Verifier {
+    /// Reads the public keys from the agent (raw encodings, parsed by the independent crates).
+    pub async fn fetch(channel: Channel) -> Self {
+        use signet::grpc::proto::GetPublicKeyRequest;
+        let client = SignerClient::new(channel);
+        let raw = |id: &str| {
+            let request = GetPublicKeyRequest { key_id: id.into() };
+            let mut client = client.clone();
+            async move {
+                let reply = client.get_public_key(request).await;
+                reply.expect("GetPublicKey").into_inner().raw
+            }
+        };
+        let ed: [u8; 32] = raw("ed").await.try_into().expect("32 bytes");
+        let ec = raw("ec").await;
+        Verifier {
+            ed: ed25519_dalek::VerifyingKey::from_bytes(&ed).expect("Ed25519 key"),
+            ec: p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec).expect("P-256 key"),
+        }
+    }
+
+    /// Whether `signature` is `key_id`'s valid signature of `message`.
+    pub fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> bool {
+        use hmac::Mac;
+        use p256::ecdsa::signature::Verifier as _;
+        match key_id {
+            "ed" => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| self.ed.verify_strict(message, &s).is_ok()),
+            "ec" => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| self.ec.verify(message, &s).is_ok()),
+            "hmac" => {
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HMAC_SECRET.as_bytes())
+                    .expect("HMAC key");
+                mac.update(message);
+                mac.verify_slice(signature).is_ok()
+            }
+            other => panic!("no verifier for key {other}"),
+        }
+    }
+}
+
+/// What one call of a load run got.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// When the answer arrived.
+    pub at: Instant,
+    /// `Ok` for a signature (already verified), otherwise the status code.
+    pub code: tonic::Code,
+    /// The status message, for errors.
+    pub message: String,
+}
+
+/// Signs with `clients` concurrent clients (each on its own connection), cycling through the
+/// verifiable keys, until `stop` turns true or `count` calls were made in all. Every signature
+/// is verified as it arrives; one that does not verify fails the test at once.
+pub async fn sign_load(
+    socket: PathBuf,
+    clients: usize,
+    count: Option<usize>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    verifier: std::sync::Arc<Verifier>,
+) -> Vec<Outcome> {
+    use signet::grpc::proto::SignRequest;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let issued = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for client_no in 0..clients {
+        let (socket, stop, verifier, issued) = (
+            socket.clone(),
+            stop.clone(),
+            verifier.clone(),
+            issued.clone(),
+        );
+        tasks.spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut client = None;
+            for i in 0.. {
+                if *stop.borrow() {
+                    break;
+                }
+                if count.is_some_and(|n| issued.fetch_add(1, Ordering::Relaxed) >= n) {
+                    break;
+                }
+                if client.is_none() {
+                    match connect(&socket).await {
+                        Ok(channel) => client = Some(SignerClient::new(channel)),
+                        Err(e) => {
+                            outcomes.push(Outcome {
+                                at: Instant::now(),
+                                code: tonic::Code::Unavailable,
+                                message: format!("connect: {e}"),
+                            });
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    }
+                }
+                let key = VERIFIABLE_KEYS[(client_no + i) % 3];
+                let message = format!("load {client_no} {i}").into_bytes();
+                let request = SignRequest {
+                    key_id: key.into(),
+                    message: message.clone(),
+                    ..Default::default()
+                };
+                let Some(c) = client.as_mut() else { continue };
+                let reply = c.sign(request).await;
+                let outcome = match reply {
+                    Ok(reply) => {
+                        let signature = reply.into_inner().signature;
+                        assert!(
+                            verifier.verify(key, &message, &signature),
+                            "a signature from key {key} does not verify"
+                        );
+                        Outcome {
+                            at: Instant::now(),
+                            code: tonic::Code::Ok,
+                            message: String::new(),
+                        }
+                    }
+                    Err(status) => Outcome {
+                        at: Instant::now(),
+                        code: status.code(),
+                        message: status.message().to_owned(),
+                    },
+                };
+                outcomes.push(outcome);
+            }
+            outcomes
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done.expect("a load task panicked"));
+    }
+    all.sort_by_key(|o| o.at);
+    all
+}

@@ -12,6 +12,9 @@ use crate::key::{Algorithm, SignatureFormat};
 use crate::signer::Signer;
 use crate::swt3::Anchor;
 
+/// The most a client deadline is brought forward (see [`SignerService::deadline`]).
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
 /// The gRPC face of a [`Signer`].
 #[derive(Clone)]
 pub struct SignerService {
@@ -31,17 +34,24 @@ impl SignerService {
 
     /// The call's deadline: the client's `grpc-timeout`, capped at the default timeout, so no
     /// call waits longer than the agent allows.
+    ///
+    /// A client deadline is brought forward by a small margin: tonic's server enforces the
+    /// same header around this service and answers `CANCELLED` when it fires, so the agent
+    /// must give its precise `DEADLINE_EXCEEDED` first.
     fn deadline<T>(&self, request: &Request<T>) -> Result<Instant, Error> {
         let timeout = match request.metadata().get("grpc-timeout") {
             None => self.default_timeout,
-            Some(value) => value
-                .to_str()
-                .ok()
-                .and_then(parse_grpc_timeout)
-                .ok_or_else(|| {
-                    Error::InvalidArgument("the grpc-timeout header is malformed".into())
-                })?
-                .min(self.default_timeout),
+            Some(value) => {
+                let timeout = value
+                    .to_str()
+                    .ok()
+                    .and_then(parse_grpc_timeout)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument("the grpc-timeout header is malformed".into())
+                    })?;
+                let margin = (timeout / 10).min(DEADLINE_MARGIN);
+                (timeout - margin).min(self.default_timeout)
+            }
         };
         Ok(Instant::now() + timeout)
     }

@@ -225,8 +225,7 @@ fn the_agent_rides_out_closed_sessions_and_a_finalised_module() {
             let log = logs.text();
             let line = log
                 .lines()
-                .filter(|l| l.contains("re-established"))
-                .last()
+                .rfind(|l| l.contains("re-established"))
                 .unwrap_or_default();
             println!("{fault}: the agent logged: {line}");
             assert!(log.contains("lost the HSM connection"), "{log}");

@@ -165,3 +165,39 @@ fn plain_tcp_on_a_public_address_is_refused() {
         "{stderr}"
     );
 }
+
+/// OpenSC's PKCS#11 spy module, which logs every call to the module behind it.
+fn spy_module() -> std::path::PathBuf {
+    ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| std::path::PathBuf::from(format!("/usr/lib/{arch}/pkcs11-spy.so")))
+        .find(|p| p.exists())
+        .expect("pkcs11-spy.so (install it with: sudo apt-get install -y opensc-pkcs11)")
+}
+
+#[test]
+fn a_wrong_pin_makes_exactly_one_c_login_call() {
+    let token = TestToken::new().with_demo_keys();
+    std::fs::write(token.dir.path().join("pin"), "wrong-pin-000").expect("pin");
+    // The agent talks to SoftHSM2 through the spy, which records every call it forwards.
+    token.write_config(&spy_module(), "");
+    let calls = token.dir.path().join("pkcs11-calls.log");
+    let out = token
+        .command()
+        .args(["serve", "--config", path_str(&token.config)])
+        .env("PKCS11SPY", softhsm_module())
+        .env("PKCS11SPY_OUTPUT", &calls)
+        .output()
+        .expect("run signet serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("CKR_PIN_INCORRECT"), "{stderr}");
+    let log = std::fs::read_to_string(&calls).expect("the spy's log");
+    let logins: Vec<&str> = log.lines().filter(|l| l.contains("C_Login")).collect();
+    assert_eq!(logins.len(), 1, "exactly one C_Login: {logins:?}");
+    assert!(
+        log.contains("CKR_PIN_INCORRECT"),
+        "the token's answer is in the spy log"
+    );
+    assert!(!stderr.contains("wrong-pin-000"), "{stderr}");
+}

@@ -498,9 +498,32 @@ impl Verifier {
     }
 }
 
+/// Whether a failed call provably never reached the agent's handler: HTTP/2 says a stream
+/// refused by a graceful GOAWAY (`NO_ERROR`, above the last stream id) was not processed, and
+/// hyper cancels a request it could not send before the connection closed.
+pub fn never_processed(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(e) = error.downcast_ref::<hyper::Error>() {
+            if e.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(e) = error.downcast_ref::<h2::Error>() {
+            if e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR) {
+                return true;
+            }
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// What one call of a load run got.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The call failed before the agent could have accepted it (see [`never_processed`]).
+    pub never_processed: bool,
     /// When the answer arrived.
     pub at: Instant,
     /// `Ok` for a signature (already verified), otherwise the status code.
@@ -545,6 +568,7 @@ pub async fn sign_load(
                         Ok(channel) => client = Some(SignerClient::new(channel)),
                         Err(e) => {
                             outcomes.push(Outcome {
+                                never_processed: true,
                                 at: Instant::now(),
                                 code: tonic::Code::Unavailable,
                                 message: format!("connect: {e}"),
@@ -571,15 +595,17 @@ pub async fn sign_load(
                             "a signature from key {key} does not verify"
                         );
                         Outcome {
+                            never_processed: false,
                             at: Instant::now(),
                             code: tonic::Code::Ok,
                             message: String::new(),
                         }
                     }
                     Err(status) => Outcome {
+                        never_processed: never_processed(&status),
                         at: Instant::now(),
                         code: status.code(),
-                        message: status.message().to_owned(),
+                        message: format!("{status:?}"),
                     },
                 };
                 outcomes.push(outcome);

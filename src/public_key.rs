@@ -6,7 +6,6 @@ use base64::Engine;
 use der::asn1::OctetStringRef;
 use der::Decode;
 use ed25519_dalek::pkcs8::EncodePublicKey as _;
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::pkcs8::LineEnding;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -140,14 +139,26 @@ impl PublicKey {
         URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
     }
 
-    /// Verifies a raw signature: over the message for Ed25519, over the SHA-256 `digest` of the
-    /// message for P-256 (r‖s). Returns false for anything that does not verify.
-    pub fn verify(&self, message: &[u8], digest: &[u8], signature: &[u8]) -> bool {
+    /// Verifies a raw signature over `message`: Ed25519 (strict, RFC 8032), or ECDSA P-256
+    /// with SHA-256 (r‖s). Returns false for anything that does not verify.
+    ///
+    /// This runs after every signature (verify-after-sign), so the verifier is chosen by
+    /// measured speed: for P-256, `ring` (about 60 µs here) rather than the pure-Rust `p256`
+    /// crate (about 330 µs); for Ed25519, `ed25519-dalek` (about 48 µs, `ring` 53 µs).
+    /// `examples/verify_speed.rs` measures them.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|sig| k.verify_strict(message, &sig).is_ok()),
-            PublicKey::P256(k) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| k.verify_prehash(digest, &sig).is_ok()),
+            PublicKey::P256(k) => {
+                let point = k.to_encoded_point(false);
+                ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED,
+                    point.as_bytes(),
+                )
+                .verify(message, signature)
+                .is_ok()
+            }
         }
     }
 }

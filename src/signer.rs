@@ -131,7 +131,7 @@ impl Signer {
                 let input = digest.as_deref().unwrap_or(&message);
                 let signature = backend.sign(&id, input)?;
                 if let Some(pk) = &public_key {
-                    if !pk.verify(&message, digest.as_deref().unwrap_or(&[]), &signature) {
+                    if !pk.verify(&message, &signature) {
                         tracing::error!(key = %id, "verify-after-sign failed: signature withheld");
                         return Err(Error::SignatureCheckFailed { key_id: id });
                     }

@@ -9,15 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::in_process::InProcessAgent;
 use ed25519_dalek::Signer as _;
 use signet::backend::{Backend, HsmState};
 use signet::error::Error;
-use signet::grpc::proto::signer_client::SignerClient;
 use signet::grpc::proto::SignRequest;
 use signet::key::{Algorithm, KeyDescriptor};
 use signet::public_key::PublicKey;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 /// What the fake device does with the next calls.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,83 +90,6 @@ impl Backend for FaultyDevice {
 
     fn shutdown(&self) {
         self.set(Mode::Healthy);
-    }
-}
-
-/// The agent serving `device` in this process, with `sessions` workers and `queue_depth`.
-struct InProcessAgent {
-    dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<Result<(), Error>>>,
-}
-
-impl InProcessAgent {
-    async fn start(device: Arc<FaultyDevice>, sessions: usize, limits: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config_path = dir.path().join("signet.toml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "[[listen]]\ntype = \"unix\"\npath = \"signet.sock\"\n\n[limits]\n{limits}\n\n\
-                 [backend]\ntype = \"pkcs11\"\nmodule = \"unused.so\"\n\
-                 token = {{ label = \"unused\" }}\npin = {{ env = \"UNUSED\" }}\n"
-            ),
-        )
-        .expect("config");
-        let config = signet::config::Config::load(&config_path).expect("config");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(signet::server::serve_until(
-            config,
-            device,
-            sessions,
-            async move {
-                let _ = stopped.await;
-                Ok(())
-            },
-        ));
-        let agent = InProcessAgent {
-            dir,
-            stop: Some(stop),
-            server: Some(server),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while common::connect(&agent.socket()).await.is_err() {
-            assert!(Instant::now() < deadline, "the agent did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        agent
-    }
-
-    fn socket(&self) -> std::path::PathBuf {
-        self.dir.path().join("signet.sock")
-    }
-
-    async fn client(&self) -> SignerClient<Channel> {
-        SignerClient::new(common::connect(&self.socket()).await.expect("connect"))
-    }
-
-    async fn health(&self) -> i32 {
-        use tonic_health::pb::health_client::HealthClient;
-        use tonic_health::pb::HealthCheckRequest;
-        let channel = common::connect(&self.socket()).await.expect("connect");
-        HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: "signet.v1.Signer".into(),
-            })
-            .await
-            .expect("health")
-            .into_inner()
-            .status
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().expect("running").send(());
-        let server = self.server.take().expect("running");
-        tokio::time::timeout(Duration::from_secs(15), server)
-            .await
-            .expect("the agent stops within its drain time")
-            .expect("server task")
-            .expect("server");
     }
 }
 

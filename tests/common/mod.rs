@@ -6,6 +6,8 @@
 //! share the process-global `C_Initialize` and run in parallel under any test runner.
 #![allow(dead_code)]
 
+pub mod in_process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -92,9 +92,10 @@ pub enum Error {
     /// The agent lost its HSM login and will not retry by itself (the PIN was refused).
     #[error("{0}")]
     HsmFailed(String),
-    /// The token refused the PIN (wrong, locked, expired, malformed). Never retried.
+    /// The token refused the login (wrong, locked, expired or malformed PIN, or any other
+    /// answer that is not a lost connection). Never retried: HSMs lock PINs after failures.
     #[error("{0}")]
-    PinRejected(String),
+    LoginRefused(String),
     /// The call's deadline passed before its HSM work could start or finish.
     #[error("the deadline passed before the HSM {0}")]
     DeadlineExceeded(&'static str),
@@ -159,7 +160,7 @@ impl Error {
             | Error::SignatureCheckFailed { .. }
             | Error::Config(_)
             | Error::Startup(_)
-            | Error::PinRejected(_)
+            | Error::LoginRefused(_)
             | Error::Io { .. }
             | Error::Internal(_) => ErrorKind::Internal,
         }

@@ -157,12 +157,12 @@ impl Executor {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
+        let until = Instant::now() + patience;
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         // One Stop per worker, queued behind the work already waiting (the queue is FIFO).
         for _ in workers.iter() {
-            let _ = self.queue.send_timeout(Message::Stop, patience);
+            let _ = self.queue.send_deadline(Message::Stop, until);
         }
-        let until = Instant::now() + patience;
         while workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }

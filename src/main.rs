@@ -162,7 +162,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(signet::server::serve(config, backend, workers))?;
+            let served = runtime.block_on(signet::server::serve(config, backend, workers));
+            // serve() bounds its own shutdown; do not wait for a blocking task stuck in the HSM.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            served?;
             Ok(())
         }
         Command::Keys { command } => run_keys(command),

@@ -15,11 +15,14 @@ use crate::backend::pkcs11::Pkcs11Backend;
 use crate::backend::{Backend, HsmState};
 use crate::config::{self, Config, Listener};
 use crate::error::Error;
-use crate::grpc::oversize;
 use crate::grpc::proto::signer_server::SignerServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::service::SignerService;
+use crate::grpc::{arrival, oversize};
 use crate::signer::{self, Signer};
+
+/// The most calls one HTTP/2 connection may have in flight.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
@@ -71,6 +74,10 @@ pub async fn serve_until(
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {
         let router = Server::builder()
+            // Bounds the requests one connection can have in flight (and so the memory tonic
+            // holds for their bodies before the executor's byte budget applies).
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .layer(tower::util::MapRequestLayer::new(arrival::stamp))
             .layer(tower::util::MapResponseLayer::new(oversize::layer(
                 config.limits.max_message_bytes,
             )))
@@ -162,8 +169,11 @@ async fn follow_hsm(mut state: watch::Receiver<HsmState>, health: HealthReporter
 /// close and the module is finalised, whoever else still holds the signer.
 async fn close_signer(signer: Arc<Signer>) {
     let closing = tokio::task::spawn_blocking(move || signer.shutdown(DRAIN_TIME));
-    if let Err(e) = closing.await {
-        tracing::error!(error = %e, "closing the HSM failed");
+    // The executor and the backend bound their own waits; this bounds the whole.
+    match tokio::time::timeout(DRAIN_TIME * 2, closing).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "closing the HSM failed"),
+        Err(_) => tracing::error!("closing the HSM did not finish in time; exiting anyway"),
     }
 }
 

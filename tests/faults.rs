@@ -226,11 +226,12 @@ async fn a_flapping_device_gives_only_unavailable_and_health_follows_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_refused_at_once_and_memory_stays_bounded() {
     let device = FaultyDevice::new();
-    // One worker and room for two waiting calls; queued bytes capped at 3 messages of 64 KiB.
+    // One worker and a deep queue: what refuses calls here is the byte budget, 3 messages of
+    // 64 KiB (the running call's bytes count until it finishes).
     let agent = InProcessAgent::start(
         device.clone(),
         1,
-        "queue_depth = 2\nmax_message_bytes = 65536\nmax_queued_bytes = 196608",
+        "queue_depth = 100\nmax_message_bytes = 65536\nmax_queued_bytes = 196608",
     )
     .await;
     device.set(Mode::Hang);
@@ -265,10 +266,18 @@ async fn a_full_queue_is_refused_at_once_and_memory_stays_bounded() {
             (Err(code), _) => panic!("unexpected {code:?}"),
         }
     }
-    assert!(
-        refused >= 8,
-        "at most 1 running + 3 held by the byte budget; refused {refused}"
+    assert_eq!(
+        refused, 9,
+        "3 of 12 fit the byte budget (1 running, 2 queued)"
     );
+    // The budget was given back: three more fit again.
+    let mut client = agent.client().await;
+    for i in 0..3u8 {
+        client
+            .sign(sign(&hanging_message(i)))
+            .await
+            .expect("room again");
+    }
     agent.stop().await;
 }
 

@@ -228,8 +228,15 @@ fn the_agent_rides_out_closed_sessions_and_a_finalised_module() {
                 .rfind(|l| l.contains("re-established"))
                 .unwrap_or_default();
             println!("{fault}: the agent logged: {line}");
-            assert!(log.contains("lost the HSM connection"), "{log}");
-            assert!(log.contains("health NOT_SERVING"), "{log}");
+            assert_eq!(
+                log.matches("lost the HSM connection").count(),
+                recoveries,
+                "{log}"
+            );
+            assert!(
+                log.matches("health NOT_SERVING").count() >= recoveries,
+                "{log}"
+            );
             assert!(
                 outcomes
                     .iter()
@@ -243,6 +250,67 @@ fn the_agent_rides_out_closed_sessions_and_a_finalised_module() {
                 "{fault}: recovered by itself"
             );
         }
+
+        // The PIN changes behind the agent's back, then the connection is lost: the re-login
+        // is refused and never retried; the agent reports a failed state and stays there.
+        let slot = slot_of(&injector, &token.label);
+        let session = injector
+            .open_rw_session(slot)
+            .expect("session (logged in by the agent)");
+        session
+            .set_pin(
+                &cryptoki::types::AuthPin::from(common::TEST_PIN.to_owned()),
+                &cryptoki::types::AuthPin::from("a-new-pin-8c1d".to_owned()),
+            )
+            .expect("C_SetPIN");
+        std::mem::forget(session); // closed by C_CloseAllSessions below
+        pkcs11_faults::close_all_sessions(&common::softhsm_module(), slot.id())
+            .expect("C_CloseAllSessions");
+        let mut client = signet::grpc::proto::signer_client::SignerClient::new(
+            common::connect(&token.socket).await.expect("connect"),
+        );
+        let request = || signet::grpc::proto::SignRequest {
+            key_id: "ed".into(),
+            message: b"after the PIN changed".to_vec(),
+            ..Default::default()
+        };
+        let status = client
+            .sign(request())
+            .await
+            .expect_err("the session is gone");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !logs.text().contains("will not try again") {
+            assert!(
+                Instant::now() < deadline,
+                "no failed state:\n{}",
+                logs.text()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Longer than a probe interval and many backoff steps: still exactly one refusal.
+        tokio::time::sleep(signet::backend::pkcs11::PROBE_INTERVAL + Duration::from_millis(500))
+            .await;
+        let log = logs.text();
+        // The supervisor's own line, once per login attempt that the token refused.
+        let refusals = log.matches("serving: logging in again after an HSM outage failed");
+        assert_eq!(
+            refusals.count(),
+            1,
+            "one refused C_Login, never retried:\n{log}"
+        );
+        assert!(log.contains("CKR_PIN_INCORRECT"), "{log}");
+        assert!(
+            !log.contains("a-new-pin-8c1d") && !log.contains(common::TEST_PIN),
+            "{log}"
+        );
+        wait_for_health(&token.socket, false, Duration::from_secs(1)).await;
+        let status = client.sign(request()).await.expect_err("failed state");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("operator"), "{status:?}");
+        println!(
+            "PIN changed behind the agent: one refused re-login, failed state, health NOT_SERVING"
+        );
 
         stop_tx.send(()).expect("stop");
         server.await.expect("server task").expect("server");

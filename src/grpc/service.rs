@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
+use super::arrival::Arrival;
 use super::proto::{self, signer_server};
 use crate::error::Error;
 use crate::key::{Algorithm, SignatureFormat};
@@ -35,10 +36,15 @@ impl SignerService {
     /// The call's deadline: the client's `grpc-timeout`, capped at the default timeout, so no
     /// call waits longer than the agent allows.
     ///
-    /// A client deadline is brought forward by a small margin: tonic's server enforces the
-    /// same header around this service and answers `CANCELLED` when it fires, so the agent
-    /// must give its precise `DEADLINE_EXCEEDED` first.
+    /// Measured from the request's [`Arrival`], before its body was read. A client deadline is
+    /// brought forward by a small margin: tonic's server enforces the same header around this
+    /// service and answers `CANCELLED` when it fires, so the agent must give its precise
+    /// `DEADLINE_EXCEEDED` first.
     fn deadline<T>(&self, request: &Request<T>) -> Result<Instant, Error> {
+        let arrived = request
+            .extensions()
+            .get::<Arrival>()
+            .map_or_else(Instant::now, |a| a.0);
         let timeout = match request.metadata().get("grpc-timeout") {
             None => self.default_timeout,
             Some(value) => {
@@ -53,7 +59,7 @@ impl SignerService {
                 (timeout - margin).min(self.default_timeout)
             }
         };
-        Ok(Instant::now() + timeout)
+        Ok(arrived + timeout)
     }
 }
 

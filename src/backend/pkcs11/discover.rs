@@ -317,6 +317,8 @@ pub struct ServedKey {
     pub descriptor: KeyDescriptor,
     /// The private or secret key object.
     pub handle: ObjectHandle,
+    /// Its `CKA_ID`: with the label, what identifies the same key again after a reconnect.
+    pub object_id: Vec<u8>,
 }
 
 /// Chooses the keys to serve: the `wanted` labels, or (when `None`) every key [`assess`]
@@ -362,6 +364,7 @@ pub fn select(
                         public_key,
                     },
                     handle: key.handle,
+                    object_id: key.id.clone(),
                 });
             }
             (Verdict::Ignored(why), None) | (Verdict::Unrelated(why), _) => {

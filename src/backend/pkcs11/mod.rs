@@ -20,7 +20,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 pub use ckr::classify;
-pub use serving::Pkcs11Backend;
+pub use serving::{Pkcs11Backend, PROBE_INTERVAL};
 
 use crate::config::{self, TokenSelector};
 use crate::error::Error;
@@ -199,30 +199,34 @@ fn login(session: &Session, pin: &Secret) -> Result<(), Error> {
     let auth = AuthPin::from(pin.expose().to_owned());
     match session.login(UserType::User, Some(&auth)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Error::PinRejected(
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Error::LoginRefused(
             "the token refused the PIN (CKR_PIN_INCORRECT). Signet made exactly one login attempt \
              and will not retry, because HSMs lock the PIN after a few failures. Check the PIN \
              source named in backend.pin"
                 .into(),
         )),
-        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::PinRejected(
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::LoginRefused(
             "the token's user PIN is locked (CKR_PIN_LOCKED): the security officer must unlock \
              or reset it before Signet can log in"
                 .into(),
         )),
-        Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(Error::PinRejected(
+        Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(Error::LoginRefused(
             "the token's user PIN has expired (CKR_PIN_EXPIRED): set a new PIN on the token".into(),
         )),
         Err(CkError::Pkcs11(rv @ (RvError::PinLenRange | RvError::PinInvalid), _)) => {
-            Err(Error::PinRejected(format!(
+            Err(Error::LoginRefused(format!(
                 "the token refused the PIN's format ({rv}); check the PIN source named in \
                  backend.pin (a stray character or newline?)"
             )))
         }
-        Err(e) => Err(Error::Startup(format!(
-            "logging in to the token failed: {}",
-            classify(e)
-        ))),
+        Err(e) => match classify(e) {
+            // The token went away during the login: that is an outage, not a refusal.
+            lost if lost.is_connection_loss() => Err(lost),
+            other => Err(Error::LoginRefused(format!(
+                "logging in to the token failed: {other}. Signet made one attempt and will not \
+                 retry a login the token refused"
+            ))),
+        },
     }
 }
 

@@ -10,7 +10,7 @@
 //! retried: the state turns [`HsmState::Failed`] with what the operator must do.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,14 @@ use crate::secret::Secret;
 
 /// How often the supervisor checks that the token still answers while nothing fails.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
-/// The first and the longest wait between reconnection attempts.
+/// The first and the longest wait between reconnection attempts. The wait keeps growing across
+/// outages until a connection has stayed up for [`STABLE`].
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
+/// How long a connection must last before the backoff starts again from its first step.
+const STABLE: Duration = Duration::from_secs(10);
+/// How long a reconnect waits for calls still inside the lost connection to return before it
+/// resets the module under them.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// A logged-in PKCS#11 token and the keys served from it.
 pub struct Pkcs11Backend {
@@ -52,7 +58,11 @@ struct Shared {
     /// Kept (zeroizing) for logging in again after a loss; never logged.
     pin: Secret,
     keys: Vec<KeyDescriptor>,
+    /// The `CKA_ID` of each served key, to recognise it after a reconnect.
+    object_ids: HashMap<String, Vec<u8>>,
     connection: RwLock<Option<Arc<Connection>>>,
+    /// Connections that were lost but may still be used by calls in flight.
+    lost: Mutex<Vec<Weak<Connection>>>,
     state: watch::Sender<HsmState>,
     /// Set to wake the supervisor: `true` also means stop.
     wake: Mutex<Wake>,
@@ -83,6 +93,10 @@ impl Pkcs11Backend {
             .iter()
             .map(|k| (k.descriptor.id.clone(), k.handle))
             .collect();
+        let object_ids = served
+            .iter()
+            .map(|k| (k.descriptor.id.clone(), k.object_id.clone()))
+            .collect();
         let keys = served.into_iter().map(|k| k.descriptor).collect();
         let Token {
             pkcs11,
@@ -98,7 +112,9 @@ impl Pkcs11Backend {
             config: config.clone(),
             pin,
             keys,
+            object_ids,
             connection: RwLock::new(Some(Arc::new(connection))),
+            lost: Mutex::new(Vec::new()),
             state: watch::channel(HsmState::Serving).0,
             wake: Mutex::new(Wake::default()),
             wakeup: Condvar::new(),
@@ -172,6 +188,16 @@ impl Backend for Pkcs11Backend {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(supervisor) = supervisor {
+            // The supervisor may be inside a blocking HSM call (a probe, a login): wait for it
+            // a bounded time, and do not close the HSM under it.
+            let until = Instant::now() + DRAIN_LIMIT;
+            while !supervisor.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !supervisor.is_finished() {
+                tracing::error!("the HSM supervisor is stuck in an HSM call; not closing the HSM");
+                return;
+            }
             if supervisor.join().is_err() {
                 tracing::error!("the HSM supervisor thread panicked");
             }
@@ -212,6 +238,10 @@ impl Shared {
         *current = None;
         drop(current);
         connection.pool.abandon();
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(connection));
         tracing::error!(error = %cause, "lost the HSM connection; reconnecting in the background");
         self.state.send_replace(HsmState::Recovering);
         let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
@@ -221,6 +251,8 @@ impl Shared {
 
     /// The supervisor thread: probes while serving, reconnects after a loss.
     fn supervise(&self) {
+        let mut delay = BACKOFF.0;
+        let mut up_since = Instant::now();
         loop {
             {
                 let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
@@ -242,15 +274,22 @@ impl Shared {
             if matches!(*self.state.borrow(), HsmState::Failed(_)) {
                 continue;
             }
-            self.reconnect_with_backoff();
+            if up_since.elapsed() >= STABLE {
+                delay = BACKOFF.0;
+            }
+            if self.reconnect_with_backoff(&mut delay) {
+                up_since = Instant::now();
+            }
         }
     }
 
-    fn reconnect_with_backoff(&self) {
+    /// Reconnects until it works, the login is refused, or the agent stops. Returns whether a
+    /// new connection is serving. `delay` is the next wait, carried across outages.
+    fn reconnect_with_backoff(&self, delay: &mut Duration) -> bool {
         let started = Instant::now();
-        let mut delay = BACKOFF.0;
+        let reset = self.drain_lost_connections();
         for attempt in 1u32.. {
-            match self.reconnect() {
+            match self.reconnect(reset) {
                 Ok(connection) => {
                     *self.connection.write().unwrap_or_else(|p| p.into_inner()) =
                         Some(Arc::new(connection));
@@ -260,16 +299,16 @@ impl Shared {
                         outage_ms = started.elapsed().as_millis() as u64,
                         "HSM connection re-established; serving again"
                     );
-                    return;
+                    return true;
                 }
-                Err(Error::PinRejected(why)) => {
+                Err(Error::LoginRefused(why)) => {
                     let why = format!(
                         "logging in again after an HSM outage failed, and Signet will not try \
                          again: {why}. Fix the PIN, then restart the agent"
                     );
                     tracing::error!("{why}");
                     self.state.send_replace(HsmState::Failed(why));
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64,
@@ -279,19 +318,52 @@ impl Shared {
             let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
             let (wake, _) = self
                 .wakeup
-                .wait_timeout_while(wake, delay, |w| !w.stop)
+                .wait_timeout_while(wake, *delay, |w| !w.stop)
                 .unwrap_or_else(|p| p.into_inner());
             if wake.stop {
-                return;
+                return false;
             }
-            delay = (delay * 2).min(BACKOFF.1);
+            *delay = (*delay * 2).min(BACKOFF.1);
+        }
+        false
+    }
+
+    /// Waits (at most [`DRAIN_LIMIT`]) until no call still uses a lost connection. Returns
+    /// whether none does, so the module can be reset: `C_Finalize` closes every session the
+    /// lost connections leave open, and PKCS#11 forbids it while other calls are in flight.
+    fn drain_lost_connections(&self) -> bool {
+        let until = Instant::now() + DRAIN_LIMIT;
+        loop {
+            let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+            lost.retain(|c| c.strong_count() > 0);
+            if lost.is_empty() {
+                return true;
+            }
+            drop(lost);
+            if Instant::now() >= until {
+                tracing::warn!(
+                    "calls are still inside the lost HSM connection (hung?); reconnecting \
+                     without resetting the module"
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
-    /// Makes a new connection: initialises the module again if it was finalised, finds the
-    /// token, logs in (one attempt) and finds the served keys again, checking that each is
-    /// still the key that was served (same algorithm, same public key, still Tier 4).
-    fn reconnect(&self) -> Result<Connection, Error> {
+    /// Makes a new connection: resets the module when `reset` (see
+    /// [`drain_lost_connections`](Self::drain_lost_connections)), finds the token, logs in (one
+    /// attempt) and finds the served keys again, checking that each is still the key that was
+    /// served (same label and `CKA_ID`, same algorithm, same public key, still Tier 4).
+    fn reconnect(&self, reset: bool) -> Result<Connection, Error> {
+        if reset {
+            // Nothing uses the module now: finalising closes whatever the lost connection left
+            // open (sessions the HSM still holds), so none leak across outages.
+            match self.pkcs11.clone().finalize() {
+                Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+                Err(e) => tracing::warn!(error = %e, "finalising the module before reconnecting"),
+            }
+        }
         initialize(&self.pkcs11)?;
         let slot = find_token(&self.pkcs11, &self.config.token)?;
         let session = self.pkcs11.open_ro_session(slot).map_err(classify)?;
@@ -303,6 +375,7 @@ impl Shared {
             let again = found.iter().zip(&verdicts).find_map(|(f, v)| match v {
                 Verdict::Served(public_key)
                     if f.label.as_deref() == Some(key.id.as_str())
+                        && Some(&f.id) == self.object_ids.get(&key.id)
                         && f.algorithm.as_ref().ok() == Some(&key.algorithm)
                         && *public_key == key.public_key =>
                 {

@@ -44,41 +44,62 @@ impl SessionPool {
 
     /// Runs `f` with a session from the pool, opening one if none is idle. A session whose
     /// call failed because the token or session went away is forgotten, not returned.
+    ///
+    /// Once the pool is abandoned it makes no more PKCS#11 calls: it answers `Recovering`.
     pub fn with_session<R>(
         &self,
         f: impl FnOnce(&Session) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let idle = self.lock_idle().pop();
+        let idle = {
+            let mut idle = self.lock_idle();
+            if self.abandoned.load(Ordering::Acquire) {
+                return Err(Error::Recovering);
+            }
+            idle.pop()
+        };
         let session = match idle {
             Some(session) => session,
             None => self.pkcs11.open_ro_session(self.slot).map_err(classify)?,
         };
         let result = f(&session);
         let lost = matches!(&result, Err(e) if e.is_connection_loss());
+        let mut idle = self.lock_idle();
+        // Checked under the lock that `abandon` takes, so a session is never put back into a
+        // pool that was abandoned meanwhile.
         if lost || self.abandoned.load(Ordering::Acquire) {
             std::mem::forget(session);
         } else {
-            self.lock_idle().push(session);
+            idle.push(session);
         }
         result
     }
 
     /// Asks the token about the login session: a cheap call that fails when the device, the
     /// session or the module's initialisation is gone.
+    ///
+    /// The session is taken out of its slot for the call, so a probe that hangs in the HSM
+    /// does not hold a lock that [`abandon`](Self::abandon) needs.
     pub fn probe(&self) -> Result<(), Error> {
-        let login = self.login.lock().unwrap_or_else(|p| p.into_inner());
-        match login.as_ref() {
-            Some(session) => session.get_session_info().map(|_| ()).map_err(classify),
-            None => Err(Error::Recovering),
+        let Some(session) = self.login.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Err(Error::Recovering);
+        };
+        let result = session.get_session_info().map(|_| ()).map_err(classify);
+        let mut login = self.login.lock().unwrap_or_else(|p| p.into_inner());
+        if self.abandoned.load(Ordering::Acquire) {
+            std::mem::forget(session);
+        } else {
+            *login = Some(session);
         }
+        result
     }
 
     /// Forgets every session without closing it: the connection is gone and the handles may be
     /// reused by the next connection.
     pub fn abandon(&self) {
+        let mut idle = self.lock_idle();
         self.abandoned.store(true, Ordering::Release);
         let login = self.login.lock().unwrap_or_else(|p| p.into_inner()).take();
-        for session in self.lock_idle().drain(..).chain(login) {
+        for session in idle.drain(..).chain(login) {
             std::mem::forget(session);
         }
     }

@@ -34,7 +34,7 @@ for f in pin so-pin; do
   [ -s "$state/$f" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$state/$f"
 done
 sed "s|@TOKENDIR@|$state/tokens|" softhsm/softhsm2.conf.template > "$state/softhsm2.conf"
-sed "s|@MODULE@|$module|" softhsm/signet.toml.template > "$state/signet.toml"
+sed -e "s|@MODULE@|$module|" -e "s|@UID@|$(id -u)|" softhsm/signet.toml.template > "$state/signet.toml"
 export SOFTHSM2_CONF=$state/softhsm2.conf
 
 "$signet" token init --config "$state/signet.toml" --so-pin-file "$state/so-pin" >/dev/null

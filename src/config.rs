@@ -26,22 +26,165 @@ pub struct Config {
     pub limits: Limits,
     /// The HSM backend.
     pub backend: Backend,
+    /// Named clients and what each may do. Sign and Fingerprint are denied to everyone else.
+    #[serde(default)]
+    pub clients: Vec<Client>,
+    /// The tamper-evident audit log of signing operations; absent means no audit log.
+    pub audit: Option<Audit>,
+}
+
+/// A named client: how it is recognised, and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// The name used in the audit log and in error messages.
+    pub name: String,
+    /// Matches a unix-socket caller running as this user id.
+    pub uid: Option<u32>,
+    /// Matches a unix-socket caller running with this primary group id.
+    pub gid: Option<u32>,
+    /// Matches a TLS caller whose verified certificate has this subject common name.
+    pub cert_cn: Option<String>,
+    /// Matches a TLS caller whose verified certificate has this DNS name, URI or e-mail SAN.
+    pub cert_san: Option<String>,
+    /// The key ids it may use; `"*"` means every served key.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// What it may do with them: `sign`, `fingerprint` (and `public_key`, `list`, which every
+    /// identified caller may do anyway).
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+    /// Sustained requests per second allowed to this client; absent means no limit.
+    pub rate_per_second: Option<f64>,
+    /// Requests it may make at once above the rate (default: one second's worth).
+    pub burst: Option<u32>,
+}
+
+/// An operation a client can be granted.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// `Sign`.
+    Sign,
+    /// `Fingerprint`.
+    Fingerprint,
+    /// `GetPublicKey`.
+    PublicKey,
+    /// `ListKeys`.
+    List,
+}
+
+impl Operation {
+    /// The name used in configuration, logs and the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Sign => "sign",
+            Operation::Fingerprint => "fingerprint",
+            Operation::PublicKey => "public_key",
+            Operation::List => "list",
+        }
+    }
+}
+
+/// The audit log settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// The JSON Lines file; rotated files get `.1`, `.2`, … appended.
+    pub path: PathBuf,
+    /// `always` (fsync every record before answering) or `interval`.
+    #[serde(default)]
+    pub fsync: Fsync,
+    /// With `fsync = "interval"`: the most time between fsyncs, in milliseconds.
+    #[serde(default = "default_fsync_interval_ms")]
+    pub fsync_interval_ms: u64,
+    /// Rotate when the file reaches this size in bytes.
+    #[serde(default = "default_audit_max_bytes")]
+    pub max_bytes: u64,
+    /// When a record cannot be written: `deny` (the call fails with UNAVAILABLE; the default)
+    /// or `allow` (the call proceeds and the failure is logged).
+    #[serde(default)]
+    pub on_failure: OnAuditFailure,
+}
+
+/// When audit records reach the disk.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Before every answer.
+    #[default]
+    Always,
+    /// At most `fsync_interval_ms` apart.
+    Interval,
+}
+
+/// What happens to a call whose audit record cannot be written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAuditFailure {
+    /// Fail closed: UNAVAILABLE, no signature.
+    #[default]
+    Deny,
+    /// Fail open: the call proceeds.
+    Allow,
+}
+
+fn default_fsync_interval_ms() -> u64 {
+    1000
+}
+
+fn default_audit_max_bytes() -> u64 {
+    64 << 20
 }
 
 /// One listening endpoint.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Listener {
-    /// A unix domain socket at `path`. A stale socket file there is replaced.
+    /// A unix domain socket at `path`; callers are identified by their peer credentials. A
+    /// stale socket file there is replaced.
     Unix {
         /// The socket file.
         path: PathBuf,
+        /// The socket file's mode, in octal (default `"0660"`).
+        mode: Option<String>,
+        /// The socket file's owner (numeric user id); needs the privilege to chown.
+        uid: Option<u32>,
+        /// The socket file's group (numeric group id).
+        gid: Option<u32>,
     },
-    /// Plain TCP (no TLS): only a loopback address is accepted.
+    /// Plain TCP (no TLS, no caller identity): only on a loopback address, and only with
+    /// `plaintext = true`.
     Tcp {
         /// The address to bind, e.g. `127.0.0.1:50051`.
         address: SocketAddr,
+        /// Must be set to `true`: plain TCP has no authentication or encryption.
+        #[serde(default)]
+        plaintext: bool,
     },
+    /// TCP with TLS and required client certificates; callers are identified by their
+    /// verified certificate.
+    Tls {
+        /// The address to bind.
+        address: SocketAddr,
+        /// The server certificate chain (PEM).
+        cert: PathBuf,
+        /// The server private key (PEM); read once and not kept by the agent.
+        key: PathBuf,
+        /// The CA (PEM) that client certificates must chain to.
+        client_ca: PathBuf,
+    },
+}
+
+impl Listener {
+    /// How the listener is named in logs and in the audit log.
+    pub fn name(&self) -> String {
+        match self {
+            Listener::Unix { path, .. } => format!("unix:{}", path.display()),
+            Listener::Tcp { address, .. } => format!("tcp:{address}"),
+            Listener::Tls { address, .. } => format!("tls:{address}"),
+        }
+    }
 }
 
 /// Limits that protect the agent and the HSM.
@@ -202,15 +345,61 @@ impl Config {
             ));
         }
         for listener in &self.listen {
-            if let Listener::Tcp { address } = listener {
-                if !address.ip().is_loopback() {
-                    return Err(Error::Config(format!(
-                        "listen: plain TCP on {address} is refused: plain TCP carries no \
-                         authentication or encryption, so only loopback addresses \
-                         (127.0.0.1, [::1]) are allowed"
-                    )));
+            match listener {
+                Listener::Tcp { address, plaintext } => {
+                    if !address.ip().is_loopback() {
+                        return Err(Error::Config(format!(
+                            "listen: plain TCP on {address} is refused: plain TCP carries no \
+                             authentication or encryption, so only loopback addresses \
+                             (127.0.0.1, [::1]) are allowed; use type = \"tls\" with client \
+                             certificates for remote callers"
+                        )));
+                    }
+                    if !plaintext {
+                        return Err(Error::Config(format!(
+                            "listen: plain TCP on {address} needs `plaintext = true`: its \
+                             callers have no identity, so they may only read public keys"
+                        )));
+                    }
                 }
+                Listener::Unix {
+                    mode: Some(mode), ..
+                } => {
+                    parse_mode(mode)?;
+                }
+                _ => {}
             }
+        }
+        for client in &self.clients {
+            let matchers = [
+                client.uid.is_some(),
+                client.gid.is_some(),
+                client.cert_cn.is_some(),
+                client.cert_san.is_some(),
+            ];
+            if matchers.iter().filter(|m| **m).count() != 1 {
+                return Err(Error::Config(format!(
+                    "clients: '{}' must name exactly one of uid, gid, cert_cn, cert_san",
+                    client.name
+                )));
+            }
+            if client
+                .rate_per_second
+                .is_some_and(|r| !(r > 0.0 && r.is_finite()))
+            {
+                return Err(Error::Config(format!(
+                    "clients: '{}': rate_per_second must be a positive number",
+                    client.name
+                )));
+            }
+        }
+        let mut names: Vec<&str> = self.clients.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Config(format!(
+                "clients: the name '{}' is used twice",
+                w[0]
+            )));
         }
         let limits = &self.limits;
         if limits.max_message_bytes == 0 || limits.max_message_bytes > MAX_MAX_MESSAGE_BYTES {
@@ -277,9 +466,23 @@ impl Config {
             }
         };
         for listener in &mut self.listen {
-            if let Listener::Unix { path } = listener {
-                resolve(path);
+            match listener {
+                Listener::Unix { path, .. } => resolve(path),
+                Listener::Tls {
+                    cert,
+                    key,
+                    client_ca,
+                    ..
+                } => {
+                    resolve(cert);
+                    resolve(key);
+                    resolve(client_ca);
+                }
+                Listener::Tcp { .. } => {}
             }
+        }
+        if let Some(audit) = &mut self.audit {
+            resolve(&mut audit.path);
         }
         let Backend::Pkcs11(p) = &mut self.backend;
         // A bare module name (no '/') is left for the dynamic loader's search path.
@@ -290,6 +493,14 @@ impl Config {
             resolve(path);
         }
     }
+}
+
+/// Parses a unix file mode written in octal (`"0660"`).
+pub fn parse_mode(mode: &str) -> Result<u32, Error> {
+    u32::from_str_radix(mode, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| Error::Config(format!("listen: mode '{mode}' is not an octal file mode")))
 }
 
 /// A parse error as "line L, column C: message", without the snippet of the file that
@@ -349,8 +560,8 @@ mod tests {
         assert!(e.contains("unknown field `slot`"), "{e}");
         let e = err(&format!("{MINIMAL}\n[limits]\nmax_msg = 5"));
         assert!(e.contains("unknown field `max_msg`"), "{e}");
-        let e = err(&MINIMAL.replace("path =", "mode = 1\npath ="));
-        assert!(e.contains("unknown field `mode`"), "{e}");
+        let e = err(&MINIMAL.replace("path =", "owner = 1\npath ="));
+        assert!(e.contains("unknown field `owner`"), "{e}");
         let e = err(&format!("verbose = true\n{MINIMAL}"));
         assert!(e.contains("unknown field `verbose`"), "{e}");
     }
@@ -379,8 +590,10 @@ mod tests {
             "type = \"tcp\"\n        address = \"0.0.0.0:50051\"",
         );
         assert!(err(&text).contains("only loopback"));
-        let ok = text.replace("0.0.0.0", "127.0.0.1");
-        Config::parse(&ok).expect("loopback is fine");
+        let loopback = text.replace("0.0.0.0", "127.0.0.1");
+        assert!(err(&loopback).contains("needs `plaintext = true`"));
+        let ok = loopback.replace("address =", "plaintext = true\n        address =");
+        Config::parse(&ok).expect("loopback with plaintext = true is fine");
     }
 
     #[test]

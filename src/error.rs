@@ -110,6 +110,15 @@ pub enum Error {
         /// The CRC32C of the bytes that arrived.
         received: u32,
     },
+    /// The caller has no identity and the operation needs one.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this; the message never says whether the key exists.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The audit record could not be written, so the call was refused (fail closed).
+    #[error("the audit log cannot be written: {0}")]
+    AuditUnavailable(String),
     /// The agent is shutting down and takes no new HSM work.
     #[error("the agent is shutting down")]
     ShuttingDown,
@@ -135,6 +144,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The caller's deadline passed.
     DeadlineExceeded,
+    /// The caller has no identity.
+    Unauthenticated,
+    /// The caller may not do this.
+    PermissionDenied,
     /// Anything else; details stay in the log.
     Internal,
 }
@@ -147,6 +160,8 @@ impl Error {
                 ErrorKind::InvalidArgument
             }
             Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::KeyNotFound(_) | Error::KeyGone(_) | Error::NotOnToken(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::FailedPrecondition(_) | Error::KeySizeRange => ErrorKind::FailedPrecondition,
@@ -154,7 +169,8 @@ impl Error {
             Error::HsmUnavailable { .. }
             | Error::ShuttingDown
             | Error::Recovering
-            | Error::HsmFailed(_) => ErrorKind::Unavailable,
+            | Error::HsmFailed(_)
+            | Error::AuditUnavailable(_) => ErrorKind::Unavailable,
             Error::Hsm { .. }
             | Error::Pkcs11Library(_)
             | Error::SignatureCheckFailed { .. }

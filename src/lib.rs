@@ -6,13 +6,16 @@
 //! [`error::Error`] is the one error type; [`grpc::status`] is the one mapping to gRPC codes.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod error;
 pub mod executor;
 pub mod grpc;
+pub mod identity;
 pub mod key;
 pub mod keys;
+pub mod policy;
 pub mod public_key;
 pub mod secret;
 pub mod server;

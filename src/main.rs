@@ -36,6 +36,23 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of audit log files (oldest first when several, so the links
+    /// across rotations are checked too); reports the first record that was edited, removed,
+    /// inserted or reordered, with its line number. Exits non-zero if anything is wrong.
+    Verify {
+        /// The files, oldest first (for example audit.jsonl.1 audit.jsonl).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -157,6 +174,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(ConfigArg { config }) => {
+            // No core dumps: they would hold the PIN and TLS key from this process's memory.
+            rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
+                .context("disabling core dumps (RLIMIT_CORE)")?;
             let config = Config::load(&config)?;
             let (backend, workers) = signet::server::open_backend(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -169,6 +189,40 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => run_keys(command),
+        Command::Audit {
+            command: AuditCommand::Verify { files },
+        } => {
+            let mut last_hash: Option<String> = None;
+            for file in &files {
+                match signet::audit::verify(file)? {
+                    Ok(verified) => {
+                        if last_hash
+                            .as_ref()
+                            .is_some_and(|h| *h != verified.first_prev)
+                        {
+                            bail!(
+                                "{}: line 1: does not continue the file before it (a file \
+                                 between them is missing, or they are out of order)",
+                                file.display()
+                            );
+                        }
+                        println!(
+                            "{}: {} records, chain intact",
+                            file.display(),
+                            verified.records
+                        );
+                        last_hash = Some(verified.last_hash);
+                    }
+                    Err(broken) => bail!(
+                        "{}: line {}: {}",
+                        file.display(),
+                        broken.line,
+                        broken.reason
+                    ),
+                }
+            }
+            Ok(())
+        }
         Command::Token {
             command:
                 TokenCommand::Init {

@@ -1,24 +1,27 @@
 //! Runs the agent: opens the backend, binds the listeners, serves `signet.v1.Signer` with the
 //! standard health and reflection services, and shuts down in order on SIGTERM or SIGINT.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 
+use crate::audit::AuditLog;
 use crate::backend::pkcs11::Pkcs11Backend;
 use crate::backend::{Backend, HsmState};
 use crate::config::{self, Config, Listener};
 use crate::error::Error;
 use crate::grpc::proto::signer_server::SignerServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
+use crate::grpc::service::Access;
 use crate::grpc::service::SignerService;
-use crate::grpc::{arrival, oversize};
+use crate::grpc::{oversize, stamps};
+use crate::policy::Policy;
 use crate::signer::{self, Signer};
 
 /// The most calls one HTTP/2 connection may have in flight.
@@ -66,18 +69,49 @@ pub async fn serve_until(
         .map_err(|e| Error::Internal(format!("building the reflection service: {e}")))?;
     let decode_limit = config.limits.max_message_bytes + 64 * 1024;
     let default_timeout = Duration::from_millis(config.limits.request_timeout_ms);
-    let signer_service =
-        SignerServer::new(SignerService::new(Arc::clone(&signer), default_timeout))
-            .max_decoding_message_size(decode_limit);
+    let audit = match &config.audit {
+        Some(settings) => Some(Arc::new(AuditLog::open(settings)?)),
+        None => None,
+    };
+    let access = Access {
+        policy: Arc::new(Policy::new(&config.clients)),
+        audit: audit.clone(),
+    };
+    let signer_service = SignerServer::new(SignerService::new(
+        Arc::clone(&signer),
+        access,
+        default_timeout,
+    ))
+    .max_decoding_message_size(decode_limit);
 
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {
-        let router = Server::builder()
+        let name: Arc<str> = listener.name().into();
+        let mut builder = Server::builder();
+        if let Listener::Tls {
+            cert,
+            key,
+            client_ca,
+            ..
+        } = listener
+        {
+            builder = builder
+                .tls_config(tls_config(cert, key, client_ca)?)
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "listen: {name}: the TLS configuration is invalid: {e}"
+                    ))
+                })?;
+        }
+        let router = builder
             // Bounds the requests one connection can have in flight (and so the memory tonic
             // holds for their bodies before the executor's byte budget applies).
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-            .layer(tower::util::MapRequestLayer::new(arrival::stamp))
+            .layer(tower::util::MapRequestLayer::new(stamps::stamp))
+            .layer(tower::util::MapRequestLayer::new(stamps::listener(
+                Arc::clone(&name),
+            )))
             .layer(tower::util::MapResponseLayer::new(oversize::layer(
                 config.limits.max_message_bytes,
             )))
@@ -86,14 +120,19 @@ pub async fn serve_until(
             .add_service(signer_service.clone());
         let stop = wait_for(shutdown_rx.clone());
         match listener {
-            Listener::Unix { path } => {
-                let incoming =
-                    bind_unix(path).inspect_err(|_| sockets.iter().for_each(remove_socket))?;
+            Listener::Unix {
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
+                let incoming = bind_unix(path, mode.as_deref(), *uid, *gid)
+                    .inspect_err(|_| sockets.iter().for_each(remove_socket))?;
                 sockets.push(path.clone());
-                tracing::info!(address = %format!("unix:{}", path.display()), "listening");
+                tracing::info!(address = %name, "listening");
                 servers.spawn(router.serve_with_incoming_shutdown(incoming, stop));
             }
-            Listener::Tcp { address } => {
+            Listener::Tcp { address, .. } | Listener::Tls { address, .. } => {
                 let tcp = match TcpListener::bind(address).await {
                     Ok(tcp) => tcp,
                     Err(e) => {
@@ -101,13 +140,17 @@ pub async fn serve_until(
                         return Err(Error::io(format!("binding {address}"), e));
                     }
                 };
-                tracing::info!(address = %address, "listening");
+                tracing::info!(address = %name, "listening");
                 servers
                     .spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop));
             }
         }
     }
-    let health_follows_hsm = tokio::spawn(follow_hsm(backend.state(), health.clone()));
+    let health_follows_hsm = tokio::spawn(follow_health(
+        backend.state(),
+        audit.as_ref().map(|a| a.health()),
+        health.clone(),
+    ));
     let keys: Vec<String> = signer
         .keys()
         .into_iter()
@@ -146,23 +189,53 @@ pub async fn serve_until(
     stopped
 }
 
-/// Keeps the health service in step with the HSM: `SERVING` only while the backend is.
-async fn follow_hsm(mut state: watch::Receiver<HsmState>, health: HealthReporter) {
+/// Keeps the health service in step with the HSM and the audit log: `SERVING` only while the
+/// backend serves and audit records can be written.
+async fn follow_health(
+    mut hsm: watch::Receiver<HsmState>,
+    audit: Option<watch::Receiver<bool>>,
+    health: HealthReporter,
+) {
+    let (_always, always_ok) = watch::channel(true);
+    let mut audit = audit.unwrap_or(always_ok);
+    let mut hsm_open = true;
     loop {
-        let current = state.borrow_and_update().clone();
-        match &current {
-            HsmState::Serving => tracing::info!("HSM serving; health SERVING"),
+        let state = hsm.borrow_and_update().clone();
+        let audit_ok = *audit.borrow_and_update();
+        match &state {
+            HsmState::Serving => tracing::info!("HSM serving"),
             HsmState::Recovering => tracing::warn!("HSM connection lost; health NOT_SERVING"),
             HsmState::Failed(why) => {
                 tracing::error!(reason = %why, "HSM failed; health NOT_SERVING")
             }
         }
-        set_health(&health, current == HsmState::Serving).await;
-        if state.changed().await.is_err() {
-            // The backend cannot change state any more (it has none to report).
-            return;
+        if !audit_ok {
+            tracing::error!("the audit log cannot be written; health NOT_SERVING");
+        }
+        set_health(&health, state == HsmState::Serving && audit_ok).await;
+        tokio::select! {
+            changed = hsm.changed(), if hsm_open => hsm_open = changed.is_ok(),
+            changed = audit.changed() => if changed.is_err() { return },
+        }
+        if !hsm_open && hsm.has_changed().is_err() {
+            // The backend has no state to report; only the audit log can change health now.
+            if audit.changed().await.is_err() {
+                return;
+            }
         }
     }
+}
+
+/// The server TLS settings: its certificate and key, and the CA that client certificates must
+/// chain to (which makes client certificates required).
+fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerTlsConfig, Error> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+    };
+    let key = zeroize::Zeroizing::new(read(key)?);
+    Ok(ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(read(cert)?, &*key))
+        .client_ca_root(tonic::transport::Certificate::from_pem(read(client_ca)?)))
 }
 
 /// Shuts the signer down on a blocking thread: the HSM workers finish and stop, the sessions
@@ -203,8 +276,13 @@ async fn shutdown_signal() -> Result<(), Error> {
     Ok(())
 }
 
-fn bind_unix(path: &PathBuf) -> Result<UnixListenerStream, Error> {
-    use std::os::unix::fs::FileTypeExt;
+fn bind_unix(
+    path: &PathBuf,
+    mode: Option<&str>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<UnixListenerStream, Error> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(Error::Config(format!(
@@ -224,6 +302,13 @@ fn bind_unix(path: &PathBuf) -> Result<UnixListenerStream, Error> {
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| Error::io(format!("binding unix socket {}", path.display()), e))?;
+    let mode = config::parse_mode(mode.unwrap_or("0660"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::chown(path, uid, gid)
+            .map_err(|e| Error::io(format!("setting the owner of {}", path.display()), e))?;
+    }
     Ok(UnixListenerStream::new(listener))
 }
 

@@ -1,9 +1,9 @@
 //! The gRPC layer: generated `signet.v1` types, the `Signer` service, and the one mapping from
 //! domain errors to gRPC status codes. Only this module and `server` know tonic.
 
-pub mod arrival;
 pub mod oversize;
 pub mod service;
+pub mod stamps;
 pub mod status;
 
 /// Generated protobuf and tonic code for `proto/signet/v1/signer.proto`.

@@ -6,31 +6,181 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
-use super::arrival::Arrival;
+use sha2::{Digest, Sha256};
+use tonic::transport::server::UdsConnectInfo;
+
 use super::proto::{self, signer_server};
+use super::stamps::{Arrival, ListenerName};
+use super::status::{code_name, code_of};
+use crate::audit::{AuditLog, Record};
+use crate::config::Operation;
 use crate::error::Error;
+use crate::identity::{Caller, Identity};
 use crate::key::{Algorithm, SignatureFormat};
+use crate::policy::Policy;
 use crate::signer::Signer;
 use crate::swt3::Anchor;
 
 /// The most a client deadline is brought forward (see [`SignerService::deadline`]).
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
+/// Who may call, and the record of what they did.
+#[derive(Clone)]
+pub struct Access {
+    /// The configured clients and grants.
+    pub policy: Arc<Policy>,
+    /// The audit log, when configured.
+    pub audit: Option<Arc<AuditLog>>,
+}
+
 /// The gRPC face of a [`Signer`].
 #[derive(Clone)]
 pub struct SignerService {
     signer: Arc<Signer>,
+    access: Access,
     /// The deadline of calls whose client set none.
     default_timeout: Duration,
 }
 
+/// What a handler knows about a call before it reads the body.
+struct Call {
+    caller: Caller,
+    arrived: Instant,
+}
+
+impl Call {
+    /// The caller's identity (unix peer credentials, a verified client certificate, or none)
+    /// and the listener, from what the transport and the stamps put in the request.
+    fn of<T>(request: &Request<T>) -> Self {
+        let identity = if let Some(certificates) = request.peer_certs() {
+            certificates.first().map_or(Identity::Anonymous, |c| {
+                Identity::from_certificate_der(c.as_ref())
+            })
+        } else if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
+            info.peer_cred
+                .map_or(Identity::Anonymous, |cred| Identity::Unix {
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                    pid: cred.pid(),
+                })
+        } else {
+            Identity::Anonymous
+        };
+        let listener = request
+            .extensions()
+            .get::<ListenerName>()
+            .map_or_else(String::new, |l| l.0.to_string());
+        let arrived = request
+            .extensions()
+            .get::<Arrival>()
+            .map_or_else(Instant::now, |a| a.0);
+        Call {
+            caller: Caller { identity, listener },
+            arrived,
+        }
+    }
+}
+
+/// What an audited call produced, for its record.
+struct Done {
+    algorithm: Option<Algorithm>,
+    message_sha256: Option<String>,
+}
+
 impl SignerService {
-    /// Serves `signer`; calls without a client deadline get `default_timeout`.
-    pub fn new(signer: Arc<Signer>, default_timeout: Duration) -> Self {
+    /// Serves `signer` under `access`; calls without a client deadline get `default_timeout`.
+    pub fn new(signer: Arc<Signer>, access: Access, default_timeout: Duration) -> Self {
         SignerService {
             signer,
+            access,
             default_timeout,
         }
+    }
+
+    /// Checks the grant, runs `work`, and writes the audit record (allowed, denied or failed)
+    /// before the answer leaves. A record that cannot be written fails the call (fail closed).
+    async fn audited<T>(
+        &self,
+        call: &Call,
+        operation: Operation,
+        rpc: &str,
+        key_id: &str,
+        work: impl std::future::Future<Output = Result<(T, Done), Error>>,
+    ) -> Result<T, Status> {
+        let identity = &call.caller.identity;
+        let client = match self.access.policy.authorize(identity, operation, key_id) {
+            Ok(client) => client,
+            Err(denied) => {
+                tracing::warn!(caller = %identity, rpc, key = %key_id.escape_debug(), "denied: {denied}");
+                let code = code_name(code_of(denied.kind()));
+                let done = Done {
+                    algorithm: None,
+                    message_sha256: None,
+                };
+                if let Err(e) = self.record(call, None, rpc, key_id, &done, "denied", code) {
+                    tracing::error!(error = %e, "the denial could not be audited");
+                }
+                return Err(denied.into());
+            }
+        };
+        let (result, done) = match work.await {
+            Ok((value, done)) => (Ok(value), done),
+            Err(e) => (
+                Err(e),
+                Done {
+                    algorithm: None,
+                    message_sha256: None,
+                },
+            ),
+        };
+        let (outcome, code) = match &result {
+            Ok(_) => ("allowed", "OK"),
+            Err(e) => ("failed", code_name(code_of(e.kind()))),
+        };
+        self.record(call, client.as_deref(), rpc, key_id, &done, outcome, code)?;
+        Ok(result?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        call: &Call,
+        client: Option<&str>,
+        rpc: &str,
+        key_id: &str,
+        done: &Done,
+        outcome: &str,
+        code: &str,
+    ) -> Result<(), Error> {
+        let Some(audit) = &self.access.audit else {
+            return Ok(());
+        };
+        audit.record(&Record {
+            client,
+            identity: call.caller.identity.to_string(),
+            listener: &call.caller.listener,
+            rpc,
+            key_id,
+            algorithm: done.algorithm.map(Algorithm::name),
+            message_sha256: done.message_sha256.clone(),
+            outcome,
+            code,
+            latency_us: call
+                .arrived
+                .elapsed()
+                .as_micros()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Whether `operation` with `key_id` is allowed (for the calls that are not audited).
+    fn allow(&self, call: &Call, operation: Operation, key_id: &str) -> Result<(), Status> {
+        self.access
+            .policy
+            .authorize(&call.caller.identity, operation, key_id)
+            .map(drop)
+            .map_err(Status::from)
     }
 
     /// The call's deadline: the client's `grpc-timeout`, capped at the default timeout, so no
@@ -115,20 +265,33 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::SignRequest>,
     ) -> Result<Response<proto::SignResponse>, Status> {
         let deadline = self.deadline(&request)?;
+        let call = Call::of(&request);
         let proto::SignRequest {
             key_id,
             message,
             signature_format: format,
             message_crc32c,
         } = request.into_inner();
-        let format = signature_format(format)?;
-        if let Some(expected) = message_crc32c {
-            let received = crc32c::crc32c(&message);
-            if received != expected {
-                return Err(Error::ChecksumMismatch { expected, received }.into());
+        let audited = self.access.audit.is_some();
+        let work = async {
+            let format = signature_format(format)?;
+            if let Some(expected) = message_crc32c {
+                let received = crc32c::crc32c(&message);
+                if received != expected {
+                    return Err(Error::ChecksumMismatch { expected, received });
+                }
             }
-        }
-        let signature = self.signer.sign(&key_id, message, format, deadline).await?;
+            let message_sha256 = audited.then(|| hex::encode(Sha256::digest(&message)));
+            let signature = self.signer.sign(&key_id, message, format, deadline).await?;
+            let done = Done {
+                algorithm: Some(signature.algorithm),
+                message_sha256,
+            };
+            Ok((signature, done))
+        };
+        let signature = self
+            .audited(&call, Operation::Sign, "Sign", &key_id, work)
+            .await?;
         Ok(Response::new(proto::SignResponse {
             signature_crc32c: crc32c::crc32c(&signature.bytes),
             verified_message_crc32c: message_crc32c.is_some(),
@@ -147,7 +310,9 @@ impl signer_server::Signer for SignerService {
         &self,
         request: Request<proto::GetPublicKeyRequest>,
     ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
+        let call = Call::of(&request);
         let key_id = request.into_inner().key_id;
+        self.allow(&call, Operation::PublicKey, &key_id)?;
         let (key, public_key) = self.signer.public_key(&key_id)?;
         Ok(Response::new(proto::GetPublicKeyResponse {
             algorithm: algorithm(key.algorithm).into(),
@@ -165,15 +330,40 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::FingerprintRequest>,
     ) -> Result<Response<proto::FingerprintResponse>, Status> {
         let deadline = self.deadline(&request)?;
+        let call = Call::of(&request);
         let r = request.into_inner();
-        let anchor = Anchor::new(
-            &r.tenant_id,
-            &r.procedure_id,
-            [r.factor_a, r.factor_b, r.factor_c],
-            r.timestamp_ms,
-            r.agent_id.as_deref(),
-        )?;
-        let witness = self.signer.fingerprint(&r.key_id, anchor, deadline).await?;
+        let work = async {
+            let anchor = Anchor::new(
+                &r.tenant_id,
+                &r.procedure_id,
+                [r.factor_a, r.factor_b, r.factor_c],
+                r.timestamp_ms,
+                r.agent_id.as_deref(),
+            )?;
+            let payload_sha256 = |fingerprint: &str| {
+                hex::encode(Sha256::digest(
+                    anchor.signed_payload(fingerprint).as_bytes(),
+                ))
+            };
+            let witness = self
+                .signer
+                .fingerprint(&r.key_id, anchor.clone(), deadline)
+                .await?;
+            let done = Done {
+                algorithm: Some(Algorithm::HmacSha256),
+                message_sha256: Some(payload_sha256(&witness.fingerprint)),
+            };
+            Ok((witness, done))
+        };
+        let witness = self
+            .audited(
+                &call,
+                Operation::Fingerprint,
+                "Fingerprint",
+                &r.key_id,
+                work,
+            )
+            .await?;
         Ok(Response::new(proto::FingerprintResponse {
             fingerprint: witness.fingerprint,
             signature: witness.signature,
@@ -184,8 +374,9 @@ impl signer_server::Signer for SignerService {
 
     async fn list_keys(
         &self,
-        _request: Request<proto::ListKeysRequest>,
+        request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
+        self.allow(&Call::of(&request), Operation::List, "")?;
         let keys = self
             .signer
             .keys()

@@ -6,18 +6,48 @@ use tonic::{Code, Status};
 
 use crate::error::{Error, ErrorKind};
 
+/// The gRPC code of each kind of error.
+pub fn code_of(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+/// The canonical name of a gRPC code (`OK`, `PERMISSION_DENIED`, …), as the audit log writes it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        let code = match error.kind() {
-            ErrorKind::InvalidArgument => Code::InvalidArgument,
-            ErrorKind::NotFound => Code::NotFound,
-            ErrorKind::AlreadyExists => Code::AlreadyExists,
-            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
-            ErrorKind::ResourceExhausted => Code::ResourceExhausted,
-            ErrorKind::Unavailable => Code::Unavailable,
-            ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
-            ErrorKind::Internal => Code::Internal,
-        };
+        let code = code_of(error.kind());
         let message = match error.kind() {
             ErrorKind::Unavailable => match error {
                 Error::ShuttingDown => {
@@ -26,6 +56,10 @@ impl From<Error> for Status {
                 Error::Recovering => {
                     "the agent lost its HSM connection and is re-establishing it; retry shortly"
                         .into()
+                }
+                Error::AuditUnavailable(why) => {
+                    tracing::error!(reason = %why, "audit log unwritable; call refused");
+                    "the agent cannot write its audit log, so it signs nothing; see its log".into()
                 }
                 Error::HsmFailed(why) => {
                     tracing::error!(reason = %why, "HSM in failed state");

@@ -24,8 +24,11 @@ impl InProcessAgent {
             &config_path,
             format!(
                 "[[listen]]\ntype = \"unix\"\npath = \"signet.sock\"\n\n[limits]\n{limits}\n\n\
+                 [[clients]]\nname = \"tests\"\nuid = {}\nkeys = [\"*\"]\n\
+                 operations = [\"sign\", \"fingerprint\"]\n\n\
                  [backend]\ntype = \"pkcs11\"\nmodule = \"unused.so\"\n\
-                 token = {{ label = \"unused\" }}\npin = {{ env = \"UNUSED\" }}\n"
+                 token = {{ label = \"unused\" }}\npin = {{ env = \"UNUSED\" }}\n",
+                super::own_uid()
             ),
         )
         .expect("config");

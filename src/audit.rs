@@ -1,0 +1,534 @@
+//! The tamper-evident audit log: one JSON line per signing operation (allowed or denied), each
+//! carrying `seq` and the SHA-256 (`prev`) of the line before it, so that an edited, removed,
+//! inserted or reordered record breaks the chain at a line `signet audit verify` names.
+//!
+//! The first line of a file is a genesis record whose `prev` is a random seed (a new log) or
+//! the last hash of the file it was rotated from. A small `<path>.head` file holds the last
+//! `seq` and hash, so a log cut at a line boundary is detected too. Records are written (and,
+//! with `fsync = "always"`, synced) before the call's answer leaves; if that fails, the call
+//! fails closed with `UNAVAILABLE` (unless `on_failure = "allow"`) and health reports it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::config::{self, Fsync, OnAuditFailure};
+use crate::error::Error;
+
+/// What one audited call was and how it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record<'a> {
+    /// The configured client's name, when the caller matched one.
+    pub client: Option<&'a str>,
+    /// The caller's identity (`uid=… gid=… pid=…`, `cert CN=…`, `anonymous`).
+    pub identity: String,
+    /// The listener the call came through.
+    pub listener: &'a str,
+    /// `Sign` or `Fingerprint`.
+    pub rpc: &'a str,
+    /// The key asked for.
+    pub key_id: &'a str,
+    /// The key's algorithm, when the key exists and the call was allowed.
+    pub algorithm: Option<&'a str>,
+    /// SHA-256 of the signed bytes (never the bytes themselves), hex.
+    pub message_sha256: Option<String>,
+    /// `allowed` (signed), `denied` (policy), or `failed` (allowed, but an error).
+    pub outcome: &'a str,
+    /// The gRPC status code name (`OK`, `PERMISSION_DENIED`, …).
+    pub code: &'a str,
+    /// From the call's arrival to its answer, in microseconds.
+    pub latency_us: u64,
+}
+
+/// One line of the file: the chain fields, then the record (or the genesis fields).
+#[derive(Serialize, Deserialize)]
+struct Line<R> {
+    seq: u64,
+    time: String,
+    prev: String,
+    #[serde(flatten)]
+    body: R,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Genesis {
+    /// `new` (a random seed) or `rotated` (continues the file named in `from`).
+    genesis: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+/// The open audit log.
+pub struct AuditLog {
+    settings: config::Audit,
+    writer: Mutex<Writer>,
+    health: watch::Sender<bool>,
+}
+
+struct Writer {
+    file: File,
+    head: File,
+    size: u64,
+    seq: u64,
+    last_hash: String,
+    last_sync: Instant,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log and continues its chain. Refuses a log that ends with a
+    /// partial record or is shorter than its head file says: an operator must look first.
+    pub fn open(settings: &config::Audit) -> Result<Self, Error> {
+        let path = &settings.path;
+        let io = |what: &str, e| Error::io(format!("audit log {}: {what}", path.display()), e);
+        let existing = last_line(path).map_err(|e| io("reading", e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io("opening for append", e))?;
+        let head_path = head_path(path);
+        let head = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&head_path)
+            .map_err(|e| io("opening its head file", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io("reading its size", e))?
+            .len();
+        let mut writer = match existing {
+            Some((line, complete)) => {
+                if !complete {
+                    return Err(Error::Startup(format!(
+                        "the audit log {} ends with an incomplete record; run `signet audit \
+                         verify` on it and move it aside before starting",
+                        path.display()
+                    )));
+                }
+                let seq = serde_json::from_str::<Line<serde_json::Value>>(&line)
+                    .map_err(|_| {
+                        Error::Startup(format!(
+                            "the last line of the audit log {} is not an audit record; run \
+                             `signet audit verify` on it",
+                            path.display()
+                        ))
+                    })?
+                    .seq;
+                let last_hash = hash(&line);
+                if let Some(head) = read_head(&head_path) {
+                    if head.seq != seq || head.hash != last_hash {
+                        return Err(Error::Startup(format!(
+                            "the audit log {} does not end where the agent left it (its head \
+                             file says record {}, the log ends at record {seq}); it was \
+                             truncated or edited; run `signet audit verify` on it",
+                            path.display(),
+                            head.seq
+                        )));
+                    }
+                }
+                Writer {
+                    file,
+                    head,
+                    size,
+                    seq,
+                    last_hash,
+                    last_sync: Instant::now(),
+                }
+            }
+            None => {
+                let seed = hex::encode(rand_seed().map_err(|e| io("reading a random seed", e))?);
+                let mut writer = Writer {
+                    file: file.try_clone().map_err(|e| io("opening", e))?,
+                    head,
+                    size,
+                    seq: 0,
+                    last_hash: seed,
+                    last_sync: Instant::now(),
+                };
+                writer.append(
+                    0,
+                    &Genesis {
+                        genesis: "new".into(),
+                        from: None,
+                    },
+                )?;
+                file.sync_all().map_err(|e| io("syncing", e))?;
+                writer
+            }
+        };
+        writer.sync(path)?;
+        Ok(AuditLog {
+            settings: settings.clone(),
+            writer: Mutex::new(writer),
+            health: watch::channel(true).0,
+        })
+    }
+
+    /// Whether records are being written; the health service follows it.
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.health.subscribe()
+    }
+
+    /// Appends `record` (synced per the fsync policy) and rotates the file when it is full.
+    /// When that fails: `AuditUnavailable` with `on_failure = "deny"`, or a logged error and
+    /// `Ok` with `"allow"`.
+    pub fn record(&self, record: &Record<'_>) -> Result<(), Error> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let result = writer.write_record(record, &self.settings);
+        drop(writer);
+        match result {
+            Ok(()) => {
+                self.health
+                    .send_if_modified(|ok| !std::mem::replace(ok, true));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing an audit record failed");
+                self.health
+                    .send_if_modified(|ok| std::mem::replace(ok, false));
+                match self.settings.on_failure {
+                    OnAuditFailure::Deny => Err(Error::AuditUnavailable(e.to_string())),
+                    OnAuditFailure::Allow => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn write_record(&mut self, record: &Record<'_>, settings: &config::Audit) -> Result<(), Error> {
+        let path = &settings.path;
+        self.append(self.seq + 1, record)?;
+        let due = match settings.fsync {
+            Fsync::Always => true,
+            Fsync::Interval => {
+                self.last_sync.elapsed().as_millis() >= u128::from(settings.fsync_interval_ms)
+            }
+        };
+        if due {
+            self.sync(path)?;
+        }
+        if self.size >= settings.max_bytes {
+            self.rotate(path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one chained line and the head file.
+    fn append<R: Serialize>(&mut self, seq: u64, body: &R) -> Result<(), Error> {
+        let line = serde_json::to_string(&Line {
+            seq,
+            time: rfc3339_now(),
+            prev: self.last_hash.clone(),
+            body,
+        })
+        .map_err(|e| Error::Internal(format!("encoding an audit record: {e}")))?;
+        let io = |e| Error::io("writing the audit log", e);
+        self.file
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(io)?;
+        self.size += line.len() as u64 + 1;
+        self.seq = seq;
+        self.last_hash = hash(&line);
+        let head = serde_json::to_vec(&Head {
+            seq,
+            hash: self.last_hash.clone(),
+        })
+        .map_err(|e| Error::Internal(format!("encoding the audit head: {e}")))?;
+        self.head.seek(SeekFrom::Start(0)).map_err(io)?;
+        self.head.write_all(&head).map_err(io)?;
+        self.head.set_len(head.len() as u64).map_err(io)?;
+        Ok(())
+    }
+
+    fn sync(&mut self, path: &Path) -> Result<(), Error> {
+        let io = |e| Error::io(format!("syncing the audit log {}", path.display()), e);
+        self.file.sync_data().map_err(io)?;
+        self.head.sync_data().map_err(io)?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Moves the full file to `<path>.<n>` and starts a new one whose genesis continues the
+    /// chain.
+    fn rotate(&mut self, path: &Path) -> Result<(), Error> {
+        self.sync(path)?;
+        let io = |e| Error::io(format!("rotating the audit log {}", path.display()), e);
+        let n = (1u32..)
+            .find(|n| !rotated_path(path, *n).exists())
+            .unwrap_or(u32::MAX);
+        let rotated = rotated_path(path, n);
+        std::fs::rename(path, &rotated).map_err(io)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        self.size = 0;
+        let from = rotated
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        self.append(
+            self.seq + 1,
+            &Genesis {
+                genesis: "rotated".into(),
+                from,
+            },
+        )?;
+        self.sync(path)?;
+        tracing::info!(rotated = %rotated.display(), "audit log rotated");
+        Ok(())
+    }
+}
+
+fn head_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".head");
+    PathBuf::from(name)
+}
+
+fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+fn read_head(path: &Path) -> Option<Head> {
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The last line of the file and whether it ends with a newline; `None` for an empty or
+/// missing file.
+fn last_line(path: &Path) -> std::io::Result<Option<(String, bool)>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut last = None;
+    let mut reader = BufReader::new(file);
+    let mut buffer = String::new();
+    loop {
+        buffer.clear();
+        if reader.read_line(&mut buffer)? == 0 {
+            break;
+        }
+        let complete = buffer.ends_with('\n');
+        last = Some((buffer.trim_end_matches('\n').to_owned(), complete));
+    }
+    Ok(last)
+}
+
+fn hash(line: &str) -> String {
+    hex::encode(Sha256::digest(line.as_bytes()))
+}
+
+fn rand_seed() -> std::io::Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut seed)?;
+    Ok(seed)
+}
+
+/// Now as RFC 3339 UTC with milliseconds (`2026-11-21T08:30:00.123Z`).
+fn rfc3339_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// What `signet audit verify` found wrong, with the 1-based line it concerns.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Broken {
+    /// The first line that is wrong.
+    pub line: usize,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+/// What `verify` read from an intact file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// How many records (lines) it holds.
+    pub records: u64,
+    /// The `prev` of its genesis record: a seed, or the last hash of the file before it.
+    pub first_prev: String,
+    /// The hash of its last record.
+    pub last_hash: String,
+}
+
+/// Checks the chain of one audit file (and, when its head file is next to it, that nothing
+/// was cut off its end). Returns what it verified, or the first broken line.
+pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
+    let text = std::fs::read(path)
+        .map_err(|e| Error::io(format!("reading the audit log {}", path.display()), e))?;
+    let text = String::from_utf8_lossy(&text);
+    let broken = |line: usize, reason: String| Ok(Err(Broken { line, reason }));
+    let mut previous: Option<(String, u64)> = None;
+    let mut first_prev = String::new();
+    let mut count = 0u64;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, raw) in lines.iter().enumerate() {
+        let number = i + 1;
+        let Some(line) = raw.strip_suffix('\n') else {
+            return broken(
+                number,
+                "the record is incomplete: the file was truncated".into(),
+            );
+        };
+        let Ok(parsed) = serde_json::from_str::<Line<serde_json::Value>>(line) else {
+            return broken(number, "not an audit record: the line was edited".into());
+        };
+        if let Some((prev_hash, prev_seq)) = &previous {
+            if parsed.seq != prev_seq + 1 {
+                return broken(
+                    number,
+                    format!(
+                        "record {} follows record {prev_seq}: records were removed, inserted \
+                         or reordered here",
+                        parsed.seq
+                    ),
+                );
+            }
+            if &parsed.prev != prev_hash {
+                return broken(
+                    number - 1,
+                    format!(
+                        "record {prev_seq} was edited: the next record's hash of it does not \
+                         match"
+                    ),
+                );
+            }
+        } else if parsed.body.get("genesis").is_none() {
+            return broken(
+                number,
+                "the file does not start with a genesis record".into(),
+            );
+        } else {
+            first_prev = parsed.prev.clone();
+        }
+        previous = Some((hash(line), parsed.seq));
+        count += 1;
+    }
+    if let (Some(head), Some((last_hash, last_seq))) = (read_head(&head_path(path)), &previous) {
+        if head.seq != *last_seq {
+            return broken(
+                lines.len(),
+                format!(
+                    "the log ends at record {last_seq} but the agent wrote up to record {}: \
+                     records were cut off after this line",
+                    head.seq
+                ),
+            );
+        }
+        if &head.hash != last_hash {
+            return broken(lines.len(), "the last record was edited".into());
+        }
+    }
+    let Some((last_hash, _)) = previous else {
+        return broken(1, "the file is empty".into());
+    };
+    Ok(Ok(Verified {
+        records: count,
+        first_prev,
+        last_hash,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &Path) -> config::Audit {
+        config::Audit {
+            path: dir.join("audit.jsonl"),
+            fsync: Fsync::Always,
+            fsync_interval_ms: 1000,
+            max_bytes: 64 << 20,
+            on_failure: OnAuditFailure::Deny,
+        }
+    }
+
+    fn record(i: u64) -> Record<'static> {
+        Record {
+            client: Some("c"),
+            identity: format!("uid={i}"),
+            listener: "unix:/s",
+            rpc: "Sign",
+            key_id: "k",
+            algorithm: Some("ed25519"),
+            message_sha256: Some(hex::encode([i as u8; 32])),
+            outcome: "allowed",
+            code: "OK",
+            latency_us: i,
+        }
+    }
+
+    #[test]
+    fn rfc3339_formats_the_epoch_and_a_leap_day() {
+        assert_eq!(&rfc3339_now()[..2], "20");
+        assert_eq!(rfc3339_now().len(), 24);
+    }
+
+    #[test]
+    fn a_write_failure_fails_closed_and_flips_health() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = AuditLog::open(&settings(dir.path())).expect("open");
+        log.record(&record(1)).expect("written");
+        let health = log.health();
+        // A handle that cannot write stands in for a full or failing disk.
+        log.writer.lock().expect("lock").file =
+            File::open(dir.path().join("audit.jsonl")).expect("read-only handle");
+        let err = log.record(&record(2)).expect_err("fail closed");
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
+        assert!(!*health.borrow(), "health reports it");
+        let mut open = settings(dir.path());
+        open.on_failure = OnAuditFailure::Allow;
+        let log = AuditLog {
+            settings: open,
+            writer: Mutex::new(Writer {
+                file: File::open(dir.path().join("audit.jsonl")).expect("read-only"),
+                head: File::open(head_path(&dir.path().join("audit.jsonl"))).expect("head"),
+                size: 0,
+                seq: 9,
+                last_hash: String::new(),
+                last_sync: Instant::now(),
+            }),
+            health: watch::channel(true).0,
+        };
+        assert!(log.record(&record(3)).is_ok(), "fail open when configured");
+    }
+}

@@ -1,0 +1,99 @@
+//! Who is calling: the identity a transport establishes for a call (unix peer credentials, a
+//! verified client certificate, or none), and the listener it came through.
+
+use std::fmt;
+
+/// The identity of a caller, as its transport established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A unix-socket peer, from the kernel's peer credentials.
+    Unix {
+        /// The caller's user id.
+        uid: u32,
+        /// The caller's primary group id.
+        gid: u32,
+        /// The caller's process id, when the kernel reports it.
+        pid: Option<i32>,
+    },
+    /// A TLS peer with a client certificate verified against the configured CA.
+    Certificate {
+        /// The subject common name, if any.
+        cn: Option<String>,
+        /// DNS names, URIs and e-mail addresses from the subject alternative names.
+        sans: Vec<String>,
+    },
+    /// A transport that identifies nobody (plain loopback TCP).
+    Anonymous,
+}
+
+impl Identity {
+    /// The identity in a verified client certificate (DER). A certificate that cannot be
+    /// parsed yields an identity with no names, which no client rule matches.
+    pub fn from_certificate_der(der: &[u8]) -> Self {
+        use x509_parser::extensions::GeneralName;
+        let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der) else {
+            return Identity::Certificate {
+                cn: None,
+                sans: Vec::new(),
+            };
+        };
+        let cn = certificate
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        let sans = certificate
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .filter_map(|name| match name {
+                        GeneralName::DNSName(s)
+                        | GeneralName::URI(s)
+                        | GeneralName::RFC822Name(s) => Some((*s).to_owned()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Identity::Certificate { cn, sans }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Unix { uid, gid, pid } => {
+                write!(f, "uid={uid} gid={gid}")?;
+                if let Some(pid) = pid {
+                    write!(f, " pid={pid}")?;
+                }
+                Ok(())
+            }
+            Identity::Certificate { cn, sans } => {
+                write!(f, "cert")?;
+                if let Some(cn) = cn {
+                    write!(f, " CN={}", cn.escape_debug())?;
+                }
+                if !sans.is_empty() {
+                    write!(f, " SAN={}", sans.join(",").escape_debug())?;
+                }
+                Ok(())
+            }
+            Identity::Anonymous => f.write_str("anonymous"),
+        }
+    }
+}
+
+/// A call's caller: its identity and the listener it came through.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub identity: Identity,
+    /// Through which listener (`unix:/run/signet.sock`, `tls:0.0.0.0:50443`, …).
+    pub listener: String,
+}

@@ -172,7 +172,7 @@ async fn a_rate_limit_refuses_a_burst_and_recovers() {
     let uid = common::own_uid();
     let token = token_with(&format!(
         "[[clients]]\nname = \"busy\"\nuid = {uid}\nkeys = [\"*\"]\noperations = [\"sign\"]\n\
-         rate_per_second = 20\nburst = 5\n"
+         rate_per_second = 2\nburst = 5\n"
     ));
     let agent = token.start_agent().await;
     let mut client = agent.client().await;

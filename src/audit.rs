@@ -44,6 +44,9 @@ pub struct Record<'a> {
     pub code: &'a str,
     /// From the call's arrival to its answer, in microseconds.
     pub latency_us: u64,
+    /// Denials not recorded just before this one (see [`AuditLog::record_denial`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_denials: Option<u64>,
 }
 
 /// One line of the file: the chain fields, then the record (or the genesis fields).
@@ -75,6 +78,20 @@ pub struct AuditLog {
     settings: config::Audit,
     writer: Mutex<Writer>,
     health: watch::Sender<bool>,
+    denials: Mutex<DenialBudget>,
+}
+
+/// The most denial records written per second. Denied callers need no grant, so without a
+/// bound anyone who can connect could fill the disk with records (and stop all signing when
+/// the log fails closed). Beyond it, denials are counted and the count goes into the next
+/// denial record written.
+const DENIALS_PER_SECOND: u32 = 100;
+
+#[derive(Default)]
+struct DenialBudget {
+    window: Option<Instant>,
+    written: u32,
+    suppressed: u64,
 }
 
 struct Writer {
@@ -92,26 +109,33 @@ impl AuditLog {
     pub fn open(settings: &config::Audit) -> Result<Self, Error> {
         let path = &settings.path;
         let io = |what: &str, e| Error::io(format!("audit log {}: {what}", path.display()), e);
-        let existing = last_line(path).map_err(|e| io("reading", e))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| io("opening for append", e))?;
+        let existing = last_lines(path).map_err(|e| io("reading", e))?;
         let head_path = head_path(path);
-        let head = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&head_path)
-            .map_err(|e| io("opening its head file", e))?;
+        let head_before = read_head(&head_path);
+        if existing.is_none() {
+            if let Some(head) = &head_before {
+                return Err(Error::Startup(format!(
+                    "the audit log {} is missing or empty, but its head file says the agent \
+                     wrote up to record {}: restore the log, or move {} aside to start a new \
+                     chain",
+                    path.display(),
+                    head.seq,
+                    head_path.display()
+                )));
+            }
+        }
+        let file = private_file(path, true).map_err(|e| io("opening for append", e))?;
+        let head = private_file(&head_path, false).map_err(|e| io("opening its head file", e))?;
         let size = file
             .metadata()
             .map_err(|e| io("reading its size", e))?
             .len();
         let mut writer = match existing {
-            Some((line, complete)) => {
+            Some(Tail {
+                line,
+                complete,
+                before,
+            }) => {
                 if !complete {
                     return Err(Error::Startup(format!(
                         "the audit log {} ends with an incomplete record; run `signet audit \
@@ -129,8 +153,12 @@ impl AuditLog {
                     })?
                     .seq;
                 let last_hash = hash(&line);
-                if let Some(head) = read_head(&head_path) {
-                    if head.seq != seq || head.hash != last_hash {
+                if let Some(head) = head_before {
+                    // A crash between writing a record and its head leaves the log exactly one
+                    // record ahead: the head then names the record before the last.
+                    let one_ahead = head.seq + 1 == seq
+                        && before.as_deref().map(hash) == Some(head.hash.clone());
+                    if (head.seq != seq || head.hash != last_hash) && !one_ahead {
                         return Err(Error::Startup(format!(
                             "the audit log {} does not end where the agent left it (its head \
                              file says record {}, the log ends at record {seq}); it was \
@@ -140,14 +168,16 @@ impl AuditLog {
                         )));
                     }
                 }
-                Writer {
+                let mut writer = Writer {
                     file,
                     head,
                     size,
                     seq,
                     last_hash,
                     last_sync: Instant::now(),
-                }
+                };
+                writer.write_head()?;
+                writer
             }
             None => {
                 let seed = hex::encode(rand_seed().map_err(|e| io("reading a random seed", e))?);
@@ -175,7 +205,42 @@ impl AuditLog {
             settings: settings.clone(),
             writer: Mutex::new(writer),
             health: watch::channel(true).0,
+            denials: Mutex::new(DenialBudget::default()),
         })
+    }
+
+    /// Records a denial, at most [`DENIALS_PER_SECOND`] a second; the ones over the budget are
+    /// only counted, into the next denial record that is written.
+    pub fn record_denial(&self, record: &Record<'_>) -> Result<(), Error> {
+        let suppressed = {
+            let mut budget = self.denials.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if budget
+                .window
+                .is_none_or(|w| now.duration_since(w).as_secs() >= 1)
+            {
+                budget.window = Some(now);
+                budget.written = 0;
+            }
+            if budget.written >= DENIALS_PER_SECOND {
+                budget.suppressed += 1;
+                return Ok(());
+            }
+            budget.written += 1;
+            std::mem::take(&mut budget.suppressed)
+        };
+        let mut record = record.clone();
+        record.suppressed_denials = (suppressed > 0).then_some(suppressed);
+        self.record(&record)
+    }
+
+    /// Syncs what was written (with `fsync = "interval"`, the records since the last sync).
+    /// Called at shutdown.
+    pub fn flush(&self) {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = writer.sync(&self.settings.path) {
+            tracing::error!(error = %e, "syncing the audit log at shutdown failed");
+        }
     }
 
     /// Whether records are being written; the health service follows it.
@@ -198,10 +263,12 @@ impl AuditLog {
             }
             Err(e) => {
                 tracing::error!(error = %e, "writing an audit record failed");
-                self.health
-                    .send_if_modified(|ok| std::mem::replace(ok, false));
                 match self.settings.on_failure {
-                    OnAuditFailure::Deny => Err(Error::AuditUnavailable(e.to_string())),
+                    OnAuditFailure::Deny => {
+                        self.health
+                            .send_if_modified(|ok| std::mem::replace(ok, false));
+                        Err(Error::AuditUnavailable(e.to_string()))
+                    }
                     OnAuditFailure::Allow => Ok(()),
                 }
             }
@@ -238,20 +305,29 @@ impl Writer {
         })
         .map_err(|e| Error::Internal(format!("encoding an audit record: {e}")))?;
         let io = |e| Error::io("writing the audit log", e);
-        self.file
-            .write_all(format!("{line}\n").as_bytes())
-            .map_err(io)?;
+        if let Err(e) = self.file.write_all(format!("{line}\n").as_bytes()) {
+            // A partial line (a full disk) would later read as an edited record: cut it off.
+            let _ = self.file.set_len(self.size);
+            return Err(io(e));
+        }
         self.size += line.len() as u64 + 1;
         self.seq = seq;
         self.last_hash = hash(&line);
-        let head = serde_json::to_vec(&Head {
-            seq,
+        self.write_head()
+    }
+
+    /// Overwrites the head file with the last record's number and hash, padded to a fixed
+    /// width and written with one call at offset 0, so it is never seen half-written.
+    fn write_head(&mut self) -> Result<(), Error> {
+        let io = |e| Error::io("writing the audit head file", e);
+        let mut head = serde_json::to_string(&Head {
+            seq: self.seq,
             hash: self.last_hash.clone(),
         })
         .map_err(|e| Error::Internal(format!("encoding the audit head: {e}")))?;
+        head.push_str(&" ".repeat(HEAD_WIDTH.saturating_sub(head.len())));
         self.head.seek(SeekFrom::Start(0)).map_err(io)?;
-        self.head.write_all(&head).map_err(io)?;
-        self.head.set_len(head.len() as u64).map_err(io)?;
+        self.head.write_all(head.as_bytes()).map_err(io)?;
         Ok(())
     }
 
@@ -273,11 +349,7 @@ impl Writer {
             .unwrap_or(u32::MAX);
         let rotated = rotated_path(path, n);
         std::fs::rename(path, &rotated).map_err(io)?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
+        self.file = private_file(path, true).map_err(io)?;
         self.size = 0;
         let from = rotated
             .file_name()
@@ -295,6 +367,22 @@ impl Writer {
     }
 }
 
+/// The head file's fixed width (a record number and a hex SHA-256 fit with room to spare).
+const HEAD_WIDTH: usize = 128;
+
+/// Opens (creating with mode 0600: records name clients and keys) for appending or writing.
+fn private_file(path: &Path, append: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = OpenOptions::new();
+    options.create(true).mode(0o600);
+    if append {
+        options.append(true);
+    } else {
+        options.read(true).write(true).truncate(false);
+    }
+    options.open(path)
+}
+
 fn head_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".head");
@@ -309,18 +397,27 @@ fn rotated_path(path: &Path, n: u32) -> PathBuf {
 
 fn read_head(path: &Path) -> Option<Head> {
     let text = std::fs::read(path).ok()?;
-    serde_json::from_slice(&text).ok()
+    serde_json::from_str(String::from_utf8_lossy(&text).trim_end()).ok()
 }
 
-/// The last line of the file and whether it ends with a newline; `None` for an empty or
-/// missing file.
-fn last_line(path: &Path) -> std::io::Result<Option<(String, bool)>> {
+/// The end of a log file.
+struct Tail {
+    /// The last line, without its newline.
+    line: String,
+    /// Whether it ends with a newline.
+    complete: bool,
+    /// The line before it.
+    before: Option<String>,
+}
+
+/// The last two lines of the file; `None` for an empty or missing file.
+fn last_lines(path: &Path) -> std::io::Result<Option<Tail>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut last = None;
+    let mut tail: Option<Tail> = None;
     let mut reader = BufReader::new(file);
     let mut buffer = String::new();
     loop {
@@ -328,10 +425,13 @@ fn last_line(path: &Path) -> std::io::Result<Option<(String, bool)>> {
         if reader.read_line(&mut buffer)? == 0 {
             break;
         }
-        let complete = buffer.ends_with('\n');
-        last = Some((buffer.trim_end_matches('\n').to_owned(), complete));
+        tail = Some(Tail {
+            complete: buffer.ends_with('\n'),
+            line: buffer.trim_end_matches('\n').to_owned(),
+            before: tail.map(|t| t.line),
+        });
     }
-    Ok(last)
+    Ok(tail)
 }
 
 fn hash(line: &str) -> String {
@@ -388,6 +488,9 @@ pub struct Verified {
     pub first_prev: String,
     /// The hash of its last record.
     pub last_hash: String,
+    /// Whether a head file was next to it, so that records cut off its end would have been
+    /// found (rotated files have none: the next file's genesis links to them).
+    pub head_checked: bool,
 }
 
 /// Checks the chain of one audit file (and, when its head file is next to it, that nothing
@@ -443,8 +546,15 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
         previous = Some((hash(line), parsed.seq));
         count += 1;
     }
-    if let (Some(head), Some((last_hash, last_seq))) = (read_head(&head_path(path)), &previous) {
-        if head.seq != *last_seq {
+    let head = read_head(&head_path(path));
+    let head_checked = head.is_some();
+    if let (Some(head), Some((last_hash, last_seq))) = (head, &previous) {
+        // The agent writes a record before its head: after a crash between the two, the log
+        // is one record ahead of the head, which is not tampering.
+        let one_ahead = head.seq + 1 == *last_seq
+            && lines.len() >= 2
+            && lines[lines.len() - 2].strip_suffix('\n').map(hash) == Some(head.hash.clone());
+        if !one_ahead && head.seq != *last_seq {
             return broken(
                 lines.len(),
                 format!(
@@ -454,7 +564,7 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
                 ),
             );
         }
-        if &head.hash != last_hash {
+        if !one_ahead && &head.hash != last_hash {
             return broken(lines.len(), "the last record was edited".into());
         }
     }
@@ -465,14 +575,15 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
         records: count,
         first_prev,
         last_hash,
+        head_checked,
     }))
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
 
-    fn settings(dir: &Path) -> config::Audit {
+    pub fn settings(dir: &Path) -> config::Audit {
         config::Audit {
             path: dir.join("audit.jsonl"),
             fsync: Fsync::Always,
@@ -482,7 +593,7 @@ mod tests {
         }
     }
 
-    fn record(i: u64) -> Record<'static> {
+    pub fn record(i: u64) -> Record<'static> {
         Record {
             client: Some("c"),
             identity: format!("uid={i}"),
@@ -494,8 +605,15 @@ mod tests {
             outcome: "allowed",
             code: "OK",
             latency_us: i,
+            suppressed_denials: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn rfc3339_formats_the_epoch_and_a_leap_day() {
@@ -528,7 +646,72 @@ mod tests {
                 last_sync: Instant::now(),
             }),
             health: watch::channel(true).0,
+            denials: Mutex::new(DenialBudget::default()),
         };
         assert!(log.record(&record(3)).is_ok(), "fail open when configured");
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_crash_between_record_and_head_is_not_called_tampering() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        let head = std::fs::read(head_path(&s.path)).expect("head");
+        log.record(&record(2)).expect("write");
+        drop(log);
+        // As if the agent died after writing record 2 but before its head.
+        std::fs::write(head_path(&s.path), head).expect("old head");
+        assert!(
+            verify(&s.path).expect("read").is_ok(),
+            "one record ahead is fine"
+        );
+        let log = AuditLog::open(&s).expect("reopens");
+        log.record(&record(3)).expect("continues");
+        assert_eq!(verify(&s.path).expect("read").expect("intact").records, 4);
+    }
+
+    #[test]
+    fn an_emptied_log_with_a_head_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        AuditLog::open(&s)
+            .expect("open")
+            .record(&record(1))
+            .expect("write");
+        std::fs::write(&s.path, "").expect("emptied");
+        let err = AuditLog::open(&s).err().expect("refused");
+        assert!(err.to_string().contains("missing or empty"), "{err}");
+        std::fs::remove_file(&s.path).expect("deleted");
+        assert!(AuditLog::open(&s).is_err(), "a deleted log too");
+    }
+
+    #[test]
+    fn denials_beyond_the_budget_are_counted_not_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        for i in 0..(u64::from(DENIALS_PER_SECOND) + 50) {
+            log.record_denial(&record(i)).expect("denial");
+        }
+        let written = std::fs::read_to_string(&s.path)
+            .expect("log")
+            .lines()
+            .count();
+        assert_eq!(written, 1 + DENIALS_PER_SECOND as usize);
+        log.denials.lock().expect("budget").window = None;
+        log.record_denial(&record(0)).expect("denial");
+        let last = std::fs::read_to_string(&s.path).expect("log");
+        assert!(last
+            .lines()
+            .last()
+            .expect("line")
+            .contains("\"suppressed_denials\":50"));
     }
 }

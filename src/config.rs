@@ -393,6 +393,18 @@ impl Config {
                 )));
             }
         }
+        let mut matchers: Vec<String> = self
+            .clients
+            .iter()
+            .map(|c| format!("{:?}{:?}{:?}{:?}", c.uid, c.gid, c.cert_cn, c.cert_san))
+            .collect();
+        matchers.sort_unstable();
+        if matchers.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::Config(
+                "clients: two clients match the same uid, gid, cert_cn or cert_san; merge them"
+                    .into(),
+            ));
+        }
         let mut names: Vec<&str> = self.clients.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {

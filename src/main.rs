@@ -207,9 +207,15 @@ fn run(command: Command) -> anyhow::Result<()> {
                             );
                         }
                         println!(
-                            "{}: {} records, chain intact",
+                            "{}: {} records, chain intact{}",
                             file.display(),
-                            verified.records
+                            verified.records,
+                            if verified.head_checked {
+                                ""
+                            } else {
+                                " (no head file next to it: records cut off its end could not \
+                                 be detected; normal for a rotated file)"
+                            }
                         );
                         last_hash = Some(verified.last_hash);
                     }

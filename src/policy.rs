@@ -96,8 +96,25 @@ impl Policy {
                     bucket,
                 })
             })
-            .collect();
+            .collect::<Vec<Rule>>();
+        // The most specific kind of rule decides: a uid before a gid (which a user can switch
+        // with `sg`), a certificate CN before a SAN; within a kind, the first in the file.
+        let mut clients = clients;
+        clients.sort_by_key(|r| match r.matcher {
+            Matcher::Uid(_) => 0,
+            Matcher::Gid(_) => 1,
+            Matcher::CertCn(_) => 2,
+            Matcher::CertSan(_) => 3,
+        });
         Policy { clients }
+    }
+
+    /// The name of the client `identity` matches, if any (for the audit log).
+    pub fn client_of(&self, identity: &Identity) -> Option<String> {
+        self.clients
+            .iter()
+            .find(|r| r.matcher.matches(identity))
+            .map(|r| r.name.clone())
     }
 
     /// Decides whether `identity` may do `operation` with `key_id`. Returns the name of the

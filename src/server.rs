@@ -182,6 +182,9 @@ pub async fn serve_until(
     }
     drop(signer_service);
     close_signer(signer).await;
+    if let Some(audit) = &audit {
+        audit.flush();
+    }
     for path in sockets {
         remove_socket(&path);
     }

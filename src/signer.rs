@@ -70,15 +70,7 @@ impl Signer {
     }
 
     fn key(&self, key_id: &str) -> Result<&KeyDescriptor, Error> {
-        if key_id.is_empty() {
-            return Err(Error::InvalidArgument("key_id must not be empty".into()));
-        }
-        if key_id.len() > MAX_KEY_ID_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "key_id is {} bytes; key ids are at most {MAX_KEY_ID_BYTES} bytes",
-                key_id.len()
-            )));
-        }
+        check_key_id(key_id)?;
         self.keys
             .get(key_id)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))
@@ -202,6 +194,20 @@ impl Signer {
     pub fn shutdown(&self, patience: Duration) {
         self.executor.shutdown(patience);
     }
+}
+
+/// Refuses an empty key id or one over [`MAX_KEY_ID_BYTES`], without echoing it.
+pub fn check_key_id(key_id: &str) -> Result<(), Error> {
+    if key_id.is_empty() {
+        return Err(Error::InvalidArgument("key_id must not be empty".into()));
+    }
+    if key_id.len() > MAX_KEY_ID_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "key_id is {} bytes; key ids are at most {MAX_KEY_ID_BYTES} bytes",
+            key_id.len()
+        )));
+    }
+    Ok(())
 }
 
 fn now_ms() -> Result<i64, Error> {

@@ -195,7 +195,8 @@ async fn a_rate_limit_refuses_a_burst_and_recovers() {
         .filter(|c| **c == Err(tonic::Code::ResourceExhausted))
         .count();
     assert!(refused >= 8, "beyond the burst: {codes:?}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Two tokens a second: one is back within 600 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     client
         .sign(sign("hmac", b"later"))
         .await
@@ -345,5 +346,43 @@ async fn the_socket_gets_its_configured_mode() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    let _ = tokio::task::spawn_blocking(move || agent.stop()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_tcp_callers_may_read_but_not_sign() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    let token = TestToken::new().with_verifiable_keys();
+    let text = std::fs::read_to_string(&token.config).expect("config");
+    std::fs::write(
+        &token.config,
+        text.replace(
+            "[backend]",
+            &format!(
+                "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nplaintext = true\n\n\
+                 [backend]"
+            ),
+        ),
+    )
+    .expect("config");
+    let agent = token.start_agent().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = signet::grpc::proto::signer_client::SignerClient::new(channel);
+    let status = client.sign(sign("ed", b"x")).await.expect_err("anonymous");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    client
+        .get_public_key(signet::grpc::proto::GetPublicKeyRequest {
+            key_id: "ed".into(),
+        })
+        .await
+        .expect("public keys are open");
     let _ = tokio::task::spawn_blocking(move || agent.stop()).await;
 }

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::identity::{Caller, Identity};
 use crate::key::{Algorithm, SignatureFormat};
 use crate::policy::Policy;
+use crate::signer::check_key_id;
 use crate::signer::Signer;
 use crate::swt3::Anchor;
 
@@ -108,16 +109,15 @@ impl SignerService {
         work: impl std::future::Future<Output = Result<(T, Done), Error>>,
     ) -> Result<T, Status> {
         let identity = &call.caller.identity;
+        // Malformed key ids are refused before anything is recorded, so records stay small.
+        check_key_id(key_id)?;
         let client = match self.access.policy.authorize(identity, operation, key_id) {
             Ok(client) => client,
             Err(denied) => {
                 tracing::warn!(caller = %identity, rpc, key = %key_id.escape_debug(), "denied: {denied}");
                 let code = code_name(code_of(denied.kind()));
-                let done = Done {
-                    algorithm: None,
-                    message_sha256: None,
-                };
-                if let Err(e) = self.record(call, None, rpc, key_id, &done, "denied", code) {
+                let client = self.access.policy.client_of(identity);
+                if let Err(e) = self.record_denial(call, client.as_deref(), rpc, key_id, code) {
                     tracing::error!(error = %e, "the denial could not be audited");
                 }
                 return Err(denied.into());
@@ -171,6 +171,38 @@ impl SignerService {
                 .as_micros()
                 .try_into()
                 .unwrap_or(u64::MAX),
+            suppressed_denials: None,
+        })
+    }
+
+    fn record_denial(
+        &self,
+        call: &Call,
+        client: Option<&str>,
+        rpc: &str,
+        key_id: &str,
+        code: &str,
+    ) -> Result<(), Error> {
+        let Some(audit) = &self.access.audit else {
+            return Ok(());
+        };
+        audit.record_denial(&Record {
+            client,
+            identity: call.caller.identity.to_string(),
+            listener: &call.caller.listener,
+            rpc,
+            key_id,
+            algorithm: None,
+            message_sha256: None,
+            outcome: "denied",
+            code,
+            latency_us: call
+                .arrived
+                .elapsed()
+                .as_micros()
+                .try_into()
+                .unwrap_or(u64::MAX),
+            suppressed_denials: None,
         })
     }
 

@@ -236,6 +236,37 @@ mod tests {
     }
 
     #[test]
+    fn gid_and_certificate_rules_match_and_uid_comes_before_gid() {
+        let mut by_gid = client("group", 0, &["*"], &[Operation::Sign]);
+        (by_gid.uid, by_gid.gid) = (None, Some(100));
+        let by_uid = client("person", 1000, &["ed"], &[Operation::Sign]);
+        let mut by_cn = client("cn", 0, &["ed"], &[Operation::Fingerprint]);
+        (by_cn.uid, by_cn.cert_cn) = (None, Some("witness-1".into()));
+        let mut by_san = client("san", 0, &["*"], &[Operation::Sign]);
+        (by_san.uid, by_san.cert_san) = (None, Some("w.example".into()));
+        // Listed gid first: the uid rule still decides for uid 1000.
+        let policy = Policy::new(&[by_gid, by_uid, by_san, by_cn]);
+        assert_eq!(policy.client_of(&unix(1000)), Some("person".into()));
+        assert!(policy
+            .authorize(&unix(1000), Operation::Sign, "hmac")
+            .is_err());
+        assert_eq!(policy.client_of(&unix(1001)), Some("group".into()));
+        let cert = Identity::Certificate {
+            cn: Some("witness-1".into()),
+            sans: vec!["w.example".into()],
+        };
+        assert_eq!(policy.client_of(&cert), Some("cn".into()), "CN before SAN");
+        assert!(policy
+            .authorize(&cert, Operation::Fingerprint, "ed")
+            .is_ok());
+        let san_only = Identity::Certificate {
+            cn: None,
+            sans: vec!["w.example".into()],
+        };
+        assert_eq!(policy.client_of(&san_only), Some("san".into()));
+    }
+
+    #[test]
     fn the_rate_limit_refuses_beyond_the_burst_and_refills() {
         let mut c = client("busy", 7, &["*"], &[Operation::Sign]);
         c.rate_per_second = Some(1000.0);

@@ -104,7 +104,7 @@ impl SignerService {
         &self,
         call: &Call,
         operation: Operation,
-        rpc: &str,
+        rpc: &'static str,
         key_id: &str,
         work: impl std::future::Future<Output = Result<(T, Done), Error>>,
     ) -> Result<T, Status> {
@@ -115,95 +115,65 @@ impl SignerService {
             Ok(client) => client,
             Err(denied) => {
                 tracing::warn!(caller = %identity, rpc, key = %key_id.escape_debug(), "denied: {denied}");
-                let code = code_name(code_of(denied.kind()));
-                let client = self.access.policy.client_of(identity);
-                if let Err(e) = self.record_denial(call, client.as_deref(), rpc, key_id, code) {
+                let mut record = self.record_of(call, rpc, key_id);
+                record.client = self.access.policy.client_of(identity);
+                record.code = code_name(code_of(denied.kind()));
+                if let Err(e) = self.write(record.with_latency(call.arrived), true).await {
                     tracing::error!(error = %e, "the denial could not be audited");
                 }
                 return Err(denied.into());
             }
         };
-        let (result, done) = match work.await {
-            Ok((value, done)) => (Ok(value), done),
-            Err(e) => (
-                Err(e),
-                Done {
-                    algorithm: None,
-                    message_sha256: None,
-                },
-            ),
+        let mut record = self.record_of(call, rpc, key_id);
+        record.client = client;
+        let result = match work.await {
+            Ok((value, done)) => {
+                record.algorithm = done.algorithm.map(Algorithm::name);
+                record.message_sha256 = done.message_sha256;
+                (record.outcome, record.code) = ("allowed", "OK");
+                Ok(value)
+            }
+            Err(e) => {
+                (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
+                Err(e)
+            }
         };
-        let (outcome, code) = match &result {
-            Ok(_) => ("allowed", "OK"),
-            Err(e) => ("failed", code_name(code_of(e.kind()))),
-        };
-        self.record(call, client.as_deref(), rpc, key_id, &done, outcome, code)?;
+        self.write(record.with_latency(call.arrived), false).await?;
         Ok(result?)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        call: &Call,
-        client: Option<&str>,
-        rpc: &str,
-        key_id: &str,
-        done: &Done,
-        outcome: &str,
-        code: &str,
-    ) -> Result<(), Error> {
-        let Some(audit) = &self.access.audit else {
-            return Ok(());
-        };
-        audit.record(&Record {
-            client,
+    /// A record of this call with what is known before the decision.
+    fn record_of(&self, call: &Call, rpc: &'static str, key_id: &str) -> Record {
+        Record {
+            client: None,
             identity: call.caller.identity.to_string(),
-            listener: &call.caller.listener,
+            listener: call.caller.listener.clone(),
             rpc,
-            key_id,
-            algorithm: done.algorithm.map(Algorithm::name),
-            message_sha256: done.message_sha256.clone(),
-            outcome,
-            code,
-            latency_us: call
-                .arrived
-                .elapsed()
-                .as_micros()
-                .try_into()
-                .unwrap_or(u64::MAX),
-            suppressed_denials: None,
-        })
-    }
-
-    fn record_denial(
-        &self,
-        call: &Call,
-        client: Option<&str>,
-        rpc: &str,
-        key_id: &str,
-        code: &str,
-    ) -> Result<(), Error> {
-        let Some(audit) = &self.access.audit else {
-            return Ok(());
-        };
-        audit.record_denial(&Record {
-            client,
-            identity: call.caller.identity.to_string(),
-            listener: &call.caller.listener,
-            rpc,
-            key_id,
+            key_id: key_id.to_owned(),
             algorithm: None,
             message_sha256: None,
             outcome: "denied",
-            code,
-            latency_us: call
-                .arrived
-                .elapsed()
-                .as_micros()
-                .try_into()
-                .unwrap_or(u64::MAX),
+            code: "UNKNOWN",
+            latency_us: 0,
             suppressed_denials: None,
+        }
+    }
+
+    /// Writes a record on a blocking thread (it may wait for an fsync), so the async workers
+    /// keep serving and concurrent calls share fsyncs (group commit).
+    async fn write(&self, record: Record, denial: bool) -> Result<(), Error> {
+        let Some(audit) = self.access.audit.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            if denial {
+                audit.record_denial(&record)
+            } else {
+                audit.record(&record)
+            }
         })
+        .await
+        .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))?
     }
 
     /// Whether `operation` with `key_id` is allowed (for the calls that are not audited).

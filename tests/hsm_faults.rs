@@ -11,6 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::in_process::InProcessAgent;
 use common::{sign_load, Outcome, TestToken, Verifier};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use tonic_health::pb::health_client::HealthClient;
@@ -140,16 +141,7 @@ fn the_agent_rides_out_closed_sessions_and_a_finalised_module() {
         .expect("runtime");
     runtime.block_on(async {
         let (backend, workers) = signet::server::open_backend(&config).expect("backend");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(signet::server::serve_until(
-            config,
-            backend,
-            workers,
-            async move {
-                let _ = stop_rx.await;
-                Ok(())
-            },
-        ));
+        let agent = InProcessAgent::serve(config, backend, workers).await;
         wait_for_health(&token.socket, true, Duration::from_secs(10)).await;
         let verifier =
             Arc::new(Verifier::fetch(common::connect(&token.socket).await.expect("connect")).await);
@@ -312,7 +304,6 @@ fn the_agent_rides_out_closed_sessions_and_a_finalised_module() {
             "PIN changed behind the agent: one refused re-login, failed state, health NOT_SERVING"
         );
 
-        stop_tx.send(()).expect("stop");
-        server.await.expect("server task").expect("server");
+        agent.stop().await;
     });
 }

@@ -9,14 +9,18 @@ use signet::error::Error;
 use signet::grpc::proto::signer_client::SignerClient;
 use tonic::transport::Channel;
 
-/// The agent serving `device` in this process, with `sessions` workers and `limits`.
+/// The agent serving a backend in this process.
 pub struct InProcessAgent {
-    dir: tempfile::TempDir,
+    /// The directory of the generated configuration, when there is one.
+    _dir: Option<tempfile::TempDir>,
+    socket: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), Error>>>,
 }
 
 impl InProcessAgent {
+    /// Serves `device` with `sessions` workers and `limits` (TOML lines of `[limits]`), on a
+    /// unix socket in a new temporary directory, granting this test's uid every key.
     pub async fn start(device: Arc<dyn Backend>, sessions: usize, limits: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("signet.toml");
@@ -33,10 +37,26 @@ impl InProcessAgent {
         )
         .expect("config");
         let config = signet::config::Config::load(&config_path).expect("config");
+        let mut agent = Self::serve(config, device, sessions).await;
+        agent._dir = Some(dir);
+        agent
+    }
+
+    /// Serves `backend` with `config` (its first listener must be a unix socket) and waits
+    /// until the socket accepts connections.
+    pub async fn serve(
+        config: signet::config::Config,
+        backend: Arc<dyn Backend>,
+        sessions: usize,
+    ) -> Self {
+        let Some(signet::config::Listener::Unix { path, .. }) = config.listen.first() else {
+            panic!("the first listener must be a unix socket");
+        };
+        let socket = path.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(signet::server::serve_until(
             config,
-            device,
+            backend,
             sessions,
             async move {
                 let _ = stopped.await;
@@ -44,12 +64,13 @@ impl InProcessAgent {
             },
         ));
         let agent = InProcessAgent {
-            dir,
+            _dir: None,
+            socket,
             stop: Some(stop),
             server: Some(server),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while super::connect(&agent.socket()).await.is_err() {
+        while super::connect(&agent.socket).await.is_err() {
             assert!(Instant::now() < deadline, "the agent did not start");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -57,7 +78,7 @@ impl InProcessAgent {
     }
 
     pub fn socket(&self) -> std::path::PathBuf {
-        self.dir.path().join("signet.sock")
+        self.socket.clone()
     }
 
     pub async fn client(&self) -> SignerClient<Channel> {

@@ -237,26 +237,33 @@ impl AuditLog {
     /// Records a denial, at most [`DENIALS_PER_SECOND`] a second; the ones over the budget are
     /// only counted, into the next denial record that is written.
     pub fn record_denial(&self, record: &Record) -> Result<(), Error> {
-        let suppressed = {
-            let mut budget = self.denials.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            if budget
-                .window
-                .is_none_or(|w| now.duration_since(w).as_secs() >= 1)
-            {
-                budget.window = Some(now);
-                budget.written = 0;
-            }
-            if budget.written >= DENIALS_PER_SECOND {
-                budget.suppressed += 1;
-                return Ok(());
-            }
-            budget.written += 1;
-            std::mem::take(&mut budget.suppressed)
-        };
         let mut record = record.clone();
-        record.suppressed_denials = (suppressed > 0).then_some(suppressed);
+        if !self.admit_denial(&mut record) {
+            return Ok(());
+        }
         self.record(&record)
+    }
+
+    /// Whether a denial record fits the budget; sets its count of the denials suppressed
+    /// before it. A denial that does not fit is only counted.
+    pub fn admit_denial(&self, record: &mut Record) -> bool {
+        let mut budget = self.denials.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if budget
+            .window
+            .is_none_or(|w| now.duration_since(w).as_secs() >= 1)
+        {
+            budget.window = Some(now);
+            budget.written = 0;
+        }
+        if budget.written >= DENIALS_PER_SECOND {
+            budget.suppressed += 1;
+            return false;
+        }
+        budget.written += 1;
+        let suppressed = std::mem::take(&mut budget.suppressed);
+        record.suppressed_denials = (suppressed > 0).then_some(suppressed);
+        true
     }
 
     /// Syncs what was written (with `fsync = "interval"`, the records since the last sync).
@@ -267,23 +274,32 @@ impl AuditLog {
         }
     }
 
-    /// Appends the record, then makes sure it is synced (per the fsync policy), sharing one
-    /// fsync with every record appended meanwhile.
-    fn append_and_sync(&self, record: &Record) -> Result<(), Error> {
+    /// Appends the records, then makes sure they are synced (per the fsync policy), sharing
+    /// one fsync with every record appended meanwhile.
+    fn append_and_sync(&self, records: &[&Record]) -> Result<(), Error> {
         let seq = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let rotated = writer.write_record(record, &self.settings)?;
-            self.appended.store(writer.seq, Ordering::Release);
-            if rotated {
-                // The old file was synced before it was renamed; sync the new one from now.
-                let fresh = writer
-                    .syncer()
-                    .map_err(|e| Error::io("rotating the audit log", e))?;
-                *self.syncer.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+            for record in records {
+                let rotated = writer.write_record(record, &self.settings)?;
+                self.appended.store(writer.seq, Ordering::Release);
+                if rotated {
+                    // The old file was synced before it was renamed; sync the new one from now.
+                    let fresh = writer
+                        .syncer()
+                        .map_err(|e| Error::io("rotating the audit log", e))?;
+                    *self.syncer.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+                }
             }
             writer.seq
         };
         self.sync_upto(seq, false)
+    }
+
+    /// Records several calls (the items of a batch) with one sync; failures as in
+    /// [`record`](Self::record).
+    pub fn record_all(&self, records: &[Record]) -> Result<(), Error> {
+        let refs: Vec<&Record> = records.iter().collect();
+        self.outcome(self.append_and_sync(&refs))
     }
 
     /// Syncs unless record `seq` already is (or, with `fsync = "interval"`, unless the last
@@ -317,7 +333,12 @@ impl AuditLog {
     /// When that fails: `AuditUnavailable` with `on_failure = "deny"`, or a logged error and
     /// `Ok` with `"allow"`.
     pub fn record(&self, record: &Record) -> Result<(), Error> {
-        match self.append_and_sync(record) {
+        self.outcome(self.append_and_sync(&[record]))
+    }
+
+    /// Turns a write result into the call's result per `on_failure`, and keeps health in step.
+    fn outcome(&self, result: Result<(), Error>) -> Result<(), Error> {
+        match result {
             Ok(()) => {
                 self.health
                     .send_if_modified(|ok| !std::mem::replace(ok, true));

@@ -204,6 +204,9 @@ pub struct Limits {
     /// The deadline of a call whose client set none, in milliseconds. No call waits longer.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// The most items a SignBatch or FingerprintBatch may carry.
+    #[serde(default = "default_max_batch_items")]
+    pub max_batch_items: usize,
 }
 
 impl Default for Limits {
@@ -213,6 +216,7 @@ impl Default for Limits {
             queue_depth: default_queue_depth(),
             max_queued_bytes: default_max_queued_bytes(),
             request_timeout_ms: default_request_timeout_ms(),
+            max_batch_items: default_max_batch_items(),
         }
     }
 }
@@ -231,6 +235,10 @@ fn default_max_queued_bytes() -> usize {
 
 fn default_request_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_max_batch_items() -> usize {
+    1000
 }
 
 /// The HSM backend, selected by `type`.

@@ -68,7 +68,6 @@ pub async fn serve_until(
         .build_v1()
         .map_err(|e| Error::Internal(format!("building the reflection service: {e}")))?;
     let decode_limit = config.limits.max_message_bytes + 64 * 1024;
-    let default_timeout = Duration::from_millis(config.limits.request_timeout_ms);
     let audit = match &config.audit {
         Some(settings) => Some(Arc::new(AuditLog::open(settings)?)),
         None => None,
@@ -80,7 +79,7 @@ pub async fn serve_until(
     let signer_service = SignerServer::new(SignerService::new(
         Arc::clone(&signer),
         access,
-        default_timeout,
+        &config.limits,
     ))
     .max_decoding_message_size(decode_limit);
 

@@ -45,11 +45,18 @@ pub struct Signer {
     keys: HashMap<String, KeyDescriptor>,
     executor: Executor,
     max_message_bytes: usize,
+    /// How many HSM workers there are (batches are split into at most this many chunks).
+    workers: usize,
 }
 
 impl Signer {
     /// Serves the backend's keys through `executor`.
-    pub fn new(backend: &dyn Backend, executor: Executor, max_message_bytes: usize) -> Self {
+    pub fn new(
+        backend: &dyn Backend,
+        executor: Executor,
+        max_message_bytes: usize,
+        workers: usize,
+    ) -> Self {
         let keys = backend
             .keys()
             .into_iter()
@@ -59,6 +66,7 @@ impl Signer {
             keys,
             executor,
             max_message_bytes,
+            workers: workers.max(1),
         }
     }
 
@@ -97,6 +105,137 @@ impl Signer {
         format: SignatureFormat,
         deadline: Instant,
     ) -> Result<Signature, Error> {
+        let call = self.prepare_sign(key_id, message, format)?;
+        let bytes = call.bytes();
+        let (call, raw) = self
+            .executor
+            .run(deadline, bytes, move |backend| {
+                let raw = call.run(backend);
+                Ok((call, raw))
+            })
+            .await?;
+        call.finish(raw?)
+    }
+
+    /// Mints an SWT3 anchor fingerprint and signs it with an HMAC key inside the HSM.
+    /// A `timestamp_ms` of 0 means now, by this agent's clock.
+    pub async fn fingerprint(
+        &self,
+        key_id: &str,
+        anchor: Anchor<'_>,
+        deadline: Instant,
+    ) -> Result<Witness, Error> {
+        let call = self.prepare_fingerprint(key_id, anchor)?;
+        let bytes = call.bytes();
+        let (call, raw) = self
+            .executor
+            .run(deadline, bytes, move |backend| {
+                let raw = call.run(backend);
+                Ok((call, raw))
+            })
+            .await?;
+        call.finish_witness(raw?)
+    }
+
+    /// Signs many messages in one go: each item gets its own result (a bad item fails alone).
+    /// The valid items are spread over the HSM workers in chunks, one queue slot per chunk.
+    pub async fn sign_batch(
+        &self,
+        items: Vec<(String, Vec<u8>, SignatureFormat)>,
+        deadline: Instant,
+    ) -> Vec<Result<Signature, Error>> {
+        let calls = items
+            .into_iter()
+            .map(|(key_id, message, format)| self.prepare_sign(&key_id, message, format))
+            .collect();
+        self.run_batch(calls, deadline)
+            .await
+            .into_iter()
+            .map(|done| done.and_then(|(call, raw)| call.finish(raw)))
+            .collect()
+    }
+
+    /// Mints and signs many SWT3 anchors in one go, each with its own result.
+    pub async fn fingerprint_batch(
+        &self,
+        items: Vec<(String, Result<Anchor<'_>, Error>)>,
+        deadline: Instant,
+    ) -> Vec<Result<Witness, Error>> {
+        let calls = items
+            .into_iter()
+            .map(|(key_id, anchor)| anchor.and_then(|a| self.prepare_fingerprint(&key_id, a)))
+            .collect();
+        self.run_batch(calls, deadline)
+            .await
+            .into_iter()
+            .map(|done| done.and_then(|(call, raw)| call.finish_witness(raw)))
+            .collect()
+    }
+
+    /// Runs the prepared calls on the workers in up to `workers` chunks; keeps the order.
+    async fn run_batch(
+        &self,
+        calls: Vec<Result<HsmCall, Error>>,
+        deadline: Instant,
+    ) -> Vec<Result<Done, Error>> {
+        let mut results: Vec<Option<Result<Done, Error>>> = calls.iter().map(|_| None).collect();
+        let mut chunks: Vec<Vec<(usize, HsmCall)>> =
+            (0..self.workers).map(|_| Vec::new()).collect();
+        let mut next = 0;
+        for (index, call) in calls.into_iter().enumerate() {
+            match call {
+                Ok(call) => {
+                    chunks[next % self.workers].push((index, call));
+                    next += 1;
+                }
+                Err(e) => results[index] = Some(Err(e)),
+            }
+        }
+        let runs = chunks.into_iter().filter(|c| !c.is_empty()).map(|chunk| {
+            let indexes: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
+            let bytes = chunk.iter().map(|(_, c)| c.bytes()).sum();
+            let run = self.executor.run(deadline, bytes, move |backend| {
+                Ok(chunk
+                    .into_iter()
+                    .map(|(_, call)| {
+                        if Instant::now() >= deadline {
+                            return Err(Error::DeadlineExceeded("call could start"));
+                        }
+                        let raw = call.run(backend)?;
+                        Ok((call, raw))
+                    })
+                    .collect::<Vec<_>>())
+            });
+            async move { (indexes, run.await) }
+        });
+        for (indexes, outcome) in futures_util::future::join_all(runs).await {
+            match outcome {
+                Ok(done) => {
+                    for (index, result) in indexes.into_iter().zip(done) {
+                        results[index] = Some(result);
+                    }
+                }
+                Err(e) => {
+                    let kind_message = e.to_string();
+                    for index in indexes {
+                        results[index] = Some(Err(same_error(&e, &kind_message)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("a batch item got no result".into()))))
+            .collect()
+    }
+
+    /// Checks a Sign request and prepares its HSM call.
+    fn prepare_sign(
+        &self,
+        key_id: &str,
+        message: Vec<u8>,
+        format: SignatureFormat,
+    ) -> Result<HsmCall, Error> {
         let key = self.key(key_id)?;
         if message.len() > self.max_message_bytes {
             return Err(Error::ResourceExhausted(format!(
@@ -111,49 +250,18 @@ impl Signer {
                 key.algorithm.name()
             )));
         }
-        let algorithm = key.algorithm;
-        let public_key = key.public_key.clone();
-        let id = key_id.to_owned();
-        let raw = self
-            .executor
-            .run(deadline, message.len(), move |backend| {
-                // ECDSA signs the SHA-256 of the message; the other mechanisms take it whole.
-                let digest = (algorithm == Algorithm::EcdsaP256Sha256)
-                    .then(|| Sha256::digest(&message).to_vec());
-                let input = digest.as_deref().unwrap_or(&message);
-                let signature = backend.sign(&id, input)?;
-                if let Some(pk) = &public_key {
-                    if !pk.verify(&message, &signature) {
-                        tracing::error!(key = %id, "verify-after-sign failed: signature withheld");
-                        return Err(Error::SignatureCheckFailed { key_id: id });
-                    }
-                }
-                Ok(signature)
-            })
-            .await?;
-        let bytes = match format {
-            SignatureFormat::Raw => raw,
-            SignatureFormat::Der => p256::ecdsa::Signature::from_slice(&raw)
-                .map_err(|e| Error::Internal(format!("ECDSA signature from the HSM: {e}")))?
-                .to_der()
-                .as_bytes()
-                .to_vec(),
-        };
-        Ok(Signature {
-            bytes,
-            algorithm,
+        Ok(HsmCall {
+            key_id: key_id.to_owned(),
+            algorithm: key.algorithm,
+            public_key: key.public_key.clone(),
+            input: message,
             format,
+            anchor: None,
         })
     }
 
-    /// Mints an SWT3 anchor fingerprint and signs it with an HMAC key inside the HSM.
-    /// A `timestamp_ms` of 0 means now, by this agent's clock.
-    pub async fn fingerprint(
-        &self,
-        key_id: &str,
-        anchor: Anchor<'_>,
-        deadline: Instant,
-    ) -> Result<Witness, Error> {
+    /// Checks a Fingerprint request and prepares its HSM call (the signed payload).
+    fn prepare_fingerprint(&self, key_id: &str, anchor: Anchor<'_>) -> Result<HsmCall, Error> {
         let key = self.key(key_id)?;
         if key.algorithm != Algorithm::HmacSha256 {
             return Err(Error::FailedPrecondition(format!(
@@ -166,25 +274,99 @@ impl Signer {
             anchor.timestamp_ms = now_ms()?;
         }
         let fingerprint = anchor.fingerprint();
-        let payload = anchor.signed_payload(&fingerprint).into_bytes();
-        let id = key_id.to_owned();
-        let mac = self
-            .executor
-            .run(deadline, payload.len(), move |backend| {
-                backend.sign(&id, &payload)
-            })
-            .await?;
+        Ok(HsmCall {
+            key_id: key_id.to_owned(),
+            algorithm: key.algorithm,
+            public_key: None,
+            input: anchor.signed_payload(&fingerprint).into_bytes(),
+            format: SignatureFormat::Raw,
+            anchor: Some((fingerprint, anchor.timestamp_ms)),
+        })
+    }
+}
+
+/// A finished HSM call and its raw result.
+type Done = (HsmCall, Vec<u8>);
+
+/// One checked HSM operation: what to sign with which key, and how to check and encode the
+/// result.
+struct HsmCall {
+    key_id: String,
+    algorithm: Algorithm,
+    public_key: Option<PublicKey>,
+    /// The message (Sign) or the SWT3 signed payload (Fingerprint).
+    input: Vec<u8>,
+    format: SignatureFormat,
+    /// For Fingerprint: the fingerprint and the timestamp used.
+    anchor: Option<(String, i64)>,
+}
+
+impl HsmCall {
+    fn bytes(&self) -> usize {
+        self.input.len()
+    }
+
+    /// The HSM call and verify-after-sign, on a worker thread.
+    fn run(&self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
+        // ECDSA signs the SHA-256 of the message; the other mechanisms take it whole.
+        let digest = (self.algorithm == Algorithm::EcdsaP256Sha256)
+            .then(|| Sha256::digest(&self.input).to_vec());
+        let signature = backend.sign(&self.key_id, digest.as_deref().unwrap_or(&self.input))?;
+        if let Some(pk) = &self.public_key {
+            if !pk.verify(&self.input, &signature) {
+                tracing::error!(key = %self.key_id, "verify-after-sign failed: signature withheld");
+                return Err(Error::SignatureCheckFailed {
+                    key_id: self.key_id.clone(),
+                });
+            }
+        }
+        Ok(signature)
+    }
+
+    /// The signature in the requested encoding.
+    fn finish(self, raw: Vec<u8>) -> Result<Signature, Error> {
+        let bytes = match self.format {
+            SignatureFormat::Raw => raw,
+            SignatureFormat::Der => p256::ecdsa::Signature::from_slice(&raw)
+                .map_err(|e| Error::Internal(format!("ECDSA signature from the HSM: {e}")))?
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        };
+        Ok(Signature {
+            bytes,
+            algorithm: self.algorithm,
+            format: self.format,
+        })
+    }
+
+    /// The SWT3 witness from the HMAC.
+    fn finish_witness(self, mac: Vec<u8>) -> Result<Witness, Error> {
         if mac.len() != 32 {
             return Err(Error::Internal(format!(
                 "the HSM returned a {}-byte HMAC-SHA256",
                 mac.len()
             )));
         }
+        let (fingerprint, timestamp_ms) = self
+            .anchor
+            .ok_or_else(|| Error::Internal("a Fingerprint call without its anchor".into()))?;
         Ok(Witness {
             fingerprint,
             signature: hex::encode(mac),
-            timestamp_ms: anchor.timestamp_ms,
+            timestamp_ms,
         })
+    }
+}
+
+/// The same failure for every item of a chunk that failed as a whole (queue full, deadline,
+/// shutdown).
+fn same_error(error: &Error, message: &str) -> Error {
+    match error {
+        Error::ResourceExhausted(m) => Error::ResourceExhausted(m.clone()),
+        Error::DeadlineExceeded(m) => Error::DeadlineExceeded(m),
+        Error::ShuttingDown => Error::ShuttingDown,
+        _ => Error::Internal(message.to_owned()),
     }
 }
 
@@ -226,7 +408,12 @@ pub fn start(backend: Arc<dyn Backend>, workers: usize, limits: &Limits) -> Resu
         limits.queue_depth,
         limits.max_queued_bytes,
     )?;
-    Ok(Signer::new(&*backend, executor, limits.max_message_bytes))
+    Ok(Signer::new(
+        &*backend,
+        executor,
+        limits.max_message_bytes,
+        workers,
+    ))
 }
 
 #[cfg(test)]

@@ -1,18 +1,25 @@
-//! Request handling on arbitrary bytes: each input is decoded as a SignRequest and as a
-//! FingerprintRequest (protobuf) and handed to the real gRPC service over a software Ed25519
-//! key and a software HMAC key. Every answer must be a status or a response; nothing panics.
+//! Request handling on arbitrary bytes: each input is decoded as a SignRequest, a
+//! FingerprintRequest and a SignBatchRequest (protobuf) and handed to the signer's checks and
+//! HSM path (over a software Ed25519 key and a software HMAC key), and as a GetPublicKeyRequest
+//! to the gRPC service. Every answer must be a result or an error; nothing panics. (Sign and
+//! Fingerprint through the service need a caller identity, which only a real connection has;
+//! the policy in front of them is covered by unit and integration tests.)
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use signet::backend::Backend;
 use signet::error::Error;
 use signet::grpc::proto::signer_server::Signer as _;
-use signet::grpc::proto::{FingerprintRequest, GetPublicKeyRequest, SignRequest};
-use signet::grpc::service::SignerService;
+use signet::grpc::proto::{FingerprintRequest, GetPublicKeyRequest, SignBatchRequest, SignRequest};
+use signet::grpc::service::{Access, SignerService};
+use signet::key::SignatureFormat;
+use signet::policy::Policy;
+use signet::signer::Signer;
+use signet::swt3::Anchor;
 use signet::key::{Algorithm, KeyDescriptor};
 use signet::public_key::PublicKey;
 
@@ -46,6 +53,7 @@ impl Backend for SoftKeys {
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
+    signer: Arc<Signer>,
     service: SignerService,
 }
 
@@ -64,19 +72,54 @@ fn harness() -> &'static Harness {
         let signer = runtime
             .block_on(async { signet::signer::start(backend, 1, &limits) })
             .expect("signer");
-        let service = SignerService::new(Arc::new(signer), Duration::from_secs(5));
-        Harness { runtime, service }
+        let signer = Arc::new(signer);
+        let access = Access {
+            policy: Arc::new(Policy::new(&[])),
+            audit: None,
+        };
+        let service = SignerService::new(Arc::clone(&signer), access, &limits);
+        Harness {
+            runtime,
+            signer,
+            service,
+        }
     })
+}
+
+fn format(value: Option<i32>) -> SignatureFormat {
+    match value {
+        Some(2) => SignatureFormat::Der,
+        _ => SignatureFormat::Raw,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
+    let deadline = Instant::now() + Duration::from_secs(5);
     h.runtime.block_on(async {
-        if let Ok(request) = SignRequest::decode(data) {
-            let _ = h.service.sign(tonic::Request::new(request)).await;
+        if let Ok(r) = SignRequest::decode(data) {
+            let _ = h.signer.sign(&r.key_id, r.message, format(r.signature_format), deadline).await;
         }
-        if let Ok(request) = FingerprintRequest::decode(data) {
-            let _ = h.service.fingerprint(tonic::Request::new(request)).await;
+        if let Ok(r) = FingerprintRequest::decode(data) {
+            let anchor = Anchor::new(
+                &r.tenant_id,
+                &r.procedure_id,
+                [r.factor_a, r.factor_b, r.factor_c],
+                r.timestamp_ms,
+                r.agent_id.as_deref(),
+            );
+            if let Ok(anchor) = anchor {
+                let _ = h.signer.fingerprint(&r.key_id, anchor, deadline).await;
+            }
+        }
+        if let Ok(r) = SignBatchRequest::decode(data) {
+            let items = r
+                .items
+                .into_iter()
+                .take(64)
+                .map(|i| (i.key_id, i.message, format(i.signature_format)))
+                .collect();
+            let _ = h.signer.sign_batch(items, deadline).await;
         }
         if let Ok(request) = GetPublicKeyRequest::decode(data) {
             let _ = h.service.get_public_key(tonic::Request::new(request)).await;

@@ -13,7 +13,7 @@ use super::proto::{self, signer_server};
 use super::stamps::{Arrival, ListenerName};
 use super::status::{code_name, code_of};
 use crate::audit::{AuditLog, Record};
-use crate::config::Operation;
+use crate::config::{Limits, Operation};
 use crate::error::Error;
 use crate::identity::{Caller, Identity};
 use crate::key::{Algorithm, SignatureFormat};
@@ -41,6 +41,8 @@ pub struct SignerService {
     access: Access,
     /// The deadline of calls whose client set none.
     default_timeout: Duration,
+    /// The most items a batch may carry.
+    max_batch_items: usize,
 }
 
 /// What a handler knows about a call before it reads the body.
@@ -89,12 +91,13 @@ struct Done {
 }
 
 impl SignerService {
-    /// Serves `signer` under `access`; calls without a client deadline get `default_timeout`.
-    pub fn new(signer: Arc<Signer>, access: Access, default_timeout: Duration) -> Self {
+    /// Serves `signer` under `access`, within `limits` (the default deadline, the batch size).
+    pub fn new(signer: Arc<Signer>, access: Access, limits: &Limits) -> Self {
         SignerService {
             signer,
             access,
-            default_timeout,
+            default_timeout: Duration::from_millis(limits.request_timeout_ms),
+            max_batch_items: limits.max_batch_items,
         }
     }
 
@@ -117,7 +120,7 @@ impl SignerService {
                 tracing::warn!(caller = %identity, rpc, key = %key_id.escape_debug(), "denied: {denied}");
                 let mut record = self.record_of(call, rpc, key_id);
                 record.client = self.access.policy.client_of(identity);
-                record.code = code_name(code_of(denied.kind()));
+                (record.outcome, record.code) = ("denied", code_name(code_of(denied.kind())));
                 if let Err(e) = self.write(record.with_latency(call.arrived), true).await {
                     tracing::error!(error = %e, "the denial could not be audited");
                 }
@@ -152,7 +155,7 @@ impl SignerService {
             key_id: key_id.to_owned(),
             algorithm: None,
             message_sha256: None,
-            outcome: "denied",
+            outcome: "failed",
             code: "UNKNOWN",
             latency_us: 0,
             suppressed_denials: None,
@@ -174,6 +177,66 @@ impl SignerService {
         })
         .await
         .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))?
+    }
+
+    /// Refuses a batch with more items than allowed.
+    fn check_batch(&self, items: usize) -> Result<(), Status> {
+        if items > self.max_batch_items {
+            return Err(Error::ResourceExhausted(format!(
+                "the batch has {items} items; at most {} are allowed",
+                self.max_batch_items
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The policy check of one batch item: its record so far (client, or a denial) and
+    /// whether it may go on.
+    fn admit(
+        &self,
+        call: &Call,
+        operation: Operation,
+        rpc: &'static str,
+        key_id: &str,
+    ) -> (Record, Result<(), Error>) {
+        let mut record = self.record_of(call, rpc, key_id);
+        if let Err(e) = check_key_id(key_id) {
+            record.key_id = String::new();
+            (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
+            return (record, Err(e));
+        }
+        match self
+            .access
+            .policy
+            .authorize(&call.caller.identity, operation, key_id)
+        {
+            Ok(client) => {
+                record.client = client;
+                (record, Ok(()))
+            }
+            Err(denied) => {
+                record.client = self.access.policy.client_of(&call.caller.identity);
+                (record.outcome, record.code) = ("denied", code_name(code_of(denied.kind())));
+                (record, Err(denied))
+            }
+        }
+    }
+
+    /// Writes the records of a batch with one sync (denials within their budget) before the
+    /// answer leaves.
+    async fn write_all(&self, call: &Call, records: Vec<Record>) -> Result<(), Error> {
+        let Some(audit) = self.access.audit.clone() else {
+            return Ok(());
+        };
+        let records: Vec<Record> = records
+            .into_iter()
+            .map(|r| r.with_latency(call.arrived))
+            .filter_map(|mut r| (r.outcome != "denied" || audit.admit_denial(&mut r)).then_some(r))
+            .collect();
+        tokio::task::spawn_blocking(move || audit.record_all(&records))
+            .await
+            .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))?
     }
 
     /// Whether `operation` with `key_id` is allowed (for the calls that are not audited).
@@ -242,6 +305,35 @@ fn algorithm(a: Algorithm) -> proto::Algorithm {
     }
 }
 
+/// One batch item's failure, exactly as the unary call would answer it.
+fn item_error(error: Error) -> proto::ItemError {
+    let status = Status::from(error);
+    proto::ItemError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+    }
+}
+
+/// The response for a signature.
+fn sign_response(
+    key_id: String,
+    signature: crate::signer::Signature,
+    message_crc32c: Option<u32>,
+) -> proto::SignResponse {
+    proto::SignResponse {
+        signature_crc32c: crc32c::crc32c(&signature.bytes),
+        verified_message_crc32c: message_crc32c.is_some(),
+        signature: signature.bytes,
+        key_id,
+        algorithm: algorithm(signature.algorithm).into(),
+        signature_format: match signature.format {
+            SignatureFormat::Raw => proto::SignatureFormat::Raw,
+            SignatureFormat::Der => proto::SignatureFormat::Der,
+        }
+        .into(),
+    }
+}
+
 fn signature_format(value: Option<i32>) -> Result<SignatureFormat, Error> {
     let Some(value) = value else {
         return Ok(SignatureFormat::Raw);
@@ -294,18 +386,11 @@ impl signer_server::Signer for SignerService {
         let signature = self
             .audited(&call, Operation::Sign, "Sign", &key_id, work)
             .await?;
-        Ok(Response::new(proto::SignResponse {
-            signature_crc32c: crc32c::crc32c(&signature.bytes),
-            verified_message_crc32c: message_crc32c.is_some(),
-            signature: signature.bytes,
+        Ok(Response::new(sign_response(
             key_id,
-            algorithm: algorithm(signature.algorithm).into(),
-            signature_format: match signature.format {
-                SignatureFormat::Raw => proto::SignatureFormat::Raw,
-                SignatureFormat::Der => proto::SignatureFormat::Der,
-            }
-            .into(),
-        }))
+            signature,
+            message_crc32c,
+        )))
     }
 
     async fn get_public_key(
@@ -372,6 +457,146 @@ impl signer_server::Signer for SignerService {
             timestamp_ms: witness.timestamp_ms,
             key_id: r.key_id,
         }))
+    }
+
+    async fn sign_batch(
+        &self,
+        request: Request<proto::SignBatchRequest>,
+    ) -> Result<Response<proto::SignBatchResponse>, Status> {
+        let deadline = self.deadline(&request)?;
+        let call = Call::of(&request);
+        let items = request.into_inner().items;
+        self.check_batch(items.len())?;
+        let mut records = Vec::with_capacity(items.len());
+        let mut early: Vec<Option<Error>> = Vec::with_capacity(items.len());
+        let mut work = Vec::new();
+        for item in items {
+            let (mut record, admitted) =
+                self.admit(&call, Operation::Sign, "SignBatch", &item.key_id);
+            let checked = admitted.and_then(|()| {
+                let format = signature_format(item.signature_format)?;
+                if let Some(expected) = item.message_crc32c {
+                    let received = crc32c::crc32c(&item.message);
+                    if received != expected {
+                        return Err(Error::ChecksumMismatch { expected, received });
+                    }
+                }
+                Ok(format)
+            });
+            match checked {
+                Ok(format) => {
+                    if self.access.audit.is_some() {
+                        record.message_sha256 = Some(hex::encode(Sha256::digest(&item.message)));
+                    }
+                    work.push((item.key_id, item.message, format));
+                    early.push(None);
+                }
+                Err(e) => {
+                    if record.outcome != "denied" {
+                        (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
+                    }
+                    early.push(Some(e));
+                }
+            }
+            records.push(record);
+        }
+        let mut signed = self.signer.sign_batch(work, deadline).await.into_iter();
+        let mut results = Vec::with_capacity(records.len());
+        for (record, early) in records.iter_mut().zip(early) {
+            let outcome = match early {
+                Some(e) => Err(e),
+                None => signed
+                    .next()
+                    .unwrap_or_else(|| Err(Error::Internal("a batch item got no result".into()))),
+            };
+            let result = match outcome {
+                Ok(signature) => {
+                    record.algorithm = Some(signature.algorithm.name());
+                    (record.outcome, record.code) = ("allowed", "OK");
+                    proto::sign_batch_result::Result::Signature(sign_response(
+                        record.key_id.clone(),
+                        signature,
+                        None,
+                    ))
+                }
+                Err(e) => {
+                    if record.outcome != "denied" {
+                        (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
+                    }
+                    proto::sign_batch_result::Result::Error(item_error(e))
+                }
+            };
+            results.push(proto::SignBatchResult {
+                result: Some(result),
+            });
+        }
+        self.write_all(&call, records).await?;
+        Ok(Response::new(proto::SignBatchResponse { results }))
+    }
+
+    async fn fingerprint_batch(
+        &self,
+        request: Request<proto::FingerprintBatchRequest>,
+    ) -> Result<Response<proto::FingerprintBatchResponse>, Status> {
+        let deadline = self.deadline(&request)?;
+        let call = Call::of(&request);
+        let items = request.into_inner().items;
+        self.check_batch(items.len())?;
+        let mut records = Vec::with_capacity(items.len());
+        let mut work = Vec::with_capacity(items.len());
+        for item in &items {
+            let (record, admitted) = self.admit(
+                &call,
+                Operation::Fingerprint,
+                "FingerprintBatch",
+                &item.key_id,
+            );
+            let anchor = admitted.and_then(|()| {
+                Anchor::new(
+                    &item.tenant_id,
+                    &item.procedure_id,
+                    [item.factor_a, item.factor_b, item.factor_c],
+                    item.timestamp_ms,
+                    item.agent_id.as_deref(),
+                )
+            });
+            work.push((item.key_id.clone(), anchor));
+            records.push(record);
+        }
+        let witnesses = self.signer.fingerprint_batch(work, deadline).await;
+        let mut results = Vec::with_capacity(items.len());
+        for ((record, witness), item) in records.iter_mut().zip(witnesses).zip(&items) {
+            let result = match witness {
+                Ok(witness) => {
+                    record.algorithm = Some(Algorithm::HmacSha256.name());
+                    (record.outcome, record.code) = ("allowed", "OK");
+                    let payload = match &item.agent_id {
+                        Some(agent) => format!("{}:{agent}", witness.fingerprint),
+                        None => witness.fingerprint.clone(),
+                    };
+                    record.message_sha256 = Some(hex::encode(Sha256::digest(payload.as_bytes())));
+                    proto::fingerprint_batch_result::Result::Fingerprint(
+                        proto::FingerprintResponse {
+                            fingerprint: witness.fingerprint,
+                            signature: witness.signature,
+                            timestamp_ms: witness.timestamp_ms,
+                            key_id: item.key_id.clone(),
+                        },
+                    )
+                }
+                Err(e) => {
+                    if record.outcome != "denied" {
+                        (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
+                    }
+                    proto::fingerprint_batch_result::Result::Error(item_error(e))
+                }
+            };
+            results.push(proto::FingerprintBatchResult {
+                result: Some(result),
+            });
+        }
+        self.write_all(&call, records).await?;
+        Ok(Response::new(proto::FingerprintBatchResponse { results }))
     }
 
     async fn list_keys(

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod executor;

@@ -41,6 +41,85 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Measure: load on a running agent, the raw PKCS#11 module, or both alternated.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct AgentLoadArgs {
+    /// The agent's unix socket.
+    #[arg(long, conflicts_with = "address")]
+    socket: Option<PathBuf>,
+    /// The agent's plain TCP address (host:port), instead of a socket.
+    #[arg(long)]
+    address: Option<String>,
+    /// sign, fingerprint or sign-batch.
+    #[arg(long, default_value = "sign", value_parser = parse_rpc)]
+    rpc: signet::bench::agent::Rpc,
+    /// Connections to spread the calls over.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// Items per SignBatch call.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Stop after this many operations (default: run for --duration).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(Args, Clone)]
+struct LoadShape {
+    /// The key id.
+    #[arg(long)]
+    key: String,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Drive a running agent and report throughput, latency and errors.
+    Agent {
+        #[command(flatten)]
+        load: AgentLoadArgs,
+        #[command(flatten)]
+        shape: LoadShape,
+    },
+    /// Sign straight through the PKCS#11 module of the config, in this process.
+    Raw {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        shape: LoadShape,
+        /// Threads, each with its own session.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// Alternate agent and raw runs (A B A B …) and print each pair's ratio and their median.
+    Compare {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        load: AgentLoadArgs,
+        #[command(flatten)]
+        shape: LoadShape,
+        /// Threads of the raw runs.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// How many A/B pairs.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +223,18 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
         .ok_or_else(|| format!("unknown key type '{name}': expected ed25519, p256 or hmac-sha256"))
 }
 
+fn parse_rpc(name: &str) -> Result<signet::bench::agent::Rpc, String> {
+    use signet::bench::agent::Rpc;
+    match name {
+        "sign" => Ok(Rpc::Sign),
+        "fingerprint" => Ok(Rpc::Fingerprint),
+        "sign-batch" => Ok(Rpc::SignBatch),
+        _ => Err(format!(
+            "unknown rpc '{name}': expected sign, fingerprint or sign-batch"
+        )),
+    }
+}
+
 fn parse_public_format(name: &str) -> Result<PublicFormat, String> {
     PublicFormat::ALL
         .iter()
@@ -189,6 +280,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => run_keys(command),
+        Command::Bench { command } => run_bench(command),
         Command::Audit {
             command: AuditCommand::Verify { files },
         } => {
@@ -361,4 +453,106 @@ fn confirm_destroy(id: &str) -> anyhow::Result<()> {
         bail!("not confirmed; nothing was destroyed");
     }
     Ok(())
+}
+
+impl AgentLoadArgs {
+    fn load(
+        &self,
+        shape: &LoadShape,
+        progress: bool,
+    ) -> anyhow::Result<signet::bench::agent::Load> {
+        use signet::bench::agent::{Load, Target};
+        let target = match (&self.socket, &self.address) {
+            (Some(socket), _) => Target::Unix(socket.clone()),
+            (None, Some(address)) => Target::Tcp(address.clone()),
+            (None, None) => bail!("name the agent with --socket PATH or --address HOST:PORT"),
+        };
+        Ok(Load {
+            target,
+            rpc: self.rpc,
+            key: shape.key.clone(),
+            size: shape.size,
+            connections: self.connections,
+            in_flight: self.in_flight,
+            batch: self.batch,
+            duration: std::time::Duration::from_secs_f64(shape.duration),
+            count: self.count,
+            progress,
+        })
+    }
+}
+
+fn raw_run(
+    config: &Path,
+    shape: &LoadShape,
+    threads: usize,
+) -> anyhow::Result<signet::bench::Report> {
+    let config = Config::load(config)?;
+    let config::Backend::Pkcs11(p) = &config.backend;
+    let pin = p.pin.read()?;
+    Ok(signet::backend::pkcs11::raw::run(
+        p,
+        &pin,
+        &shape.key,
+        threads,
+        shape.size,
+        std::time::Duration::from_secs_f64(shape.duration),
+    )?)
+}
+
+/// `signet bench`: prints one line per run (and the ratios for `compare`); exits non-zero
+/// when a run had errors or a signature that did not verify.
+fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let check = |report: &signet::bench::Report| -> anyhow::Result<()> {
+        println!("{}", report.render());
+        if !report.errors.is_empty() || report.verified.1 > 0 {
+            bail!("the run had errors or signatures that did not verify");
+        }
+        Ok(())
+    };
+    match command {
+        BenchCommand::Agent { load, shape } => {
+            let load = load.load(&shape, std::io::stderr().is_terminal())?;
+            check(&runtime.block_on(signet::bench::agent::run(&load))?)
+        }
+        BenchCommand::Raw {
+            config,
+            shape,
+            threads,
+        } => check(&raw_run(&config.config, &shape, threads)?),
+        BenchCommand::Compare {
+            config,
+            load,
+            shape,
+            threads,
+            rounds,
+        } => {
+            let load = load.load(&shape, false)?;
+            let mut ratios = Vec::new();
+            for round in 1..=rounds.max(1) {
+                let agent = runtime.block_on(signet::bench::agent::run(&load))?;
+                check(&agent)?;
+                let raw = raw_run(&config.config, &shape, threads)?;
+                check(&raw)?;
+                let ratio = agent.rate() / raw.rate().max(1e-9);
+                println!(
+                    "round {round}: agent {:.0}/s, raw {:.0}/s, ratio {ratio:.2}x; p50 {} us vs {} us",
+                    agent.rate(),
+                    raw.rate(),
+                    agent.latency_us(0.5),
+                    raw.latency_us(0.5)
+                );
+                ratios.push(ratio);
+            }
+            println!(
+                "median ratio agent/raw over {} round(s): {:.2}x",
+                ratios.len(),
+                signet::bench::median(ratios)
+            );
+            Ok(())
+        }
+    }
 }

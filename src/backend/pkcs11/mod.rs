@@ -6,6 +6,7 @@ pub mod admin;
 mod ckr;
 pub mod discover;
 pub mod provision;
+pub mod raw;
 mod serving;
 mod session;
 

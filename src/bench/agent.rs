@@ -1,0 +1,271 @@
+//! The agent side of `signet bench`: many calls in flight over a unix socket or TCP, with
+//! per-call latency, errors by code, a progress line each second, and a sample of the
+//! signatures checked against the key's public key.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::Report;
+use crate::error::Error;
+use crate::grpc::proto::signer_client::SignerClient;
+use crate::grpc::proto::{
+    sign_batch_result, FingerprintRequest, GetPublicKeyRequest, SignBatchRequest, SignRequest,
+};
+use crate::grpc::status::code_name;
+use crate::key::Algorithm;
+use crate::public_key::PublicKey;
+
+/// Where the agent listens.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// `host:port` over plain TCP (loopback agents only serve public keys there).
+    Tcp(String),
+}
+
+/// Which RPC to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    /// `Sign`.
+    Sign,
+    /// `Fingerprint` (an HMAC key).
+    Fingerprint,
+    /// `SignBatch` with `batch` items per call.
+    SignBatch,
+}
+
+/// One load run against an agent.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Where.
+    pub target: Target,
+    /// What.
+    pub rpc: Rpc,
+    /// With which key.
+    pub key: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Connections (HTTP/2) to spread the calls over.
+    pub connections: usize,
+    /// Calls in flight at once, in all.
+    pub in_flight: usize,
+    /// Items per SignBatch call.
+    pub batch: usize,
+    /// Stop after this long…
+    pub duration: Duration,
+    /// …or after this many operations, whichever comes first.
+    pub count: Option<u64>,
+    /// Print a progress line to standard error each second.
+    pub progress: bool,
+}
+
+async fn connect(target: &Target) -> Result<Channel, Error> {
+    let failed =
+        |e: tonic::transport::Error| Error::Startup(format!("connecting to the agent: {e}"));
+    match target {
+        Target::Unix(path) => {
+            let path = path.clone();
+            Endpoint::from_static("http://signet.invalid")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+                .map_err(failed)
+        }
+        Target::Tcp(address) => Endpoint::from_shared(format!("http://{address}"))
+            .map_err(failed)?
+            .connect()
+            .await
+            .map_err(failed),
+    }
+}
+
+/// Runs the load and reports what it measured.
+pub async fn run(load: &Load) -> Result<Report, Error> {
+    let mut channels = Vec::new();
+    for _ in 0..load.connections.max(1) {
+        channels.push(connect(&load.target).await?);
+    }
+    // The public key, to check a sample of the signatures independently of the agent's own
+    // verify-after-sign.
+    let public_key = match load.rpc {
+        Rpc::Fingerprint => None,
+        _ => SignerClient::new(channels[0].clone())
+            .get_public_key(GetPublicKeyRequest {
+                key_id: load.key.clone(),
+            })
+            .await
+            .ok()
+            .and_then(|r| {
+                let r = r.into_inner();
+                let algorithm = match r.algorithm {
+                    1 => Algorithm::Ed25519,
+                    2 => Algorithm::EcdsaP256Sha256,
+                    _ => return None,
+                };
+                PublicKey::from_ec_point(algorithm, &r.raw).ok()
+            }),
+    };
+    let public_key = Arc::new(public_key);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let until = started + load.duration;
+    let progress = load.progress.then(|| {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = done.load(Ordering::Relaxed);
+                eprintln!("  … {now} ops, {} ops/s in the last second", now - last);
+                last = now;
+            }
+        })
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..load.in_flight.max(1) {
+        let mut client = SignerClient::new(channels[worker % channels.len()].clone())
+            .max_decoding_message_size(64 << 20);
+        let (load, done, public_key) = (load.clone(), Arc::clone(&done), Arc::clone(&public_key));
+        tasks.spawn(async move {
+            let mut report = Report::default();
+            let message = vec![0x5au8; load.size];
+            for call in 0u64.. {
+                let issued = done.load(Ordering::Relaxed);
+                if Instant::now() >= until || load.count.is_some_and(|n| issued >= n) {
+                    break;
+                }
+                let begun = Instant::now();
+                let outcome: Result<u64, tonic::Status> = match load.rpc {
+                    Rpc::Sign => client
+                        .sign(SignRequest {
+                            key_id: load.key.clone(),
+                            message: message.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|r| {
+                            let signature = r.into_inner().signature;
+                            if call % 97 == 0 {
+                                if let Some(pk) = public_key.as_ref() {
+                                    report.verified.0 += 1;
+                                    if !pk.verify(&message, &signature) {
+                                        report.verified.1 += 1;
+                                    }
+                                }
+                            }
+                            1
+                        }),
+                    Rpc::Fingerprint => client
+                        .fingerprint(FingerprintRequest {
+                            key_id: load.key.clone(),
+                            tenant_id: "BENCH".into(),
+                            procedure_id: "AI-INF.1".into(),
+                            factor_a: call as f64,
+                            factor_b: worker as f64,
+                            factor_c: 0.0,
+                            timestamp_ms: 1,
+                            agent_id: None,
+                        })
+                        .await
+                        .map(|_| 1),
+                    Rpc::SignBatch => {
+                        let items = (0..load.batch.max(1))
+                            .map(|_| SignRequest {
+                                key_id: load.key.clone(),
+                                message: message.clone(),
+                                ..Default::default()
+                            })
+                            .collect();
+                        client
+                            .sign_batch(SignBatchRequest { items })
+                            .await
+                            .map(|r| {
+                                let mut ok = 0;
+                                for result in r.into_inner().results {
+                                    match result.result {
+                                        Some(sign_batch_result::Result::Signature(s)) => {
+                                            ok += 1;
+                                            if call % 97 == 0 && ok == 1 {
+                                                if let Some(pk) = public_key.as_ref() {
+                                                    report.verified.0 += 1;
+                                                    if !pk.verify(&message, &s.signature) {
+                                                        report.verified.1 += 1;
+                                                    }
+                                                }
+                                            }
+                                        }
+                                        Some(sign_batch_result::Result::Error(e)) => {
+                                            let code = tonic::Code::from_i32(e.code);
+                                            *report
+                                                .errors
+                                                .entry(code_name(code).to_owned())
+                                                .or_default() += 1;
+                                        }
+                                        None => {}
+                                    }
+                                }
+                                ok
+                            })
+                    }
+                };
+                report
+                    .latencies_us
+                    .push(begun.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                match outcome {
+                    Ok(ok) => {
+                        report.ok += ok;
+                        done.fetch_add(ok, Ordering::Relaxed);
+                    }
+                    Err(status) => {
+                        *report
+                            .errors
+                            .entry(code_name(status.code()).to_owned())
+                            .or_default() += 1;
+                    }
+                }
+            }
+            report
+        });
+    }
+    let mut total = Report::default();
+    while let Some(part) = tasks.join_next().await {
+        let part = part.map_err(|e| Error::Internal(format!("a load task failed: {e}")))?;
+        total.ok += part.ok;
+        total.latencies_us.extend(part.latencies_us);
+        total.verified.0 += part.verified.0;
+        total.verified.1 += part.verified.1;
+        for (code, n) in part.errors {
+            *total.errors.entry(code).or_default() += n;
+        }
+    }
+    total.elapsed = started.elapsed();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    total.label = format!(
+        "agent {:?} {} {}-byte, {} in flight over {} connection(s){}",
+        load.rpc,
+        load.key,
+        load.size,
+        load.in_flight,
+        load.connections,
+        if load.rpc == Rpc::SignBatch {
+            format!(", {} per batch", load.batch)
+        } else {
+            String::new()
+        }
+    );
+    Ok(total)
+}

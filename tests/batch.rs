@@ -49,6 +49,10 @@ async fn a_batch_answers_each_item_on_its_own() {
     for i in 0..8u8 {
         items.push(item(["ed", "ec", "hmac"][usize::from(i) % 3], &[i; 64]));
     }
+    items.push(SignRequest {
+        message_crc32c: Some(crc32c::crc32c(b"checked")),
+        ..item("hmac", b"checked")
+    });
     let results = client
         .sign_batch(SignBatchRequest {
             items: items.clone(),
@@ -73,6 +77,10 @@ async fn a_batch_answers_each_item_on_its_own() {
                 );
                 assert_eq!(signed.key_id, request.key_id);
                 assert_eq!(signed.signature_crc32c, crc32c::crc32c(&signed.signature));
+                assert_eq!(
+                    signed.verified_message_crc32c,
+                    request.message_crc32c.is_some()
+                );
                 assert!(
                     verifier.verify(&request.key_id, &request.message, &signed.signature),
                     "item {index} verifies"
@@ -168,10 +176,10 @@ async fn a_batch_answers_each_item_on_its_own() {
             .map(|l| serde_json::from_str(l).expect("json"))
             .collect();
     let batch: Vec<_> = records.iter().filter(|r| r["rpc"] == "SignBatch").collect();
-    assert_eq!(batch.len(), 15, "one record per item");
+    assert_eq!(batch.len(), 16, "one record per item");
     assert_eq!(
         batch.iter().filter(|r| r["outcome"] == "allowed").count(),
-        11
+        12
     );
     assert_eq!(
         records

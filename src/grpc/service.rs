@@ -468,7 +468,8 @@ impl signer_server::Signer for SignerService {
         let items = request.into_inner().items;
         self.check_batch(items.len())?;
         let mut records = Vec::with_capacity(items.len());
-        let mut early: Vec<Option<Error>> = Vec::with_capacity(items.len());
+        // Per item: the error found before signing, or the CRC32C it came with.
+        let mut early: Vec<Result<Option<u32>, Error>> = Vec::with_capacity(items.len());
         let mut work = Vec::new();
         for item in items {
             let (mut record, admitted) =
@@ -489,13 +490,13 @@ impl signer_server::Signer for SignerService {
                         record.message_sha256 = Some(hex::encode(Sha256::digest(&item.message)));
                     }
                     work.push((item.key_id, item.message, format));
-                    early.push(None);
+                    early.push(Ok(item.message_crc32c));
                 }
                 Err(e) => {
                     if record.outcome != "denied" {
                         (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
                     }
-                    early.push(Some(e));
+                    early.push(Err(e));
                 }
             }
             records.push(record);
@@ -503,11 +504,14 @@ impl signer_server::Signer for SignerService {
         let mut signed = self.signer.sign_batch(work, deadline).await.into_iter();
         let mut results = Vec::with_capacity(records.len());
         for (record, early) in records.iter_mut().zip(early) {
-            let outcome = match early {
-                Some(e) => Err(e),
-                None => signed
-                    .next()
-                    .unwrap_or_else(|| Err(Error::Internal("a batch item got no result".into()))),
+            let (outcome, message_crc32c) = match early {
+                Err(e) => (Err(e), None),
+                Ok(crc) => (
+                    signed.next().unwrap_or_else(|| {
+                        Err(Error::Internal("a batch item got no result".into()))
+                    }),
+                    crc,
+                ),
             };
             let result = match outcome {
                 Ok(signature) => {
@@ -516,7 +520,7 @@ impl signer_server::Signer for SignerService {
                     proto::sign_batch_result::Result::Signature(sign_response(
                         record.key_id.clone(),
                         signature,
-                        None,
+                        message_crc32c,
                     ))
                 }
                 Err(e) => {

@@ -44,7 +44,10 @@ pub fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, usize), Error>
 
 /// Serves until SIGTERM or SIGINT, then drains, closes the HSM and removes socket files.
 pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) -> Result<(), Error> {
-    serve_until(config, backend, workers, shutdown_signal()).await
+    // Installed before anything is bound: a SIGTERM while the agent starts (a service manager
+    // stopping it) is a graceful stop too, not the default action that kills the process.
+    let signals = shutdown_signal()?;
+    serve_until(config, backend, workers, signals).await
 }
 
 /// Serves until `stop` completes (or fails), then shuts down as on SIGTERM. The health service
@@ -265,17 +268,21 @@ async fn wait_for(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-async fn shutdown_signal() -> Result<(), Error> {
+/// Installs the SIGTERM and SIGINT handlers now and returns the future that completes on the
+/// first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), Error>>, Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        Ok(())
+    })
 }
 
 fn bind_unix(

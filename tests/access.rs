@@ -63,8 +63,10 @@ async fn unix_callers_are_matched_by_uid_and_every_decision_is_audited() {
     ));
     let agent = token.start_agent().await;
     let mut client = agent.client().await;
+    let verifier = common::Verifier::fetch(agent.channel().await).await;
     for i in 0..3u8 {
-        client.sign(sign("ed", &[i])).await.expect("granted");
+        let signature = client.sign(sign("ed", &[i])).await.expect("granted");
+        assert!(verifier.verify("ed", &[i], &signature.into_inner().signature));
     }
     // Not granted: another key, another operation. The message is the same whether or not
     // the key exists.
@@ -182,7 +184,7 @@ async fn a_rate_limit_refuses_a_burst_and_recovers() {
             client
                 .sign(sign("hmac", &[i]))
                 .await
-                .map(drop)
+                .map(|r| assert!(common::verify_hmac(&[i], &r.into_inner().signature)))
                 .map_err(|s| s.code()),
         );
     }
@@ -197,10 +199,11 @@ async fn a_rate_limit_refuses_a_burst_and_recovers() {
     assert!(refused >= 8, "beyond the burst: {codes:?}");
     // Two tokens a second: one is back within 600 ms.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    client
+    let later = client
         .sign(sign("hmac", b"later"))
         .await
         .expect("the bucket refilled");
+    assert!(common::verify_hmac(b"later", &later.into_inner().signature));
     let _ = tokio::task::spawn_blocking(move || agent.stop()).await;
 }
 
@@ -215,8 +218,10 @@ async fn the_chain_survives_restarts_and_rotation_and_every_tampering_is_found()
     for round in 0..2u8 {
         let agent = token.start_agent().await;
         let mut client = agent.client().await;
+        let verifier = common::Verifier::fetch(agent.channel().await).await;
         for i in 0..12u8 {
-            client.sign(sign("ed", &[round, i])).await.expect("sign");
+            let signed = client.sign(sign("ed", &[round, i])).await.expect("sign");
+            assert!(verifier.verify("ed", &[round, i], &signed.into_inner().signature));
         }
         let (status, log) = tokio::task::spawn_blocking(move || agent.stop())
             .await

@@ -49,6 +49,15 @@ impl FaultyDevice {
         })
     }
 
+    /// Verifies a signature the agent returned, with ed25519-dalek and the device's key.
+    fn check(&self, message: &[u8], signature: &[u8]) {
+        let signature = ed25519_dalek::Signature::from_slice(signature).expect("64 bytes");
+        self.key
+            .verifying_key()
+            .verify_strict(message, &signature)
+            .expect("the signature verifies");
+    }
+
     fn set(&self, mode: Mode) {
         *self.mode.lock().expect("mode") = mode;
         self.changed.notify_all();
@@ -160,10 +169,11 @@ async fn a_hanging_call_ends_at_the_deadline_and_does_not_wedge_the_pool() {
 
     // One worker is stuck in the hung call; the other keeps serving.
     for i in 0..10u8 {
-        client
+        let signed = client
             .sign(sign(&[i]))
             .await
             .expect("the other worker serves");
+        device.check(&[i], &signed.into_inner().signature);
     }
 
     // With both workers stuck, a call waits in the queue; once its deadline has passed it is
@@ -181,10 +191,11 @@ async fn a_hanging_call_ends_at_the_deadline_and_does_not_wedge_the_pool() {
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     device.set(Mode::Healthy);
     for i in 0..10u8 {
-        client
+        let signed = client
             .sign(sign(&[i]))
             .await
             .expect("the pool serves again");
+        device.check(&[i], &signed.into_inner().signature);
     }
     assert_eq!(
         device.calls.load(Ordering::SeqCst),
@@ -214,7 +225,8 @@ async fn a_flapping_device_gives_only_unavailable_and_health_follows_it() {
         device.set(Mode::Healthy);
         device.state.send_replace(HsmState::Serving);
         wait_for(|| async { agent.health().await == 1 }).await;
-        client.sign(sign(b"back")).await.expect("serving again");
+        let signed = client.sign(sign(b"back")).await.expect("serving again");
+        device.check(b"back", &signed.into_inner().signature);
     }
     device
         .state
@@ -238,6 +250,7 @@ async fn a_full_queue_is_refused_at_once_and_memory_stays_bounded() {
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..12u8 {
         let mut client = agent.client().await;
+        let device = Arc::clone(&device);
         calls.spawn(async move {
             let started = Instant::now();
             let reply = client
@@ -246,7 +259,8 @@ async fn a_full_queue_is_refused_at_once_and_memory_stays_bounded() {
                     Duration::from_secs(3),
                 ))
                 .await;
-            (reply.map(|_| ()).map_err(|s| s.code()), started.elapsed())
+            let reply = reply.map(|r| device.check(&hanging_message(i), &r.into_inner().signature));
+            (reply.map_err(|s| s.code()), started.elapsed())
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -273,10 +287,11 @@ async fn a_full_queue_is_refused_at_once_and_memory_stays_bounded() {
     // The budget was given back: three more fit again.
     let mut client = agent.client().await;
     for i in 0..3u8 {
-        client
+        let signed = client
             .sign(sign(&hanging_message(i)))
             .await
             .expect("room again");
+        device.check(&hanging_message(i), &signed.into_inner().signature);
     }
     agent.stop().await;
 }

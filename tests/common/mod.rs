@@ -460,6 +460,15 @@ impl TestToken {
     }
 }
 
+/// Whether `signature` is the HMAC-SHA256 of `message` under [`HMAC_SECRET`] (the `hmac` crate).
+pub fn verify_hmac(message: &[u8], signature: &[u8]) -> bool {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).expect("HMAC key");
+    mac.update(message);
+    mac.verify_slice(signature).is_ok()
+}
+
 /// Checks signatures of the `ed`, `ec` and `hmac` keys with ed25519-dalek, p256 and hmac.
 pub struct Verifier {
     ed: ed25519_dalek::VerifyingKey,
@@ -492,19 +501,13 @@ impl Verifier {
 
     /// Whether `signature` is `key_id`'s valid signature of `message`.
     pub fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> bool {
-        use hmac::Mac;
         use p256::ecdsa::signature::Verifier as _;
         match key_id {
             "ed" => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|s| self.ed.verify_strict(message, &s).is_ok()),
             "ec" => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|s| self.ec.verify(message, &s).is_ok()),
-            "hmac" => {
-                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HMAC_SECRET.as_bytes())
-                    .expect("HMAC key");
-                mac.update(message);
-                mac.verify_slice(signature).is_ok()
-            }
+            "hmac" => verify_hmac(message, signature),
             other => panic!("no verifier for key {other}"),
         }
     }

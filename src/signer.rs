@@ -105,16 +105,10 @@ impl Signer {
         format: SignatureFormat,
         deadline: Instant,
     ) -> Result<Signature, Error> {
-        let call = self.prepare_sign(key_id, message, format)?;
-        let bytes = call.bytes();
         let (call, raw) = self
-            .executor
-            .run(deadline, bytes, move |backend| {
-                let raw = call.run(backend);
-                Ok((call, raw))
-            })
+            .run_one(self.prepare_sign(key_id, message, format)?, deadline)
             .await?;
-        call.finish(raw?)
+        call.finish(raw)
     }
 
     /// Mints an SWT3 anchor fingerprint and signs it with an HMAC key inside the HSM.
@@ -125,16 +119,10 @@ impl Signer {
         anchor: Anchor<'_>,
         deadline: Instant,
     ) -> Result<Witness, Error> {
-        let call = self.prepare_fingerprint(key_id, anchor)?;
-        let bytes = call.bytes();
         let (call, raw) = self
-            .executor
-            .run(deadline, bytes, move |backend| {
-                let raw = call.run(backend);
-                Ok((call, raw))
-            })
+            .run_one(self.prepare_fingerprint(key_id, anchor)?, deadline)
             .await?;
-        call.finish_witness(raw?)
+        call.finish_witness(raw)
     }
 
     /// Signs many messages in one go: each item gets its own result (a bad item fails alone).
@@ -170,6 +158,17 @@ impl Signer {
             .into_iter()
             .map(|done| done.and_then(|(call, raw)| call.finish_witness(raw)))
             .collect()
+    }
+
+    /// Runs one prepared call on a worker.
+    async fn run_one(&self, call: HsmCall, deadline: Instant) -> Result<Done, Error> {
+        let bytes = call.bytes();
+        self.executor
+            .run(deadline, bytes, move |backend| {
+                let raw = call.run(backend)?;
+                Ok((call, raw))
+            })
+            .await
     }
 
     /// Runs the prepared calls on the workers in up to `workers` chunks; keeps the order.

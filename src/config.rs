@@ -207,6 +207,21 @@ pub struct Limits {
     /// The most items a SignBatch or FingerprintBatch may carry.
     #[serde(default = "default_max_batch_items")]
     pub max_batch_items: usize,
+    /// Threads that serve the network (gRPC, TLS); the HSM calls run on their own threads.
+    /// `None`: half the CPUs, at least one (see [`Limits::io_threads`]).
+    #[serde(default, rename = "io_threads")]
+    pub io_threads_setting: Option<usize>,
+}
+
+impl Limits {
+    /// The network threads to start: the setting, or half the CPUs (at least one). On a
+    /// 2-core machine one network thread costs 5–10 % less CPU per call than two
+    /// (BENCHMARKS.md), because the HSM workers need the other core.
+    pub fn io_threads(&self) -> usize {
+        self.io_threads_setting.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        })
+    }
 }
 
 impl Default for Limits {
@@ -217,6 +232,7 @@ impl Default for Limits {
             max_queued_bytes: default_max_queued_bytes(),
             request_timeout_ms: default_request_timeout_ms(),
             max_batch_items: default_max_batch_items(),
+            io_threads_setting: None,
         }
     }
 }
@@ -446,6 +462,13 @@ impl Config {
                 "limits.request_timeout_ms must be between 1 and 3600000, got {}",
                 limits.request_timeout_ms
             )));
+        }
+        if let Some(n) = limits.io_threads_setting {
+            if !(1..=256).contains(&n) {
+                return Err(Error::Config(format!(
+                    "limits.io_threads must be between 1 and 256, got {n}"
+                )));
+            }
         }
         let Backend::Pkcs11(p) = &self.backend;
         if let Some(n) = p.sessions {

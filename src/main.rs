@@ -56,7 +56,7 @@ struct AgentLoadArgs {
     /// The agent's plain TCP address (host:port), instead of a socket.
     #[arg(long)]
     address: Option<String>,
-    /// sign, fingerprint or sign-batch.
+    /// sign, fingerprint, sign-batch, or public-key (no HSM call: the gRPC floor).
     #[arg(long, default_value = "sign", value_parser = parse_rpc)]
     rpc: signet::bench::agent::Rpc,
     /// Connections to spread the calls over.
@@ -229,8 +229,9 @@ fn parse_rpc(name: &str) -> Result<signet::bench::agent::Rpc, String> {
         "sign" => Ok(Rpc::Sign),
         "fingerprint" => Ok(Rpc::Fingerprint),
         "sign-batch" => Ok(Rpc::SignBatch),
+        "public-key" => Ok(Rpc::PublicKey),
         _ => Err(format!(
-            "unknown rpc '{name}': expected sign, fingerprint or sign-batch"
+            "unknown rpc '{name}': expected sign, fingerprint, sign-batch or public-key"
         )),
     }
 }
@@ -271,6 +272,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             let (backend, workers) = signet::server::open_backend(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.limits.io_threads())
                 .enable_all()
                 .build()?;
             let served = runtime.block_on(signet::server::serve(config, backend, workers));

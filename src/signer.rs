@@ -194,16 +194,17 @@ impl Signer {
             let indexes: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
             let bytes = chunk.iter().map(|(_, c)| c.bytes()).sum();
             let run = self.executor.run(deadline, bytes, move |backend| {
-                Ok(chunk
+                let signed = chunk
                     .into_iter()
                     .map(|(_, call)| {
                         if Instant::now() >= deadline {
                             return Err(Error::DeadlineExceeded("call could start"));
                         }
-                        let raw = call.run(backend)?;
+                        let raw = call.sign(backend)?;
                         Ok((call, raw))
                     })
-                    .collect::<Vec<_>>())
+                    .collect::<Vec<_>>();
+                Ok(check_all(signed))
             });
             async move { (indexes, run.await) }
         });
@@ -307,19 +308,31 @@ impl HsmCall {
 
     /// The HSM call and verify-after-sign, on a worker thread.
     fn run(&self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
-        // ECDSA signs the SHA-256 of the message; the other mechanisms take it whole.
+        let signature = self.sign(backend)?;
+        self.check(&signature)?;
+        Ok(signature)
+    }
+
+    /// The HSM call alone. ECDSA signs the SHA-256 of the message; the other mechanisms take
+    /// it whole.
+    fn sign(&self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
         let digest = (self.algorithm == Algorithm::EcdsaP256Sha256)
             .then(|| Sha256::digest(&self.input).to_vec());
-        let signature = backend.sign(&self.key_id, digest.as_deref().unwrap_or(&self.input))?;
-        if let Some(pk) = &self.public_key {
-            if !pk.verify(&self.input, &signature) {
+        backend.sign(&self.key_id, digest.as_deref().unwrap_or(&self.input))
+    }
+
+    /// Verify-after-sign: an asymmetric signature that does not verify against the key's
+    /// public key is withheld.
+    fn check(&self, signature: &[u8]) -> Result<(), Error> {
+        match &self.public_key {
+            Some(pk) if !pk.verify(&self.input, signature) => {
                 tracing::error!(key = %self.key_id, "verify-after-sign failed: signature withheld");
-                return Err(Error::SignatureCheckFailed {
+                Err(Error::SignatureCheckFailed {
                     key_id: self.key_id.clone(),
-                });
+                })
             }
+            _ => Ok(()),
         }
-        Ok(signature)
     }
 
     /// The signature in the requested encoding.
@@ -356,6 +369,43 @@ impl HsmCall {
             timestamp_ms,
         })
     }
+}
+
+/// Verify-after-sign for a chunk of a batch. The Ed25519 signatures are checked together with
+/// one batch verification (about half the cost of checking them one by one); if that fails,
+/// each is checked alone, so only the bad ones are withheld. The others are checked one by one.
+fn check_all(mut signed: Vec<Result<Done, Error>>) -> Vec<Result<Done, Error>> {
+    let mut batch = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (index, item) in signed.iter().enumerate() {
+        if let Ok((call, raw)) = item {
+            if let (Some(PublicKey::Ed25519(key)), Ok(signature)) =
+                (&call.public_key, ed25519_dalek::Signature::from_slice(raw))
+            {
+                batch.0.push(index);
+                batch.1.push(call.input.as_slice());
+                batch.2.push(signature);
+                batch.3.push(*key);
+            }
+        }
+    }
+    let (indexes, messages, signatures, keys) = batch;
+    let mut verified = vec![false; signed.len()];
+    if indexes.len() > 1 && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+        for index in indexes {
+            verified[index] = true;
+        }
+    }
+    for (item, verified) in signed.iter_mut().zip(verified) {
+        if verified {
+            continue;
+        }
+        if let Ok((call, raw)) = item {
+            if let Err(e) = call.check(raw) {
+                *item = Err(e);
+            }
+        }
+    }
+    signed
 }
 
 /// The same failure for every item of a chunk that failed as a whole (queue full, deadline,
@@ -422,7 +472,8 @@ mod tests {
     use crate::error::ErrorKind;
     use ed25519_dalek::Signer as _;
 
-    /// Signs with a software Ed25519 key, optionally flipping a bit of every signature.
+    /// Signs with a software Ed25519 key, flipping a bit of every signature (`corrupt`) or of
+    /// those over messages that start with "bad".
     struct Fake {
         key: ed25519_dalek::SigningKey,
         corrupt: bool,
@@ -439,7 +490,7 @@ mod tests {
 
         fn sign(&self, _key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
             let mut signature = self.key.sign(input).to_bytes().to_vec();
-            if self.corrupt {
+            if self.corrupt || input.starts_with(b"bad") {
                 signature[5] ^= 0x01;
             }
             Ok(signature)
@@ -473,6 +524,46 @@ mod tests {
             .expect_err("corrupted signature");
         assert!(matches!(err, Error::SignatureCheckFailed { .. }), "{err}");
         assert_eq!(err.kind(), ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn a_batch_withholds_exactly_the_signatures_that_do_not_verify() {
+        let signer = signer(false);
+        let messages = ["good 1", "bad 1", "good 2", "good 3", "bad 2", "good 4"];
+        let items = messages
+            .iter()
+            .map(|m| ("ed".to_owned(), m.as_bytes().to_vec(), SignatureFormat::Raw))
+            .collect();
+        let results = signer.sign_batch(items, soon()).await;
+        let public = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        for (message, result) in messages.iter().zip(results) {
+            if message.starts_with("bad") {
+                let err = result.expect_err("a corrupted signature is withheld");
+                assert!(matches!(err, Error::SignatureCheckFailed { .. }), "{err}");
+            } else {
+                let sig = result.expect("a good signature passes");
+                let sig = ed25519_dalek::Signature::from_slice(&sig.bytes).expect("64 bytes");
+                public
+                    .verify_strict(message.as_bytes(), &sig)
+                    .expect("verifies independently");
+            }
+        }
+        // All good: the one batch verification passes them all.
+        let items = (0..8)
+            .map(|i| ("ed".to_owned(), vec![i; 40], SignatureFormat::Raw))
+            .collect();
+        for (i, result) in signer
+            .sign_batch(items, soon())
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let sig = result.expect("good");
+            let sig = ed25519_dalek::Signature::from_slice(&sig.bytes).expect("64 bytes");
+            public
+                .verify_strict(&[i as u8; 40], &sig)
+                .expect("verifies");
+        }
     }
 
     #[tokio::test]

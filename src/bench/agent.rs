@@ -2,13 +2,19 @@
 //! per-call latency, errors by code, a progress line each second, and a sample of the
 //! signatures checked against the key's public key.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::TokioExecutor;
+
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Uri;
 
 use super::Report;
 use crate::error::Error;
@@ -38,6 +44,8 @@ pub enum Rpc {
     Fingerprint,
     /// `SignBatch` with `batch` items per call.
     SignBatch,
+    /// `GetPublicKey`: no HSM call, so it measures the gRPC path alone.
+    PublicKey,
 }
 
 /// One load run against an agent.
@@ -65,30 +73,65 @@ pub struct Load {
     pub progress: bool,
 }
 
-async fn connect(target: &Target) -> Result<Channel, Error> {
-    let failed =
-        |e: tonic::transport::Error| Error::Startup(format!("connecting to the agent: {e}"));
-    match target {
-        Target::Unix(path) => {
-            let path = path.clone();
-            Endpoint::from_static("http://signet.invalid")
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(
-                            tokio::net::UnixStream::connect(path).await?,
-                        ))
-                    }
-                }))
-                .await
-                .map_err(failed)
-        }
-        Target::Tcp(address) => Endpoint::from_shared(format!("http://{address}"))
-            .map_err(failed)?
-            .connect()
-            .await
-            .map_err(failed),
+/// One HTTP/2 connection used directly by the generated client. tonic's `Channel` would add a
+/// buffer task (one more thread hand-off per call) on the load generator's side, whose CPU the
+/// agent shares in a one-machine benchmark.
+#[derive(Clone)]
+struct Connection(SendRequest<tonic::body::Body>);
+
+impl tower::Service<http::Request<tonic::body::Body>> for Connection {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
     }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(request))
+    }
+}
+
+async fn connect(target: &Target) -> Result<Connection, Error> {
+    let failed = |e: std::io::Error| Error::Startup(format!("connecting to the agent: {e}"));
+    let handshake = |e: hyper::Error| Error::Startup(format!("connecting to the agent: {e}"));
+    let builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    let (sender, connection) = match target {
+        Target::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(failed)?;
+            let (sender, connection) = builder
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake)?;
+            (sender, tokio::spawn(connection))
+        }
+        Target::Tcp(address) => {
+            let stream = tokio::net::TcpStream::connect(address)
+                .await
+                .map_err(failed)?;
+            stream.set_nodelay(true).map_err(failed)?;
+            let (sender, connection) = builder
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake)?;
+            (sender, tokio::spawn(connection))
+        }
+    };
+    // The connection task ends when the last sender is dropped.
+    drop(connection);
+    Ok(Connection(sender))
+}
+
+fn client(connection: &Connection) -> SignerClient<Connection> {
+    SignerClient::with_origin(
+        connection.clone(),
+        Uri::from_static("http://signet.invalid"),
+    )
+    .max_decoding_message_size(64 << 20)
 }
 
 /// Runs the load and reports what it measured.
@@ -101,7 +144,7 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
     // verify-after-sign.
     let public_key = match load.rpc {
         Rpc::Fingerprint => None,
-        _ => SignerClient::new(channels[0].clone())
+        _ => client(&channels[0])
             .get_public_key(GetPublicKeyRequest {
                 key_id: load.key.clone(),
             })
@@ -135,8 +178,7 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
     });
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..load.in_flight.max(1) {
-        let mut client = SignerClient::new(channels[worker % channels.len()].clone())
-            .max_decoding_message_size(64 << 20);
+        let mut client = client(&channels[worker % channels.len()]);
         let (load, done, public_key) = (load.clone(), Arc::clone(&done), Arc::clone(&public_key));
         tasks.spawn(async move {
             let mut report = Report::default();
@@ -177,6 +219,12 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
                             factor_c: 0.0,
                             timestamp_ms: 1,
                             agent_id: None,
+                        })
+                        .await
+                        .map(|_| 1),
+                    Rpc::PublicKey => client
+                        .get_public_key(GetPublicKeyRequest {
+                            key_id: load.key.clone(),
                         })
                         .await
                         .map(|_| 1),

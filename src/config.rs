@@ -31,6 +31,23 @@ pub struct Config {
     pub clients: Vec<Client>,
     /// The tamper-evident audit log of signing operations; absent means no audit log.
     pub audit: Option<Audit>,
+    /// The Prometheus metrics endpoint; off when absent.
+    #[serde(default)]
+    pub metrics: Option<MetricsSettings>,
+}
+
+/// Where the Prometheus metrics endpoint listens (plain HTTP, `GET /metrics`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `host:port`; loopback by default. The metrics hold no secrets and no message contents,
+    /// but key ids, client names and rates: keep the listener off untrusted networks.
+    #[serde(default = "default_metrics_address")]
+    pub address: std::net::SocketAddr,
+}
+
+fn default_metrics_address() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 /// A named client: how it is recognised, and what it may do.

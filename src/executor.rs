@@ -32,6 +32,9 @@ pub struct Executor {
     stopped: AtomicBool,
     queued_bytes: Arc<AtomicUsize>,
     max_queued_bytes: usize,
+    /// Workers inside a job.
+    busy: Arc<AtomicUsize>,
+    workers_started: usize,
 }
 
 /// Gives back a call's share of the byte budget when the call finishes or is dropped unrun.
@@ -56,15 +59,19 @@ impl Executor {
         max_queued_bytes: usize,
     ) -> Result<Self, Error> {
         let (queue, messages) = crossbeam_channel::bounded::<Message>(depth);
+        let busy = Arc::new(AtomicUsize::new(0));
         let handles = (0..workers.max(1))
             .map(|i| {
                 let messages = messages.clone();
                 let backend = Arc::clone(&backend);
+                let busy = Arc::clone(&busy);
                 std::thread::Builder::new()
                     .name(format!("signet-hsm-{i}"))
                     .spawn(move || {
                         while let Ok(Message::Run(job)) = messages.recv() {
+                            busy.fetch_add(1, Ordering::Relaxed);
                             job(&*backend);
+                            busy.fetch_sub(1, Ordering::Relaxed);
                         }
                     })
                     .map_err(|e| Error::io("starting an HSM worker thread", e))
@@ -77,7 +84,18 @@ impl Executor {
             stopped: AtomicBool::new(false),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
             max_queued_bytes,
+            busy,
+            workers_started: workers.max(1),
         })
+    }
+
+    /// The calls waiting, the workers inside a call, and the workers, right now.
+    pub fn load(&self) -> crate::metrics::Load {
+        crate::metrics::Load {
+            queued: self.queue.len(),
+            busy: self.busy.load(Ordering::Relaxed),
+            workers: self.workers_started,
+        }
     }
 
     /// Runs `f` on a worker and waits for its result without blocking the async runtime.

@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod identity;
 pub mod key;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod public_key;
 pub mod secret;

@@ -1,5 +1,6 @@
 //! The `signet` command: `serve` runs the agent; `keys` manages keys on the token directly;
-//! `token init` prepares a development token.
+//! `sign`, `public-key`, `fingerprint` and `list` are clients of a running agent; `token init`
+//! prepares a development token; `audit verify` checks the audit log; `bench` measures.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use signet::backend::pkcs11::{initialize_token, TokenInit};
 use signet::config::{self, Config};
+use signet::grpc::client;
 use signet::key::Algorithm;
 use signet::keys::{self, PublicFormat};
 use signet::secret::Secret;
@@ -18,6 +20,9 @@ use signet::sqooler;
 #[derive(Parser)]
 #[command(name = "signet", version, about = "A hardware-backed signing agent")]
 struct Cli {
+    /// Log format on standard error: human (default) or json (one object per line).
+    #[arg(long, global = true, env = "SIGNET_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,11 +46,154 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Sign a message with a running agent (the message from --file or standard input).
+    Sign {
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// The key id.
+        #[arg(long)]
+        key: String,
+        /// The message file; standard input when absent or "-".
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// ECDSA only: the DER (X.509) encoding instead of the 64-byte r||s.
+        #[arg(long)]
+        der: bool,
+        /// base64 (default), hex or json.
+        #[arg(long, default_value = "base64", value_parser = ["base64", "hex", "json"])]
+        output: String,
+    },
+    /// Print the public key of a key a running agent serves.
+    PublicKey {
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// The key id.
+        #[arg(long)]
+        key: String,
+        /// pem (default), jwk, base64 or hex (the raw key), or json (every form).
+        #[arg(long, default_value = "pem", value_parser = ["pem", "jwk", "base64", "hex", "json"])]
+        output: String,
+    },
+    /// Mint and sign an SWT3 anchor fingerprint with a running agent's HMAC key.
+    Fingerprint {
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// The HMAC key id.
+        #[arg(long)]
+        key: String,
+        /// The tenant id.
+        #[arg(long)]
+        tenant_id: String,
+        /// The procedure id (e.g. AI-INF.1).
+        #[arg(long)]
+        procedure_id: String,
+        /// Factor a.
+        #[arg(long, allow_hyphen_values = true)]
+        factor_a: f64,
+        /// Factor b.
+        #[arg(long, allow_hyphen_values = true)]
+        factor_b: f64,
+        /// Factor c.
+        #[arg(long, allow_hyphen_values = true)]
+        factor_c: f64,
+        /// Milliseconds since the epoch; 0 or absent: the agent's clock.
+        #[arg(long, default_value_t = 0)]
+        timestamp_ms: i64,
+        /// The agent id bound into the signed payload.
+        #[arg(long)]
+        agent_id: Option<String>,
+        /// json (default) or text ("fingerprint signature").
+        #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+        output: String,
+    },
+    /// List the keys a running agent serves.
+    List {
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// table (default) or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// Measure: load on a running agent, the raw PKCS#11 module, or both alternated.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+/// How the client commands reach the agent.
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// The agent's unix socket.
+    #[arg(long, env = "SIGNET_SOCKET", default_value = "/run/signet/signet.sock")]
+    socket: PathBuf,
+    /// host:port over TCP instead of the socket: plain unless --tls-ca is given.
+    #[arg(long, env = "SIGNET_ADDRESS")]
+    address: Option<String>,
+    /// The CA certificate (PEM) of the agent's TLS listener.
+    #[arg(long, requires_all = ["address", "tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM).
+    #[arg(long, requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// This client's private key (PEM).
+    #[arg(long, requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
+    /// The name in the agent's certificate, when it differs from the address's host.
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
+}
+
+impl AgentArgs {
+    fn target(&self) -> client::Target {
+        match (&self.address, &self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(address), Some(ca), Some(cert), Some(key)) => client::Target::Tls {
+                address: address.clone(),
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+                server_name: self.tls_server_name.clone(),
+            },
+            (Some(address), ..) => client::Target::Tcp(address.clone()),
+            _ => client::Target::Unix(self.socket.clone()),
+        }
+    }
+}
+
+fn output_of(name: &str) -> client::Output {
+    match name {
+        "hex" | "text" => client::Output::Hex,
+        "json" => client::Output::Json,
+        "pem" => client::Output::Pem,
+        "jwk" => client::Output::Jwk,
+        _ => client::Output::Base64,
+    }
+}
+
+/// Runs a client command: prints its answer, or the gRPC code and message and fails.
+fn run_client(
+    work: impl std::future::Future<Output = Result<String, client::ClientError>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let text = runtime.block_on(work)?;
+    println!("{text}");
+    Ok(())
+}
+
+fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match file {
+        Some(path) if path != Path::new("-") => {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        }
+        _ => {
+            let mut message = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut message)
+                .context("reading the message from standard input")?;
+            Ok(message)
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -246,14 +394,16 @@ fn parse_public_format(name: &str) -> Result<PublicFormat, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if cli.log_format == "json" {
+        logs.json().with_current_span(false).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -283,6 +433,50 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Keys { command } => run_keys(command),
         Command::Bench { command } => run_bench(command),
+        Command::Sign {
+            agent,
+            key,
+            file,
+            der,
+            output,
+        } => {
+            let message = read_message(file.as_deref())?;
+            let target = agent.target();
+            run_client(client::sign(&target, key, message, der, output_of(&output)))
+        }
+        Command::PublicKey { agent, key, output } => {
+            let target = agent.target();
+            run_client(client::public_key(&target, key, output_of(&output)))
+        }
+        Command::Fingerprint {
+            agent,
+            key,
+            tenant_id,
+            procedure_id,
+            factor_a,
+            factor_b,
+            factor_c,
+            timestamp_ms,
+            agent_id,
+            output,
+        } => {
+            let target = agent.target();
+            let request = signet::grpc::proto::FingerprintRequest {
+                key_id: key,
+                tenant_id,
+                procedure_id,
+                factor_a,
+                factor_b,
+                factor_c,
+                timestamp_ms,
+                agent_id,
+            };
+            run_client(client::fingerprint(&target, request, output_of(&output)))
+        }
+        Command::List { agent, output } => {
+            let target = agent.target();
+            run_client(client::list(&target, output == "json"))
+        }
         Command::Audit {
             command: AuditCommand::Verify { files },
         } => {

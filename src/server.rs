@@ -21,6 +21,7 @@ use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::service::Access;
 use crate::grpc::service::SignerService;
 use crate::grpc::{oversize, stamps};
+use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
 use crate::signer::{self, Signer};
 
@@ -75,9 +76,11 @@ pub async fn serve_until(
         Some(settings) => Some(Arc::new(AuditLog::open(settings)?)),
         None => None,
     };
+    let metrics = Arc::new(Metrics::new());
     let access = Access {
         policy: Arc::new(Policy::new(&config.clients)),
         audit: audit.clone(),
+        metrics: Arc::clone(&metrics),
     };
     let signer_service = SignerServer::new(SignerService::new(
         Arc::clone(&signer),
@@ -147,6 +150,30 @@ pub async fn serve_until(
                     .spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop));
             }
         }
+    }
+    if let Some(settings) = &config.metrics {
+        let tcp = match TcpListener::bind(settings.address).await {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                sockets.iter().for_each(remove_socket);
+                return Err(Error::io(
+                    format!("binding the metrics listener {}", settings.address),
+                    e,
+                ));
+            }
+        };
+        tracing::info!(address = %settings.address, "metrics on http://{}/metrics", settings.address);
+        let load_of = Arc::clone(&signer);
+        let stop = shutdown_rx.clone();
+        let sources = metrics::http::Sources {
+            metrics: Arc::clone(&metrics),
+            load: Box::new(move || load_of.load()),
+            state: backend.state(),
+        };
+        servers.spawn(async move {
+            metrics::http::serve(tcp, sources, stop).await;
+            Ok::<(), tonic::transport::Error>(())
+        });
     }
     let health_follows_hsm = tokio::spawn(follow_health(
         backend.state(),

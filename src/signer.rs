@@ -70,6 +70,16 @@ impl Signer {
         }
     }
 
+    /// Whether `key_id` is a key this agent serves.
+    pub fn serves(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
+    /// The HSM queue and workers right now (for the metrics).
+    pub fn load(&self) -> crate::metrics::Load {
+        self.executor.load()
+    }
+
     /// The served keys, sorted by id.
     pub fn keys(&self) -> Vec<KeyDescriptor> {
         let mut keys: Vec<_> = self.keys.values().cloned().collect();

@@ -76,6 +76,7 @@ fn harness() -> &'static Harness {
         let access = Access {
             policy: Arc::new(Policy::new(&[])),
             audit: None,
+            metrics: Arc::new(signet::metrics::Metrics::new()),
         };
         let service = SignerService::new(Arc::clone(&signer), access, &limits);
         Harness {

@@ -1,6 +1,8 @@
 //! The gRPC layer: generated `signet.v1` types, the `Signer` service, and the one mapping from
-//! domain errors to gRPC status codes. Only this module and `server` know tonic.
+//! domain errors to gRPC status codes, and the command-line client. Only this module and
+//! `server` know tonic.
 
+pub mod client;
 pub mod oversize;
 pub mod service;
 pub mod stamps;

@@ -17,6 +17,7 @@ use crate::config::{Limits, Operation};
 use crate::error::Error;
 use crate::identity::{Caller, Identity};
 use crate::key::{Algorithm, SignatureFormat};
+use crate::metrics::{Metrics, OTHER_KEY};
 use crate::policy::Policy;
 use crate::signer::check_key_id;
 use crate::signer::Signer;
@@ -32,6 +33,8 @@ pub struct Access {
     pub policy: Arc<Policy>,
     /// The audit log, when configured.
     pub audit: Option<Arc<AuditLog>>,
+    /// Where requests, latencies and failures are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The gRPC face of a [`Signer`].
@@ -137,12 +140,72 @@ impl SignerService {
                 Ok(value)
             }
             Err(e) => {
+                self.note_failure(&e);
                 (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
                 Err(e)
             }
         };
         self.write(record.with_latency(call.arrived), false).await?;
         Ok(result?)
+    }
+
+    /// Counts a finished call and logs one line for it at info: the RPC, who called (and as
+    /// which client), the key, the gRPC code and the latency; never the message. A batch's
+    /// items are counted one by one where they are decided ([`Self::count_items`]); the batch
+    /// call itself is counted only when it fails as a whole.
+    fn observe<T>(
+        &self,
+        call: &Call,
+        rpc: &'static str,
+        key_id: Option<&str>,
+        result: &Result<T, Status>,
+    ) {
+        let code = match result {
+            Ok(_) => "OK",
+            Err(status) => code_name(status.code()),
+        };
+        let took = call.arrived.elapsed();
+        let metrics = &self.access.metrics;
+        let key = key_id.map_or("", |k| self.key_label(k));
+        if key_id.is_some() || result.is_err() {
+            metrics.request(rpc, key, code);
+        }
+        metrics.latency(rpc, took);
+        let client = self.access.policy.client_of(&call.caller.identity);
+        tracing::info!(
+            rpc,
+            caller = %call.caller.identity,
+            client = client.as_deref().unwrap_or("-"),
+            key,
+            code,
+            latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+
+    /// Counts each item of a batch with its key and code.
+    fn count_items(&self, records: &[Record]) {
+        for record in records {
+            self.access
+                .metrics
+                .request(record.rpc, self.key_label(&record.key_id), record.code);
+        }
+    }
+
+    /// A served key id, or [`OTHER_KEY`]: callers cannot add labels to the metrics.
+    fn key_label<'a>(&self, key_id: &'a str) -> &'a str {
+        if self.signer.serves(key_id) {
+            key_id
+        } else {
+            OTHER_KEY
+        }
+    }
+
+    /// Counts a signature withheld by verify-after-sign.
+    fn note_failure(&self, error: &Error) {
+        if let Error::SignatureCheckFailed { key_id } = error {
+            self.access.metrics.verify_failed(self.key_label(key_id));
+        }
     }
 
     /// A record of this call with what is known before the decision.
@@ -168,7 +231,7 @@ impl SignerService {
         let Some(audit) = self.access.audit.clone() else {
             return Ok(());
         };
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             if denial {
                 audit.record_denial(&record)
             } else {
@@ -176,7 +239,12 @@ impl SignerService {
             }
         })
         .await
-        .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))?
+        .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))
+        .and_then(|written| written);
+        if written.is_err() {
+            self.access.metrics.audit_failed();
+        }
+        written
     }
 
     /// Refuses a batch with more items than allowed.
@@ -234,9 +302,14 @@ impl SignerService {
             .map(|r| r.with_latency(call.arrived))
             .filter_map(|mut r| (r.outcome != "denied" || audit.admit_denial(&mut r)).then_some(r))
             .collect();
-        tokio::task::spawn_blocking(move || audit.record_all(&records))
+        let written = tokio::task::spawn_blocking(move || audit.record_all(&records))
             .await
-            .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))?
+            .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))
+            .and_then(|written| written);
+        if written.is_err() {
+            self.access.metrics.audit_failed();
+        }
+        written
     }
 
     /// Whether `operation` with `key_id` is allowed (for the calls that are not audited).
@@ -352,14 +425,14 @@ fn signature_format(value: Option<i32>) -> Result<SignatureFormat, Error> {
     }
 }
 
-#[tonic::async_trait]
-impl signer_server::Signer for SignerService {
-    async fn sign(
+/// The handlers, each given the call its wrapper in [`signer_server::Signer`] observes.
+impl SignerService {
+    async fn sign_call(
         &self,
+        call: &Call,
         request: Request<proto::SignRequest>,
     ) -> Result<Response<proto::SignResponse>, Status> {
         let deadline = self.deadline(&request)?;
-        let call = Call::of(&request);
         let proto::SignRequest {
             key_id,
             message,
@@ -384,7 +457,7 @@ impl signer_server::Signer for SignerService {
             Ok((signature, done))
         };
         let signature = self
-            .audited(&call, Operation::Sign, "Sign", &key_id, work)
+            .audited(call, Operation::Sign, "Sign", &key_id, work)
             .await?;
         Ok(Response::new(sign_response(
             key_id,
@@ -393,13 +466,13 @@ impl signer_server::Signer for SignerService {
         )))
     }
 
-    async fn get_public_key(
+    async fn get_public_key_call(
         &self,
+        call: &Call,
         request: Request<proto::GetPublicKeyRequest>,
     ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
-        let call = Call::of(&request);
         let key_id = request.into_inner().key_id;
-        self.allow(&call, Operation::PublicKey, &key_id)?;
+        self.allow(call, Operation::PublicKey, &key_id)?;
         let (key, public_key) = self.signer.public_key(&key_id)?;
         Ok(Response::new(proto::GetPublicKeyResponse {
             algorithm: algorithm(key.algorithm).into(),
@@ -412,12 +485,12 @@ impl signer_server::Signer for SignerService {
         }))
     }
 
-    async fn fingerprint(
+    async fn fingerprint_call(
         &self,
+        call: &Call,
         request: Request<proto::FingerprintRequest>,
     ) -> Result<Response<proto::FingerprintResponse>, Status> {
         let deadline = self.deadline(&request)?;
-        let call = Call::of(&request);
         let r = request.into_inner();
         let work = async {
             let anchor = Anchor::new(
@@ -443,13 +516,7 @@ impl signer_server::Signer for SignerService {
             Ok((witness, done))
         };
         let witness = self
-            .audited(
-                &call,
-                Operation::Fingerprint,
-                "Fingerprint",
-                &r.key_id,
-                work,
-            )
+            .audited(call, Operation::Fingerprint, "Fingerprint", &r.key_id, work)
             .await?;
         Ok(Response::new(proto::FingerprintResponse {
             fingerprint: witness.fingerprint,
@@ -459,12 +526,12 @@ impl signer_server::Signer for SignerService {
         }))
     }
 
-    async fn sign_batch(
+    async fn sign_batch_call(
         &self,
+        call: &Call,
         request: Request<proto::SignBatchRequest>,
     ) -> Result<Response<proto::SignBatchResponse>, Status> {
         let deadline = self.deadline(&request)?;
-        let call = Call::of(&request);
         let items = request.into_inner().items;
         self.check_batch(items.len())?;
         let mut records = Vec::with_capacity(items.len());
@@ -473,7 +540,7 @@ impl signer_server::Signer for SignerService {
         let mut work = Vec::new();
         for item in items {
             let (mut record, admitted) =
-                self.admit(&call, Operation::Sign, "SignBatch", &item.key_id);
+                self.admit(call, Operation::Sign, "SignBatch", &item.key_id);
             let checked = admitted.and_then(|()| {
                 let format = signature_format(item.signature_format)?;
                 if let Some(expected) = item.message_crc32c {
@@ -524,6 +591,7 @@ impl signer_server::Signer for SignerService {
                     ))
                 }
                 Err(e) => {
+                    self.note_failure(&e);
                     if record.outcome != "denied" {
                         (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
                     }
@@ -534,23 +602,24 @@ impl signer_server::Signer for SignerService {
                 result: Some(result),
             });
         }
-        self.write_all(&call, records).await?;
+        self.count_items(&records);
+        self.write_all(call, records).await?;
         Ok(Response::new(proto::SignBatchResponse { results }))
     }
 
-    async fn fingerprint_batch(
+    async fn fingerprint_batch_call(
         &self,
+        call: &Call,
         request: Request<proto::FingerprintBatchRequest>,
     ) -> Result<Response<proto::FingerprintBatchResponse>, Status> {
         let deadline = self.deadline(&request)?;
-        let call = Call::of(&request);
         let items = request.into_inner().items;
         self.check_batch(items.len())?;
         let mut records = Vec::with_capacity(items.len());
         let mut work = Vec::with_capacity(items.len());
         for item in &items {
             let (record, admitted) = self.admit(
-                &call,
+                call,
                 Operation::Fingerprint,
                 "FingerprintBatch",
                 &item.key_id,
@@ -599,15 +668,16 @@ impl signer_server::Signer for SignerService {
                 result: Some(result),
             });
         }
-        self.write_all(&call, records).await?;
+        self.count_items(&records);
+        self.write_all(call, records).await?;
         Ok(Response::new(proto::FingerprintBatchResponse { results }))
     }
 
-    async fn list_keys(
+    async fn list_keys_call(
         &self,
-        request: Request<proto::ListKeysRequest>,
+        call: &Call,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
-        self.allow(&Call::of(&request), Operation::List, "")?;
+        self.allow(call, Operation::List, "")?;
         let keys = self
             .signer
             .keys()
@@ -619,6 +689,72 @@ impl signer_server::Signer for SignerService {
             })
             .collect();
         Ok(Response::new(proto::ListKeysResponse { keys }))
+    }
+}
+
+#[tonic::async_trait]
+impl signer_server::Signer for SignerService {
+    async fn sign(
+        &self,
+        request: Request<proto::SignRequest>,
+    ) -> Result<Response<proto::SignResponse>, Status> {
+        let call = Call::of(&request);
+        let key_id = request.get_ref().key_id.clone();
+        let result = self.sign_call(&call, request).await;
+        self.observe(&call, "Sign", Some(&key_id), &result);
+        result
+    }
+
+    async fn get_public_key(
+        &self,
+        request: Request<proto::GetPublicKeyRequest>,
+    ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
+        let call = Call::of(&request);
+        let key_id = request.get_ref().key_id.clone();
+        let result = self.get_public_key_call(&call, request).await;
+        self.observe(&call, "GetPublicKey", Some(&key_id), &result);
+        result
+    }
+
+    async fn fingerprint(
+        &self,
+        request: Request<proto::FingerprintRequest>,
+    ) -> Result<Response<proto::FingerprintResponse>, Status> {
+        let call = Call::of(&request);
+        let key_id = request.get_ref().key_id.clone();
+        let result = self.fingerprint_call(&call, request).await;
+        self.observe(&call, "Fingerprint", Some(&key_id), &result);
+        result
+    }
+
+    async fn sign_batch(
+        &self,
+        request: Request<proto::SignBatchRequest>,
+    ) -> Result<Response<proto::SignBatchResponse>, Status> {
+        let call = Call::of(&request);
+        let result = self.sign_batch_call(&call, request).await;
+        self.observe(&call, "SignBatch", None, &result);
+        result
+    }
+
+    async fn fingerprint_batch(
+        &self,
+        request: Request<proto::FingerprintBatchRequest>,
+    ) -> Result<Response<proto::FingerprintBatchResponse>, Status> {
+        let call = Call::of(&request);
+        let result = self.fingerprint_batch_call(&call, request).await;
+        self.observe(&call, "FingerprintBatch", None, &result);
+        result
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<proto::ListKeysRequest>,
+    ) -> Result<Response<proto::ListKeysResponse>, Status> {
+        let call = Call::of(&request);
+        let result = self.list_keys_call(&call).await;
+        self.observe(&call, "ListKeys", None, &result);
+        result
     }
 }
 

@@ -230,7 +230,12 @@ impl TestToken {
 
     /// Starts the agent on this token and waits until it serves.
     pub async fn start_agent(&self) -> Agent {
-        Agent::start(self).await
+        Agent::start(self, &[]).await
+    }
+
+    /// Starts the agent with extra environment variables (for example the log format).
+    pub async fn start_agent_with_env(&self, env: &[(&str, &str)]) -> Agent {
+        Agent::start(self, env).await
     }
 }
 
@@ -263,7 +268,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    async fn start(token: &TestToken) -> Agent {
+    async fn start(token: &TestToken, env: &[(&str, &str)]) -> Agent {
         let log = token.dir.path().join(format!(
             "agent-{}.log",
             std::time::SystemTime::now()
@@ -274,6 +279,7 @@ impl Agent {
         let child = token
             .command()
             .args(["serve", "--config", path_str(&token.config)])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

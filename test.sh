@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole Signet test suite: formatting, lints, and every test (unit tests, and the
 # integration tests that create their own SoftHSM2 tokens in temporary directories).
-# Installs what the tests need when it is missing: softhsm2, opensc (pkcs11-tool), and a Python
+# Installs what the tests need when it is missing: softhsm2, opensc (pkcs11-tool), systemd
+# (systemd-analyze, for the unit in deploy/), and a Python
 # virtual environment with the callers' own libraries (sqooler) for the compatibility tests.
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/ensure-packages.sh softhsm2 opensc
+scripts/ensure-packages.sh softhsm2 opensc systemd
 SIGNET_TEST_PYTHON="$(scripts/python-env.sh)"
 export SIGNET_TEST_PYTHON
 cargo fmt --all -- --check

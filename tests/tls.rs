@@ -1,7 +1,7 @@
 //! The TLS listener with required client certificates, through the real binary on a real
 //! SoftHSM2 token, with certificates made in the test (rcgen): a client with a valid
 //! certificate signs; no certificate, a certificate from another CA, and an allowed certificate
-//! asking for a key it may not use each get the right answer.
+//! asking for a key it may not use each get the right answer; `signet sign` over TLS too.
 
 mod common;
 
@@ -169,6 +169,44 @@ async fn client_certificates_identify_callers_and_unverified_ones_are_refused() 
         };
         assert!(!refused.is_empty(), "{what}");
     }
+    // The command-line client over the same TLS listener, with the witness's certificate.
+    std::fs::write(dir.join("witness.pem"), &witness.0).expect("write");
+    std::fs::write(dir.join("witness.key"), &witness.1).expect("write");
+    let address = format!("127.0.0.1:{port}");
+    let cli = |key: &str| {
+        token.signet_with_stdin(
+            &[
+                "sign",
+                "--key",
+                key,
+                "--address",
+                &address,
+                "--tls-ca",
+                "ca.pem",
+                "--tls-cert",
+                "witness.pem",
+                "--tls-key",
+                "witness.key",
+                "--tls-server-name",
+                "localhost",
+                "--output",
+                "hex",
+            ],
+            b"over mutual TLS",
+        )
+    };
+    let out = cli("ed");
+    common::assert_success(&out, "signet sign over TLS");
+    let signature = hex::decode(String::from_utf8_lossy(&out.stdout).trim()).expect("hex");
+    assert!(verifier.verify("ed", b"over mutual TLS", &signature));
+    let out = cli("ec");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("signet: PERMISSION_DENIED: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let (status, log) = tokio::task::spawn_blocking(move || agent.stop())
         .await
         .expect("stop");

@@ -124,12 +124,15 @@ enum Command {
 /// How the client commands reach the agent.
 #[derive(Args, Clone)]
 struct AgentArgs {
-    /// The agent's unix socket.
-    #[arg(long, env = "SIGNET_SOCKET", default_value = "/run/signet/signet.sock")]
-    socket: PathBuf,
+    /// The agent's unix socket [default: /run/signet/signet.sock].
+    #[arg(long, env = "SIGNET_SOCKET", conflicts_with = "address")]
+    socket: Option<PathBuf>,
     /// host:port over TCP instead of the socket: plain unless --tls-ca is given.
     #[arg(long, env = "SIGNET_ADDRESS")]
     address: Option<String>,
+    /// Seconds a call may take, connecting included.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
     /// The CA certificate (PEM) of the agent's TLS listener.
     #[arg(long, requires_all = ["address", "tls_cert", "tls_key"])]
     tls_ca: Option<PathBuf>,
@@ -145,6 +148,16 @@ struct AgentArgs {
 }
 
 impl AgentArgs {
+    fn agent(&self) -> anyhow::Result<client::Agent> {
+        if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
+            bail!("--timeout must be between 0 and 3600 seconds");
+        }
+        Ok(client::Agent {
+            target: self.target(),
+            timeout: std::time::Duration::from_secs_f64(self.timeout),
+        })
+    }
+
     fn target(&self) -> client::Target {
         match (&self.address, &self.tls_ca, &self.tls_cert, &self.tls_key) {
             (Some(address), Some(ca), Some(cert), Some(key)) => client::Target::Tls {
@@ -155,7 +168,11 @@ impl AgentArgs {
                 server_name: self.tls_server_name.clone(),
             },
             (Some(address), ..) => client::Target::Tcp(address.clone()),
-            _ => client::Target::Unix(self.socket.clone()),
+            _ => client::Target::Unix(
+                self.socket
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/run/signet/signet.sock")),
+            ),
         }
     }
 }
@@ -188,6 +205,9 @@ fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
         }
         _ => {
+            if std::io::stdin().is_terminal() {
+                bail!("no message: pipe it to standard input or name a file with --file");
+            }
             let mut message = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut message)
                 .context("reading the message from standard input")?;
@@ -441,12 +461,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             output,
         } => {
             let message = read_message(file.as_deref())?;
-            let target = agent.target();
-            run_client(client::sign(&target, key, message, der, output_of(&output)))
+            let agent = agent.agent()?;
+            run_client(client::sign(&agent, key, message, der, output_of(&output)))
         }
         Command::PublicKey { agent, key, output } => {
-            let target = agent.target();
-            run_client(client::public_key(&target, key, output_of(&output)))
+            let agent = agent.agent()?;
+            run_client(client::public_key(&agent, key, output_of(&output)))
         }
         Command::Fingerprint {
             agent,
@@ -460,7 +480,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             agent_id,
             output,
         } => {
-            let target = agent.target();
+            let agent = agent.agent()?;
             let request = signet::grpc::proto::FingerprintRequest {
                 key_id: key,
                 tenant_id,
@@ -471,11 +491,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 timestamp_ms,
                 agent_id,
             };
-            run_client(client::fingerprint(&target, request, output_of(&output)))
+            run_client(client::fingerprint(&agent, request, output_of(&output)))
         }
         Command::List { agent, output } => {
-            let target = agent.target();
-            run_client(client::list(&target, output == "json"))
+            let agent = agent.agent()?;
+            run_client(client::list(&agent, output == "json"))
         }
         Command::Audit {
             command: AuditCommand::Verify { files },

@@ -204,17 +204,16 @@ impl Signer {
             let indexes: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
             let bytes = chunk.iter().map(|(_, c)| c.bytes()).sum();
             let run = self.executor.run(deadline, bytes, move |backend| {
-                let signed = chunk
+                Ok(chunk
                     .into_iter()
                     .map(|(_, call)| {
                         if Instant::now() >= deadline {
                             return Err(Error::DeadlineExceeded("call could start"));
                         }
-                        let raw = call.sign(backend)?;
+                        let raw = call.run(backend)?;
                         Ok((call, raw))
                     })
-                    .collect::<Vec<_>>();
-                Ok(check_all(signed))
+                    .collect::<Vec<_>>())
             });
             async move { (indexes, run.await) }
         });
@@ -379,43 +378,6 @@ impl HsmCall {
             timestamp_ms,
         })
     }
-}
-
-/// Verify-after-sign for a chunk of a batch. The Ed25519 signatures are checked together with
-/// one batch verification (about half the cost of checking them one by one); if that fails,
-/// each is checked alone, so only the bad ones are withheld. The others are checked one by one.
-fn check_all(mut signed: Vec<Result<Done, Error>>) -> Vec<Result<Done, Error>> {
-    let mut batch = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (index, item) in signed.iter().enumerate() {
-        if let Ok((call, raw)) = item {
-            if let (Some(PublicKey::Ed25519(key)), Ok(signature)) =
-                (&call.public_key, ed25519_dalek::Signature::from_slice(raw))
-            {
-                batch.0.push(index);
-                batch.1.push(call.input.as_slice());
-                batch.2.push(signature);
-                batch.3.push(*key);
-            }
-        }
-    }
-    let (indexes, messages, signatures, keys) = batch;
-    let mut verified = vec![false; signed.len()];
-    if indexes.len() > 1 && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-        for index in indexes {
-            verified[index] = true;
-        }
-    }
-    for (item, verified) in signed.iter_mut().zip(verified) {
-        if verified {
-            continue;
-        }
-        if let Ok((call, raw)) = item {
-            if let Err(e) = call.check(raw) {
-                *item = Err(e);
-            }
-        }
-    }
-    signed
 }
 
 /// The same failure for every item of a chunk that failed as a whole (queue full, deadline,

@@ -146,7 +146,11 @@ async fn client_commands_print_verifiable_answers_and_fail_with_the_grpc_code() 
         (vec!["public-key", "--key", "hmac"], "FAILED_PRECONDITION"),
     ] {
         let out = run_stdin(&args, b"m");
-        assert!(!out.status.success(), "{args:?} must fail");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} must fail with exit status 1"
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains(&format!("signet: {code}: ")),

@@ -131,6 +131,11 @@ async fn the_counters_move_with_each_call_and_carry_no_message_or_unknown_key() 
         other => panic!("the first item must be signed: {other:?}"),
     }
 
+    client
+        .list_keys(signet::grpc::proto::ListKeysRequest {})
+        .await
+        .expect("ListKeys");
+
     let (_, after) = get(port, "/metrics");
     let moved = |name: &str| sample(&after, name) - sample(&before, name);
     assert_eq!(
@@ -152,6 +157,19 @@ async fn the_counters_move_with_each_call_and_carry_no_message_or_unknown_key() 
     );
     assert_eq!(
         moved(r#"signet_requests_total{rpc="SignBatch",key="(other)",code="NOT_FOUND"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"signet_requests_total{rpc="ListKeys",key="-",code="OK"}"#),
+        1.0
+    );
+    // A batch answered as a whole is counted by its items only.
+    assert!(
+        !after.contains(r#"rpc="SignBatch",key="-""#),
+        "the batch call itself was counted: {after}"
+    );
+    assert_eq!(
+        moved(r#"signet_request_duration_seconds_count{rpc="SignBatch"}"#),
         1.0
     );
     assert!(moved(r#"signet_request_duration_seconds_count{rpc="Sign"}"#) >= 4.0);

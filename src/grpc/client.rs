@@ -3,6 +3,7 @@
 //! are printed as base64, hex, PEM or JSON; a refused call prints its gRPC code and message.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use base64::Engine as _;
 use hyper_util::rt::TokioIo;
@@ -36,6 +37,18 @@ pub enum Target {
         server_name: Option<String>,
     },
 }
+
+/// An agent to call, and how long a call may take (connection included).
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// Where it is.
+    pub target: Target,
+    /// The deadline of each call, sent to the agent as `grpc-timeout`.
+    pub timeout: Duration,
+}
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What went wrong: a refused call keeps its gRPC code.
 #[derive(Debug, thiserror::Error)]
@@ -78,26 +91,35 @@ pub enum Output {
 }
 
 /// Connects to the agent.
-pub async fn connect(target: &Target) -> Result<SignerClient<Channel>, ClientError> {
+pub async fn connect(agent: &Agent) -> Result<SignerClient<Channel>, ClientError> {
     let failed = |e: tonic::transport::Error| {
         ClientError::Local(format!("cannot connect to the agent: {e} ({e:?})"))
     };
-    let channel = match target {
+    let endpoint = |uri: String| {
+        Endpoint::from_shared(uri)
+            .map(|e| e.connect_timeout(CONNECT_TIMEOUT).timeout(agent.timeout))
+    };
+    let channel = match &agent.target {
         Target::Unix(path) => {
             let path = path.clone();
-            Endpoint::from_static("http://signet.invalid")
+            endpoint("http://signet.invalid".to_owned())
+                .map_err(failed)?
                 .connect_with_connector(tower::service_fn(move |_: Uri| {
                     let path = path.clone();
                     async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(
-                            tokio::net::UnixStream::connect(path).await?,
-                        ))
+                        let stream = tokio::time::timeout(
+                            CONNECT_TIMEOUT,
+                            tokio::net::UnixStream::connect(path),
+                        )
+                        .await
+                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
                     }
                 }))
                 .await
                 .map_err(failed)?
         }
-        Target::Tcp(address) => Endpoint::from_shared(format!("http://{address}"))
+        Target::Tcp(address) => endpoint(format!("http://{address}"))
             .map_err(failed)?
             .connect()
             .await
@@ -119,7 +141,7 @@ pub async fn connect(target: &Target) -> Result<SignerClient<Channel>, ClientErr
             if let Some(name) = server_name {
                 tls = tls.domain_name(name.clone());
             }
-            Endpoint::from_shared(format!("https://{address}"))
+            endpoint(format!("https://{address}"))
                 .map_err(failed)?
                 .tls_config(tls)
                 .map_err(failed)?
@@ -133,7 +155,7 @@ pub async fn connect(target: &Target) -> Result<SignerClient<Channel>, ClientErr
 
 /// `signet sign`: signs `message` and renders the signature.
 pub async fn sign(
-    target: &Target,
+    agent: &Agent,
     key_id: String,
     message: Vec<u8>,
     der: bool,
@@ -145,7 +167,7 @@ pub async fn sign(
     } else {
         SignatureFormat::Raw
     };
-    let response = connect(target)
+    let response = connect(agent)
         .await?
         .sign(SignRequest {
             key_id,
@@ -172,11 +194,11 @@ pub async fn sign(
 /// `signet public-key`: the key's public key as PEM (default), JWK, base64 or hex of the raw
 /// key, or a JSON object with every form.
 pub async fn public_key(
-    target: &Target,
+    agent: &Agent,
     key_id: String,
     output: Output,
 ) -> Result<String, ClientError> {
-    let r = connect(target)
+    let r = connect(agent)
         .await?
         .get_public_key(GetPublicKeyRequest { key_id })
         .await?
@@ -200,11 +222,11 @@ pub async fn public_key(
 
 /// `signet fingerprint`: mints and signs an SWT3 anchor.
 pub async fn fingerprint(
-    target: &Target,
+    agent: &Agent,
     request: FingerprintRequest,
     output: Output,
 ) -> Result<String, ClientError> {
-    let r = connect(target)
+    let r = connect(agent)
         .await?
         .fingerprint(request)
         .await?
@@ -222,8 +244,8 @@ pub async fn fingerprint(
 }
 
 /// `signet list`: the keys the agent serves, as a table or JSON.
-pub async fn list(target: &Target, json: bool) -> Result<String, ClientError> {
-    let keys = connect(target)
+pub async fn list(agent: &Agent, json: bool) -> Result<String, ClientError> {
+    let keys = connect(agent)
         .await?
         .list_keys(ListKeysRequest {})
         .await?

@@ -87,6 +87,52 @@ impl Call {
     }
 }
 
+/// The key label of calls that name no single key (ListKeys, a batch failing as a whole).
+const NO_KEY: &str = "-";
+
+/// How a call is counted in the metrics.
+#[derive(Clone, Copy)]
+enum Counted<'a> {
+    /// A call for one key.
+    Key(&'a str),
+    /// A call for no key (ListKeys).
+    NoKey,
+    /// A batch: its items are counted one by one; the call itself only if it fails as a whole.
+    Items,
+}
+
+/// A call being watched for the metrics and the log; see [`SignerService::observation`].
+struct Observation<'a> {
+    service: &'a SignerService,
+    call: &'a Call,
+    rpc: &'static str,
+    counted: Counted<'a>,
+    finished: bool,
+}
+
+impl Observation<'_> {
+    /// Records the call's outcome.
+    fn finish<T>(mut self, result: &Result<T, Status>) {
+        self.finished = true;
+        let code = match result {
+            Ok(_) => "OK",
+            Err(status) => code_name(status.code()),
+        };
+        self.service
+            .observe(self.call, self.rpc, self.counted, code);
+    }
+}
+
+impl Drop for Observation<'_> {
+    /// A call dropped before it finished: the client cancelled it or went away.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.service
+                .observe(self.call, self.rpc, self.counted, "CANCELLED");
+        }
+    }
+}
+
 /// What an audited call produced, for its record.
 struct Done {
     algorithm: Option<Algorithm>,
@@ -149,25 +195,35 @@ impl SignerService {
         Ok(result?)
     }
 
+    /// Starts watching a call: its count, latency and log line are recorded when it is
+    /// finished, or as `CANCELLED` if the client goes away first.
+    fn observation<'a>(
+        &'a self,
+        call: &'a Call,
+        rpc: &'static str,
+        counted: Counted<'a>,
+    ) -> Observation<'a> {
+        Observation {
+            service: self,
+            call,
+            rpc,
+            counted,
+            finished: false,
+        }
+    }
+
     /// Counts a finished call and logs one line for it at info: the RPC, who called (and as
     /// which client), the key, the gRPC code and the latency; never the message. A batch's
-    /// items are counted one by one where they are decided ([`Self::count_items`]); the batch
-    /// call itself is counted only when it fails as a whole.
-    fn observe<T>(
-        &self,
-        call: &Call,
-        rpc: &'static str,
-        key_id: Option<&str>,
-        result: &Result<T, Status>,
-    ) {
-        let code = match result {
-            Ok(_) => "OK",
-            Err(status) => code_name(status.code()),
-        };
+    /// items are counted one by one once the batch is answered ([`Self::count_items`]); the
+    /// batch call itself is counted only when it fails as a whole.
+    fn observe(&self, call: &Call, rpc: &'static str, counted: Counted<'_>, code: &'static str) {
         let took = call.arrived.elapsed();
         let metrics = &self.access.metrics;
-        let key = key_id.map_or("", |k| self.key_label(k));
-        if key_id.is_some() || result.is_err() {
+        let key = match counted {
+            Counted::Key(key_id) => self.key_label(key_id),
+            Counted::NoKey | Counted::Items => NO_KEY,
+        };
+        if !matches!(counted, Counted::Items) || code != "OK" {
             metrics.request(rpc, key, code);
         }
         metrics.latency(rpc, took);
@@ -183,12 +239,12 @@ impl SignerService {
         );
     }
 
-    /// Counts each item of a batch with its key and code.
-    fn count_items(&self, records: &[Record]) {
-        for record in records {
+    /// Counts each item of an answered batch with its key and code.
+    fn count_items(&self, items: &[(&'static str, String, &'static str)]) {
+        for (rpc, key_id, code) in items {
             self.access
                 .metrics
-                .request(record.rpc, self.key_label(&record.key_id), record.code);
+                .request(rpc, self.key_label(key_id), code);
         }
     }
 
@@ -602,8 +658,12 @@ impl SignerService {
                 result: Some(result),
             });
         }
-        self.count_items(&records);
+        let counted: Vec<(&'static str, String, &'static str)> = records
+            .iter()
+            .map(|r| (r.rpc, r.key_id.clone(), r.code))
+            .collect();
         self.write_all(call, records).await?;
+        self.count_items(&counted);
         Ok(Response::new(proto::SignBatchResponse { results }))
     }
 
@@ -668,8 +728,12 @@ impl SignerService {
                 result: Some(result),
             });
         }
-        self.count_items(&records);
+        let counted: Vec<(&'static str, String, &'static str)> = records
+            .iter()
+            .map(|r| (r.rpc, r.key_id.clone(), r.code))
+            .collect();
         self.write_all(call, records).await?;
+        self.count_items(&counted);
         Ok(Response::new(proto::FingerprintBatchResponse { results }))
     }
 
@@ -700,8 +764,9 @@ impl signer_server::Signer for SignerService {
     ) -> Result<Response<proto::SignResponse>, Status> {
         let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
+        let observation = self.observation(&call, "Sign", Counted::Key(&key_id));
         let result = self.sign_call(&call, request).await;
-        self.observe(&call, "Sign", Some(&key_id), &result);
+        observation.finish(&result);
         result
     }
 
@@ -711,8 +776,9 @@ impl signer_server::Signer for SignerService {
     ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
         let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
+        let observation = self.observation(&call, "GetPublicKey", Counted::Key(&key_id));
         let result = self.get_public_key_call(&call, request).await;
-        self.observe(&call, "GetPublicKey", Some(&key_id), &result);
+        observation.finish(&result);
         result
     }
 
@@ -722,8 +788,9 @@ impl signer_server::Signer for SignerService {
     ) -> Result<Response<proto::FingerprintResponse>, Status> {
         let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
+        let observation = self.observation(&call, "Fingerprint", Counted::Key(&key_id));
         let result = self.fingerprint_call(&call, request).await;
-        self.observe(&call, "Fingerprint", Some(&key_id), &result);
+        observation.finish(&result);
         result
     }
 
@@ -732,8 +799,9 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::SignBatchRequest>,
     ) -> Result<Response<proto::SignBatchResponse>, Status> {
         let call = Call::of(&request);
+        let observation = self.observation(&call, "SignBatch", Counted::Items);
         let result = self.sign_batch_call(&call, request).await;
-        self.observe(&call, "SignBatch", None, &result);
+        observation.finish(&result);
         result
     }
 
@@ -742,8 +810,9 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::FingerprintBatchRequest>,
     ) -> Result<Response<proto::FingerprintBatchResponse>, Status> {
         let call = Call::of(&request);
+        let observation = self.observation(&call, "FingerprintBatch", Counted::Items);
         let result = self.fingerprint_batch_call(&call, request).await;
-        self.observe(&call, "FingerprintBatch", None, &result);
+        observation.finish(&result);
         result
     }
 
@@ -752,8 +821,9 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         let call = Call::of(&request);
+        let observation = self.observation(&call, "ListKeys", Counted::NoKey);
         let result = self.list_keys_call(&call).await;
-        self.observe(&call, "ListKeys", None, &result);
+        observation.finish(&result);
         result
     }
 }

@@ -3,14 +3,16 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 use super::{Load, Metrics};
 use crate::backend::HsmState;
@@ -25,31 +27,59 @@ pub struct Sources {
     pub state: watch::Receiver<HsmState>,
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` turns true.
+/// Scrapers served at once; more connections wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 8;
+/// How long a connection may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `GET /metrics` on `listener` until `stop` turns true. One request per connection,
+/// at most [`MAX_CONNECTIONS`] at once, each given [`REQUEST_TIMEOUT`] to send its request.
 pub async fn serve(listener: TcpListener, sources: Sources, mut stop: watch::Receiver<bool>) {
     let sources = Arc::new(sources);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = stopped(&mut stop) => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    // Out of file descriptors, for example: do not spin on it.
                     tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = stopped(&mut stop) => break,
         };
+        while connections.try_join_next().is_some() {}
         let sources = Arc::clone(&sources);
-        tokio::spawn(async move {
+        connections.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let answer = respond(&sources, &request);
                 async move { Ok::<_, Infallible>(answer) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(REQUEST_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, connection).await;
         });
     }
+    connections.abort_all();
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 fn respond(sources: &Sources, request: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -69,7 +99,8 @@ fn respond(sources: &Sources, request: &Request<Incoming>) -> Response<Full<Byte
         let state = sources.state.borrow().clone();
         (
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
+            // prometheus-client writes the OpenMetrics text format (with `# EOF`).
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             sources.metrics.render((sources.load)(), &state),
         )
     };

@@ -29,6 +29,36 @@ import pytest
 
 from signet_client import Client, SignetError
 
+
+def _load_swt3_submodules() -> None:
+    """Makes `import swt3_ai.fingerprint` and `import swt3_ai.signing` work on Python 3.11.
+
+    swt3-ai 0.7.8 declares Requires-Python >=3.9, but its package `__init__` imports
+    `swt3_ai/buffer.py`, which uses an f-string with a backslash in an expression (valid only
+    from Python 3.12), so `import swt3_ai` raises SyntaxError before 3.12. The two modules the
+    tests compare with (`fingerprint`, `signing`) use the standard library only, so they are
+    imported as they are, from the installed package, without running its `__init__`.
+    """
+    import importlib.util
+    import sys
+    import types
+
+    try:
+        import swt3_ai  # noqa: F401
+        return
+    except SyntaxError:
+        pass
+    spec = importlib.util.find_spec("swt3_ai")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("swt3-ai is not installed (tests/python/requirements.txt)", pytrace=False)
+    package = types.ModuleType("swt3_ai")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__file__ = spec.origin
+    sys.modules["swt3_ai"] = package
+
+
+_load_swt3_submodules()
+
 REPO = Path(__file__).resolve().parents[3]
 
 MODULE_PATHS = [

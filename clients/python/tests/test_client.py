@@ -97,7 +97,7 @@ def test_an_absent_agent_is_unavailable_and_deadlines_apply(agent, tmp_path):
     with Client(str(agent.socket)) as c:
         assert c.list_keys()
         with pytest.raises(SignetError) as caught:
-            c.sign("ed", b"x", timeout=1e-6)
+            c.sign("ed", b"x" * (512 << 10), timeout=1e-6)
         assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 

@@ -166,6 +166,11 @@ class Client:
         if target.startswith("unix:"):
             if tls:
                 raise ValueError("TLS settings do not apply to a unix socket")
+            # grpcio sends the socket path, percent-encoded, as the HTTP/2 :authority; the agent's
+            # HTTP/2 stack rejects that as malformed (RST_STREAM PROTOCOL_ERROR), so name the
+            # authority as Go and tonic clients do.
+            if not any(name == "grpc.default_authority" for name, _ in opts):
+                opts.append(("grpc.default_authority", "localhost"))
             self._channel = grpc.insecure_channel(target, options=opts)
         elif tls:
             if insecure:

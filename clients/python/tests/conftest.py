@@ -97,7 +97,8 @@ def signet_bin() -> str:
     if explicit:
         if not os.access(explicit, os.X_OK):
             pytest.fail(f"SIGNET_BIN={explicit} is not an executable", pytrace=False)
-        return explicit
+        # The agent runs in the token's directory, so a relative path is resolved here.
+        return os.path.abspath(explicit)
     candidates = [REPO / "target/debug/signet", REPO / "target/release/signet"]
     existing = [p for p in candidates if os.access(p, os.X_OK)]
     if not existing:

@@ -220,3 +220,79 @@ def test_independent_verification_catches_a_wrong_key(client):
     jws = client.sign_jws({"a": 1}, "ed")
     with pytest.raises(InvalidSignature):
         verify_ed25519(client.public_key(SQOOLER_KID).raw, jws)
+
+
+def _readme_switch():
+    """The before and after code blocks of the README's three-line switch."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Switching a sqooler spooler to Signet: three lines", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2, "the section has a before and an after block"
+    return blocks
+
+
+def test_the_readme_three_line_switch_produces_the_same_jws_and_storage(
+    client, agent, tmp_path, monkeypatch
+):
+    """Runs the README's before and after code as written (only the socket address and the kid
+    are this test's) on sqooler's local storage provider: the signed dicts are equal, sqooler
+    verifies both, and the stored public keys are the same bytes."""
+    import os
+
+    from sqooler.schemes import BackendConfigSchemaIn, LocalLoginInformation
+    from sqooler.security import jwk_from_config_str
+    from sqooler.storage_providers.local import LocalProviderExtended
+
+    from signet_client import Client
+
+    before, after = _readme_switch()
+    lines = lambda block: [line for line in block.strip().splitlines() if line.strip()]
+    assert len(lines(before)) == len(lines(after)) == 3
+    after = after.replace("unix:///run/signet/signet.sock", agent.target)
+    after = after.replace('"spooler-kid"', repr(SQOOLER_KID))
+
+    payload = {"job_id": "7", "status": "DONE", "results": [{"shots": 100, "counts": {"00": 51}}]}
+    display_name = "readme"
+    config = BackendConfigSchemaIn(
+        description="d", version="0.0.1", display_name=display_name, cold_atom_type="spin",
+        gates=[], max_experiments=1, max_shots=1, simulator=True, supported_instructions=[],
+        num_wires=1, wire_order="interleaved", num_species=1, sign=False, kid=SQOOLER_KID,
+    )
+    namespaces = {}
+    for name, code in [("before", before), ("after", after)]:
+        storage = LocalProviderExtended(
+            LocalLoginInformation(base_path=str(tmp_path / name)), name
+        )
+        storage.upload_config(config.model_copy(), display_name)
+        scope = {
+            "os": os,
+            "jwk_from_config_str": jwk_from_config_str,
+            "sign_payload": sign_payload,
+            "public_from_private_jwk": public_from_private_jwk,
+            "Client": Client,
+            "JWK": JWK,
+            "payload": payload,
+            "storage": storage,
+            "display_name": display_name,
+        }
+        monkeypatch.setenv("PRIVATE_JWK_STR", agent.sqooler_private.to_config_str())
+        exec(compile(code, f"README {name}", "exec"), scope)
+        if "signet" in scope:
+            scope["signet"].close()
+        namespaces[name] = scope
+
+    signed_before, signed_after = namespaces["before"]["signed"], namespaces["after"]["signed"]
+    assert signed_after == signed_before
+    assert json.dumps(signed_after) == json.dumps(signed_before)
+    for name in ["before", "after"]:
+        storage = namespaces[name]["storage"]
+        public = storage.get_public_key(display_name)
+        assert JWSDict(**namespaces[name]["signed"]).verify_signature(public)
+    key_file = f"backends/public_keys/{SQOOLER_KID}.json"
+    assert (tmp_path / "after" / key_file).read_bytes() == (
+        tmp_path / "before" / key_file
+    ).read_bytes()

@@ -123,7 +123,9 @@ def test_tls_with_a_client_certificate(client, agent):
             tls.sign("ec", b"x")
         assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED
     # Without a client certificate the TLS handshake is refused.
-    with Client(agent.tls_address, root_ca=str(certs["ca"]), server_name="localhost", timeout=3) as anon:
+    with Client(
+        agent.tls_address, root_ca=str(certs["ca"]), server_name="localhost", timeout=3
+    ) as anon:
         with pytest.raises(SignetError) as caught:
             anon.list_keys()
         assert caught.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)

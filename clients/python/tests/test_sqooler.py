@@ -135,7 +135,8 @@ def test_the_header_encoding_matches_sqooler_for_unusual_kids():
     # without the agent.
     from signet_client import _sqooler
 
-    for kid in ["a", "spooler-ä1", "量子", 'q"uote', "back\\slash", "ctl\x01\x1f", "emoji 🧪", ""]:
+    kids = ["a", "spooler-ä1", "量子", 'q"uote', "back\\slash", "ctl\x01\x1f", "emoji 🧪", ""]
+    for kid in kids:
         assert _sqooler.header_to_base64url(kid) == JWSHeader(kid=kid).to_base64url(), kid
 
 

@@ -354,7 +354,8 @@ class Client:
         """
         factors = [float(v) for v in (factor_a, factor_b, factor_c)]
         for name, value in zip(("factor_a", "factor_b", "factor_c"), factors):
-            if math.isfinite(value) and abs(value) < 2.0**63 and not _swt3.agrees_with_agent(value):
+            in_range = math.isfinite(value) and abs(value) < 2.0**63
+            if in_range and not _swt3.agrees_with_agent(value):
                 raise ValueError(
                     f"{name}={value!r}: the swt3-ai Python SDK writes it as "
                     f"{_swt3.python_sdk_number(value)!r} in the fingerprint formula but the agent "

@@ -2,8 +2,9 @@
 # Runs the whole Signet test suite: formatting, lints, and every test (unit tests, and the
 # integration tests that create their own SoftHSM2 tokens in temporary directories).
 # Installs what the tests need when it is missing: softhsm2, opensc (pkcs11-tool), systemd
-# (systemd-analyze, for the unit in deploy/), and a Python
-# virtual environment with the callers' own libraries (sqooler) for the compatibility tests.
+# (systemd-analyze, for the unit in deploy/), and a Python virtual environment with the callers'
+# own libraries (sqooler, swt3-ai) and the Python client for the compatibility tests and the
+# client's own tests (clients/python/tests, run last).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-packages.sh softhsm2 opensc systemd
@@ -11,8 +12,15 @@ SIGNET_TEST_PYTHON="$(scripts/python-env.sh)"
 export SIGNET_TEST_PYTHON
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+  cargo nextest run --locked --no-fail-fast || status=$?
 else
-  cargo test --locked --no-fail-fast
+  cargo test --locked --no-fail-fast || status=$?
 fi
+# The Python client (clients/python) against the agent binary the Rust tests use (a no-op build
+# after them), whatever the Rust tests said, so one run reports both.
+cargo build --locked --bin signet
+SIGNET_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/signet" \
+  "$SIGNET_TEST_PYTHON" -m pytest -q -p no:cacheprovider clients/python/tests || status=$?
+exit "$status"

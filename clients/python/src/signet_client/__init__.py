@@ -1,0 +1,31 @@
+"""Python client of the Signet signing agent.
+
+>>> from signet_client import Client
+>>> with Client("unix:///run/signet/signet.sock") as signet:
+...     jws = signet.sign_jws({"job_id": "42", "status": "DONE"}, "spooler-kid")
+
+``sign_jws`` returns exactly what ``sqooler.security.sign_payload(payload, jwk).model_dump()``
+returns for the same key; ``public_jwk`` gives the key in sqooler's ``JWK`` form;
+``witness_fingerprint`` returns an SWT3 anchor in the swt3-ai SDK's formats.
+"""
+
+from .client import (
+    DEFAULT_TIMEOUT,
+    Client,
+    KeyInfo,
+    PublicKey,
+    SignetError,
+    WitnessAnchor,
+    crc32c,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Client",
+    "KeyInfo",
+    "PublicKey",
+    "SignetError",
+    "WitnessAnchor",
+    "crc32c",
+]
+__version__ = "0.1.0"

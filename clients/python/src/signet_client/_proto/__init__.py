@@ -1,0 +1,1 @@
+"""Generated gRPC stubs (clients/python/generate.sh); do not edit."""

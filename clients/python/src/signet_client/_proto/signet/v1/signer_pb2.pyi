@@ -1,0 +1,180 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALGORITHM_UNSPECIFIED: _ClassVar[Algorithm]
+    ALGORITHM_ED25519: _ClassVar[Algorithm]
+    ALGORITHM_ECDSA_P256_SHA256: _ClassVar[Algorithm]
+    ALGORITHM_HMAC_SHA256: _ClassVar[Algorithm]
+
+class SignatureFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIGNATURE_FORMAT_UNSPECIFIED: _ClassVar[SignatureFormat]
+    SIGNATURE_FORMAT_RAW: _ClassVar[SignatureFormat]
+    SIGNATURE_FORMAT_DER: _ClassVar[SignatureFormat]
+ALGORITHM_UNSPECIFIED: Algorithm
+ALGORITHM_ED25519: Algorithm
+ALGORITHM_ECDSA_P256_SHA256: Algorithm
+ALGORITHM_HMAC_SHA256: Algorithm
+SIGNATURE_FORMAT_UNSPECIFIED: SignatureFormat
+SIGNATURE_FORMAT_RAW: SignatureFormat
+SIGNATURE_FORMAT_DER: SignatureFormat
+
+class ItemError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SignBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[SignRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[SignRequest, _Mapping]]] = ...) -> None: ...
+
+class SignBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SignBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SignBatchResult, _Mapping]]] = ...) -> None: ...
+
+class SignBatchResult(_message.Message):
+    __slots__ = ("signature", "error")
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    signature: SignResponse
+    error: ItemError
+    def __init__(self, signature: _Optional[_Union[SignResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class FingerprintBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[FingerprintRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[FingerprintRequest, _Mapping]]] = ...) -> None: ...
+
+class FingerprintBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[FingerprintBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[FingerprintBatchResult, _Mapping]]] = ...) -> None: ...
+
+class FingerprintBatchResult(_message.Message):
+    __slots__ = ("fingerprint", "error")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: FingerprintResponse
+    error: ItemError
+    def __init__(self, fingerprint: _Optional[_Union[FingerprintResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class SignRequest(_message.Message):
+    __slots__ = ("key_id", "message", "signature_format", "message_crc32c")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    message: bytes
+    signature_format: SignatureFormat
+    message_crc32c: int
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., signature_format: _Optional[_Union[SignatureFormat, str]] = ..., message_crc32c: _Optional[int] = ...) -> None: ...
+
+class SignResponse(_message.Message):
+    __slots__ = ("signature", "key_id", "algorithm", "signature_format", "signature_crc32c", "verified_message_crc32c")
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_MESSAGE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    signature: bytes
+    key_id: str
+    algorithm: Algorithm
+    signature_format: SignatureFormat
+    signature_crc32c: int
+    verified_message_crc32c: bool
+    def __init__(self, signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., signature_format: _Optional[_Union[SignatureFormat, str]] = ..., signature_crc32c: _Optional[int] = ..., verified_message_crc32c: bool = ...) -> None: ...
+
+class GetPublicKeyRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class GetPublicKeyResponse(_message.Message):
+    __slots__ = ("key_id", "algorithm", "raw", "spki_der", "pem", "jwk", "jwk_thumbprint")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    SPKI_DER_FIELD_NUMBER: _ClassVar[int]
+    PEM_FIELD_NUMBER: _ClassVar[int]
+    JWK_FIELD_NUMBER: _ClassVar[int]
+    JWK_THUMBPRINT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    algorithm: Algorithm
+    raw: bytes
+    spki_der: bytes
+    pem: str
+    jwk: str
+    jwk_thumbprint: str
+    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., raw: _Optional[bytes] = ..., spki_der: _Optional[bytes] = ..., pem: _Optional[str] = ..., jwk: _Optional[str] = ..., jwk_thumbprint: _Optional[str] = ...) -> None: ...
+
+class FingerprintRequest(_message.Message):
+    __slots__ = ("key_id", "tenant_id", "procedure_id", "factor_a", "factor_b", "factor_c", "timestamp_ms", "agent_id")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCEDURE_ID_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_A_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_B_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_C_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    tenant_id: str
+    procedure_id: str
+    factor_a: float
+    factor_b: float
+    factor_c: float
+    timestamp_ms: int
+    agent_id: str
+    def __init__(self, key_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., procedure_id: _Optional[str] = ..., factor_a: _Optional[float] = ..., factor_b: _Optional[float] = ..., factor_c: _Optional[float] = ..., timestamp_ms: _Optional[int] = ..., agent_id: _Optional[str] = ...) -> None: ...
+
+class FingerprintResponse(_message.Message):
+    __slots__ = ("fingerprint", "signature", "timestamp_ms", "key_id")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    signature: str
+    timestamp_ms: int
+    key_id: str
+    def __init__(self, fingerprint: _Optional[str] = ..., signature: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
+
+class KeyInfo(_message.Message):
+    __slots__ = ("key_id", "algorithm", "has_public_key")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    HAS_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    algorithm: Algorithm
+    has_public_key: bool
+    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., has_public_key: bool = ...) -> None: ...

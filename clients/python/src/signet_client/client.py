@@ -1,0 +1,383 @@
+"""The Signet client: a thin, typed layer over the generated gRPC stubs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Union
+
+import grpc
+
+from . import _sqooler, _swt3
+from ._proto.signet.v1 import signer_pb2 as pb
+from ._proto.signet.v1 import signer_pb2_grpc as pb_grpc
+
+#: The deadline of every call unless the client or the call says otherwise (seconds).
+DEFAULT_TIMEOUT = 10.0
+
+#: The agent's default message limit is 1 MiB; public keys and batches can be larger than
+#: gRPC's 4 MiB default receive limit only in extreme cases, so allow 64 MiB like the Rust tests.
+_MAX_RECEIVE = 64 << 20
+
+_ALGORITHMS = {
+    pb.ALGORITHM_ED25519: "ed25519",
+    pb.ALGORITHM_ECDSA_P256_SHA256: "p256",
+    pb.ALGORITHM_HMAC_SHA256: "hmac-sha256",
+}
+
+
+def _algorithm_name(value: int) -> str:
+    return _ALGORITHMS.get(value, f"unknown({value})")
+
+
+class SignetError(Exception):
+    """A call the agent (or gRPC) refused or could not complete.
+
+    Attributes:
+        code: the :class:`grpc.StatusCode`, e.g. ``grpc.StatusCode.NOT_FOUND``.
+        message: the status message (the agent's messages never contain secrets or paths).
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def _from_rpc(cls, error: grpc.RpcError) -> "SignetError":
+        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+        details = error.details() if hasattr(error, "details") else str(error)
+        return cls(code or grpc.StatusCode.UNKNOWN, details or "")
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key the agent serves (``ListKeys``)."""
+
+    key_id: str
+    #: ``"ed25519"``, ``"p256"`` or ``"hmac-sha256"`` (the names ``signet keys generate`` takes).
+    algorithm: str
+    #: False for HMAC keys, which have no public half.
+    has_public_key: bool
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """The public half of an asymmetric key (``GetPublicKey``), in every encoding it returns."""
+
+    key_id: str
+    algorithm: str
+    #: 32 bytes for Ed25519; the 65-byte uncompressed SEC1 point for P-256.
+    raw: bytes
+    #: DER SubjectPublicKeyInfo.
+    spki_der: bytes
+    pem: str
+    #: The RFC 8037 / RFC 7518 JWK with ``kid``, ``alg`` and ``key_ops: ["verify"]``.
+    jwk: Dict[str, Any]
+    #: RFC 7638 SHA-256 thumbprint, base64url without padding.
+    jwk_thumbprint: str
+
+
+@dataclass(frozen=True)
+class WitnessAnchor:
+    """An SWT3 witness anchor, in the SWT3 SDK's formats."""
+
+    #: 12 lowercase hex characters, what ``swt3_ai.fingerprint.mint_fingerprint`` returns.
+    fingerprint: str
+    #: 64 lowercase hex characters, what ``swt3_ai.signing.sign_payload`` returns.
+    signature: str
+    #: The timestamp in the formula (the agent's clock when none was given).
+    timestamp_ms: int
+    #: The HMAC key that signed.
+    key_id: str
+
+
+def _crc32c_table() -> List[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC32C (Castagnoli), as the agent computes ``signature_crc32c``."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _read(path: Optional[Union[str, bytes]]) -> Optional[bytes]:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class Client:
+    """A connection to a Signet agent.
+
+    ``target`` is one of:
+
+    - ``"unix:///run/signet/signet.sock"`` (or ``"unix:relative/path.sock"``, or simply an
+      absolute path ``"/run/signet/signet.sock"``): the agent's unix socket, where the kernel
+      tells the agent who is calling;
+    - ``"host:port"`` with ``root_ca`` (PEM file of the CA that signed the agent's certificate)
+      and ``client_cert``/``client_key`` (PEM files of the client certificate, which a ``tls``
+      listener requires and which names the caller);
+    - ``"host:port"`` with ``insecure=True`` for a plaintext loopback listener (which only lists
+      keys and returns public keys).
+
+    ``server_name`` overrides the name checked in the agent's certificate (for example when
+    connecting to an IP address whose certificate names ``localhost``). ``timeout`` is the default
+    deadline of every call in seconds (each method also takes ``timeout=``).
+
+    Use it as a context manager, or call :meth:`close`. One client can be shared by threads.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        root_ca: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        server_name: Optional[str] = None,
+        insecure: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        options: Optional[List[tuple]] = None,
+    ):
+        if target.startswith("/"):
+            target = "unix://" + target
+        opts = [("grpc.max_receive_message_length", _MAX_RECEIVE)]
+        opts.extend(options or [])
+        tls = root_ca is not None or client_cert is not None or client_key is not None
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        if target.startswith("unix:"):
+            if tls:
+                raise ValueError("TLS settings do not apply to a unix socket")
+            # grpcio sends the socket path, percent-encoded, as the HTTP/2 :authority; the agent's
+            # HTTP/2 stack rejects that as malformed (RST_STREAM PROTOCOL_ERROR), so name the
+            # authority as Go and tonic clients do.
+            if not any(name == "grpc.default_authority" for name, _ in opts):
+                opts.append(("grpc.default_authority", "localhost"))
+            self._channel = grpc.insecure_channel(target, options=opts)
+        elif tls:
+            if insecure:
+                raise ValueError("insecure=True contradicts the TLS settings")
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(root_ca),
+                private_key=_read(client_key),
+                certificate_chain=_read(client_cert),
+            )
+            if server_name is not None:
+                opts.append(("grpc.ssl_target_name_override", server_name))
+            self._channel = grpc.secure_channel(target, credentials, options=opts)
+        elif insecure:
+            self._channel = grpc.insecure_channel(target, options=opts)
+        else:
+            raise ValueError(
+                f"{target!r} is a TCP address: give root_ca, client_cert and client_key for "
+                "the agent's TLS listener, or insecure=True for a plaintext loopback listener"
+            )
+        self._stub = pb_grpc.SignerStub(self._channel)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._ed25519_keys: Dict[str, bytes] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: Optional[float]) -> Any:
+        try:
+            return method(request, timeout=self._timeout if timeout is None else timeout)
+        except grpc.RpcError as error:
+            raise SignetError._from_rpc(error) from None
+
+    # -- the RPCs --------------------------------------------------------------------------
+
+    def sign(
+        self, key_id: str, message: bytes, *, der: bool = False, timeout: Optional[float] = None
+    ) -> bytes:
+        """Signs exactly ``message`` with ``key_id`` and returns the signature bytes.
+
+        Ed25519: 64 bytes. ECDSA P-256: 64 bytes r||s (the JWS ES256 form), or ASN.1 DER with
+        ``der=True``. HMAC-SHA256: 32 bytes. The signature's CRC32C is checked.
+        """
+        request = pb.SignRequest(key_id=key_id, message=bytes(message))
+        if der:
+            request.signature_format = pb.SIGNATURE_FORMAT_DER
+        response = self._call(self._stub.Sign, request, timeout)
+        self._check_crc(response)
+        return response.signature
+
+    @staticmethod
+    def _check_crc(response: Any) -> None:
+        if crc32c(response.signature) != response.signature_crc32c:
+            raise SignetError(
+                grpc.StatusCode.DATA_LOSS, "the signature's CRC32C does not match: corrupted"
+            )
+
+    def public_key(self, key_id: str, *, timeout: Optional[float] = None) -> PublicKey:
+        """The public key of an asymmetric key. An HMAC key raises FAILED_PRECONDITION."""
+        r = self._call(self._stub.GetPublicKey, pb.GetPublicKeyRequest(key_id=key_id), timeout)
+        return PublicKey(
+            key_id=r.key_id,
+            algorithm=_algorithm_name(r.algorithm),
+            raw=r.raw,
+            spki_der=r.spki_der,
+            pem=r.pem,
+            jwk=json.loads(r.jwk),
+            jwk_thumbprint=r.jwk_thumbprint,
+        )
+
+    def list_keys(self, *, timeout: Optional[float] = None) -> List[KeyInfo]:
+        """The keys the agent serves, sorted by id."""
+        r = self._call(self._stub.ListKeys, pb.ListKeysRequest(), timeout)
+        return [
+            KeyInfo(k.key_id, _algorithm_name(k.algorithm), k.has_public_key) for k in r.keys
+        ]
+
+    # -- sqooler ---------------------------------------------------------------------------
+
+    def _ed25519_raw(self, key_id: str, timeout: Optional[float]) -> bytes:
+        """The raw public key of an Ed25519 key, looked up once per key id."""
+        with self._lock:
+            raw = self._ed25519_keys.get(key_id)
+        if raw is not None:
+            return raw
+        key = self.public_key(key_id, timeout=timeout)
+        if key.algorithm != "ed25519":
+            raise SignetError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"key '{key_id}' is {key.algorithm}; sqooler keys are Ed25519 (alg EdDSA)",
+            )
+        with self._lock:
+            self._ed25519_keys[key_id] = key.raw
+        return key.raw
+
+    def public_jwk(self, key_id: str, *, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """The public JWK of an Ed25519 key in sqooler's ``JWK`` model form::
+
+            {"x": "<padded base64url>", "key_ops": "verify", "kid": key_id, "d": None,
+             "kty": "OKP", "alg": "EdDSA", "crv": "Ed25519"}
+
+        ``sqooler.security.JWK(**client.public_jwk(kid))`` is what a storage provider's
+        ``upload_public_key`` takes. Other key types raise FAILED_PRECONDITION.
+        """
+        return _sqooler.public_jwk(key_id, self._ed25519_raw(key_id, timeout))
+
+    def sign_jws(
+        self, payload: dict, key_id: str, *, timeout: Optional[float] = None
+    ) -> Dict[str, Any]:
+        """Signs ``payload`` exactly as ``sqooler.security.sign_payload(payload, jwk)`` does, with
+        the Ed25519 key ``key_id`` (its sqooler ``kid``), and returns
+        ``sign_payload(payload, jwk).model_dump()``::
+
+            {"header": {"alg": "EdDSA", "kid": key_id, "typ": "JWS", "version": "0.1"},
+             "payload": <a deep copy of payload>,
+             "signature": "<padded base64url of the Ed25519 signature>"}
+
+        For the same key the result is byte-identical to sqooler's (Ed25519 is deterministic),
+        and ``JWSDict(**result).verify_signature(public_jwk)`` accepts it. Keys that are not
+        Ed25519 raise FAILED_PRECONDITION before anything is signed.
+        """
+        if not isinstance(payload, dict):
+            raise TypeError(f"payload must be a dict, not {type(payload).__name__}")
+        self._ed25519_raw(key_id, timeout)
+        message = _sqooler.signing_input(payload, key_id)
+        response = self._call(
+            self._stub.Sign, pb.SignRequest(key_id=key_id, message=message), timeout
+        )
+        self._check_crc(response)
+        if response.algorithm != pb.ALGORITHM_ED25519 or len(response.signature) != 64:
+            raise SignetError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"key '{key_id}' did not make an Ed25519 signature "
+                f"({_algorithm_name(response.algorithm)})",
+            )
+        return {
+            "header": _sqooler.header(key_id),
+            "payload": copy.deepcopy(payload),
+            "signature": _sqooler.encode_signature(response.signature),
+        }
+
+    # -- SWT3 ------------------------------------------------------------------------------
+
+    def witness_fingerprint(
+        self,
+        key_id: str,
+        tenant_id: str,
+        procedure_id: str,
+        factor_a: float,
+        factor_b: float,
+        factor_c: float,
+        timestamp_ms: Optional[int] = None,
+        agent_id: Optional[str] = None,
+        *,
+        timeout: Optional[float] = None,
+    ) -> WitnessAnchor:
+        """Mints an SWT3 anchor fingerprint and signs it with the HMAC key ``key_id`` in the HSM.
+
+        The arguments after ``key_id`` are those of ``swt3_ai.fingerprint.mint_fingerprint``
+        (``timestamp_ms=None`` uses the agent's clock) plus the ``agent_id`` of
+        ``swt3_ai.signing.sign_payload``. With the secret that was imported with
+        ``signet keys import-hmac``::
+
+            anchor.fingerprint == mint_fingerprint(tenant_id, procedure_id, a, b, c, anchor.timestamp_ms)
+            anchor.signature == sign_payload(secret, anchor.fingerprint, agent_id)
+
+        A non-integral factor of magnitude below 1e-4 raises ``ValueError`` before anything is
+        signed: the Python SDK writes it in exponent notation and the agent (like the Rust SDK)
+        does not, so no anchor could satisfy both. The agent refuses other bad input with
+        INVALID_ARGUMENT (empty or ':'-containing ids, non-finite or huge factors, negative
+        timestamps) and non-HMAC keys with FAILED_PRECONDITION.
+        """
+        factors = [float(v) for v in (factor_a, factor_b, factor_c)]
+        for name, value in zip(("factor_a", "factor_b", "factor_c"), factors):
+            in_range = math.isfinite(value) and abs(value) < 2.0**63
+            if in_range and not _swt3.agrees_with_agent(value):
+                raise ValueError(
+                    f"{name}={value!r}: the swt3-ai Python SDK writes it as "
+                    f"{_swt3.python_sdk_number(value)!r} in the fingerprint formula but the agent "
+                    "and the other SDKs write plain decimals, so the fingerprint could not be "
+                    "verified by both; round the factor (e.g. to 6 decimal places) or scale it"
+                )
+        request = pb.FingerprintRequest(
+            key_id=key_id,
+            tenant_id=tenant_id,
+            procedure_id=procedure_id,
+            factor_a=factors[0],
+            factor_b=factors[1],
+            factor_c=factors[2],
+            timestamp_ms=0 if timestamp_ms is None else int(timestamp_ms),
+        )
+        if agent_id is not None:
+            request.agent_id = agent_id
+        r = self._call(self._stub.Fingerprint, request, timeout)
+        expected = _swt3.fingerprint(tenant_id, procedure_id, *factors, r.timestamp_ms)
+        if r.fingerprint != expected:
+            raise SignetError(
+                grpc.StatusCode.INTERNAL,
+                f"the agent minted {r.fingerprint}, the SWT3 Python SDK's formula gives {expected}",
+            )
+        return WitnessAnchor(r.fingerprint, r.signature, r.timestamp_ms, r.key_id)

@@ -11,7 +11,7 @@ async fn the_bench_tool_runs_every_mode_without_errors() {
     let agent = token.start_agent().await;
     let socket = path_str(&agent.socket).to_owned();
     let config = path_str(&token.config).to_owned();
-    let runs: [&[&str]; 4] = [
+    let runs: [&[&str]; 5] = [
         &[
             "bench",
             "agent",
@@ -35,6 +35,18 @@ async fn the_bench_tool_runs_every_mode_without_errors() {
             "4",
             "--duration",
             "0.3",
+        ],
+        &[
+            "bench",
+            "agent",
+            "--socket",
+            &socket,
+            "--key",
+            "ec",
+            "--rpc",
+            "public-key",
+            "--duration",
+            "0.2",
         ],
         &[
             "bench",

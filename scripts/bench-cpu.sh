@@ -16,7 +16,7 @@ export SOFTHSM2_CONF=$state/softhsm2.conf
 signet=target/release/signet
 softhsm=$(sed -n 's/^module = "\(.*\)"$/\1/p' "$state/signet.toml" | head -n1)
 work=$(mktemp -d)
-trap 'kill "${agent:-}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; true' EXIT
+trap 'set +e; kill "${agent:-}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; true' EXIT
 
 cat > "$work/agent.toml" <<EOF
 [[listen]]

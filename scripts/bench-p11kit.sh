@@ -20,6 +20,7 @@ client=$(dpkg -L p11-kit-modules | grep '/p11-kit-client.so$' | head -n1)
 softhsm=$(sed -n 's/^module = "\(.*\)"$/\1/p' "$state/signet.toml" | head -n1)
 work=$(mktemp -d)
 cleanup() {
+  set +e
   [ -n "${agent:-}" ] && kill "$agent" 2>/dev/null && wait "$agent" 2>/dev/null
   [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   rm -rf "$work"

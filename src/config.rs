@@ -296,7 +296,9 @@ impl YubiHsmConnector {
         let (host, port) = rest
             .rsplit_once(':')
             .ok_or_else(|| bad("the port is missing"))?;
-        let port = port.parse::<u16>().map_err(|_| bad("the port is not a number"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| bad("the port is not a number"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains('/') {
             return Err(bad("the host is missing or has a path"));
@@ -757,15 +759,23 @@ mod tests {
         assert!(err(&YUBIHSM.replace("http://127.0.0.1:12345", "https://h:1")).contains("http://"));
         assert!(err(&YUBIHSM.replace(":12345", "")).contains("port"));
         assert!(err(&YUBIHSM.replace("auth_key = 1", "auth_key = 0")).contains("auth_key"));
-        assert!(err(&YUBIHSM.replace("auth_key = 1", "auth_key = 1\ndomain = 17")).contains("domain"));
+        assert!(
+            err(&YUBIHSM.replace("auth_key = 1", "auth_key = 1\ndomain = 17")).contains("domain")
+        );
         let e = err(&YUBIHSM.replace(
             r#"password = { file = "/etc/signet/yubihsm-password" }"#,
             r#"password = "hunter2""#,
         ));
-        assert!(e.contains("a secret must be given as") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("a secret must be given as") && !e.contains("hunter2"),
+            "{e}"
+        );
         let e = err(&YUBIHSM.replace("auth_key = 1", "auth_key = 1\nmodule = \"x.so\""));
         assert!(e.contains("unknown field `module`"), "{e}");
-        let usb = YUBIHSM.replace(r#"{ http = "http://127.0.0.1:12345" }"#, r#"{ usb = "any" }"#);
+        let usb = YUBIHSM.replace(
+            r#"{ http = "http://127.0.0.1:12345" }"#,
+            r#"{ usb = "any" }"#,
+        );
         Config::parse(&usb).expect("usb parses");
     }
 }

@@ -70,7 +70,9 @@ pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
     let mut matching: Vec<KeyInfo> = admin
         .list()?
         .into_iter()
-        .filter(|k| (k.id.as_deref() == Some(id) || k.object_id.as_deref() == Some(id)) && k.signing)
+        .filter(|k| {
+            (k.id.as_deref() == Some(id) || k.object_id.as_deref() == Some(id)) && k.signing
+        })
         .collect();
     match matching.len() {
         0 => Err(Error::NotOnToken(id.to_owned())),

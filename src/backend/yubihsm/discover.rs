@@ -95,7 +95,8 @@ impl FoundKey {
 
     /// Whether the key may leave the device, wrapped under a wrap key.
     pub fn exportable(&self) -> bool {
-        self.capabilities.contains(Capability::EXPORTABLE_UNDER_WRAP)
+        self.capabilities
+            .contains(Capability::EXPORTABLE_UNDER_WRAP)
     }
 
     /// Why the key breaks the Tier 4 rule, or `None` if its material can never leave the HSM.
@@ -153,7 +154,9 @@ fn algorithm_of(algorithm: yubihsm::Algorithm) -> Result<Algorithm, String> {
             Ok(Algorithm::EcdsaP256Sha256)
         }
         yubihsm::Algorithm::Hmac(yubihsm::hmac::Algorithm::Sha256) => Ok(Algorithm::HmacSha256),
-        other => Err(format!("has algorithm {other:?}, which Signet does not serve")),
+        other => Err(format!(
+            "has algorithm {other:?}, which Signet does not serve"
+        )),
     }
 }
 

@@ -22,6 +22,10 @@ use crate::error::Error;
 use crate::key::Algorithm;
 use crate::secret::Secret;
 
+/// The longest message the device signs whole (Ed25519, HMAC): a command travels in one
+/// 2048-byte buffer with the session's framing, padding and MAC around it.
+pub const MAX_WHOLE_MESSAGE: usize = 2019;
+
 /// How long the HTTP connector waits for `yubihsm-connector` (connect, read, write).
 const HTTP_TIMEOUT_MS: u64 = 5_000;
 
@@ -70,12 +74,13 @@ impl Device {
                 "the YubiHSM has no authentication key with object id {auth_key}; check \
                  backend.auth_key"
             )),
-            (ClientKind::AuthenticationError, _)
-            | (_, Some(DeviceKind::AuthenticationFailed)) => Error::LoginRefused(format!(
+            (ClientKind::AuthenticationError, _) | (_, Some(DeviceKind::AuthenticationFailed)) => {
+                Error::LoginRefused(format!(
                 "the YubiHSM refused the password of authentication key {auth_key} ({e}). Signet \
                  made exactly one authentication attempt and will not retry; check the password \
                  source named in backend.password and backend.auth_key"
-            )),
+            ))
+            }
             _ => classify("opening a session", e),
         }
     }
@@ -168,6 +173,15 @@ pub fn sign(
     object_id: u16,
     input: &[u8],
 ) -> Result<Vec<u8>, Error> {
+    if algorithm != Algorithm::EcdsaP256Sha256 && input.len() > MAX_WHOLE_MESSAGE {
+        return Err(Error::ResourceExhausted(format!(
+            "the message is {} bytes; a YubiHSM2 signs {} messages of at most {MAX_WHOLE_MESSAGE} \
+             bytes (the whole message must fit in the device's command buffer); sign longer \
+             messages with a P-256 key, which signs a digest",
+            input.len(),
+            algorithm.name()
+        )));
+    }
     match algorithm {
         Algorithm::Ed25519 => client
             .sign_ed25519(object_id, input)

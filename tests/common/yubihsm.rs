@@ -112,8 +112,13 @@ impl FakeConnector {
         self.posts.load(Ordering::SeqCst)
     }
 
+    /// Opens an in-process session on the MockHsm with its factory authentication key 1.
+    pub fn client_with_default_key(&self) -> Client {
+        self.client()
+    }
+
     /// Opens an in-process session on the MockHsm (authentication key 1).
-    pub fn client(&self) -> Client {
+    fn client(&self) -> Client {
         let hsm = self.hsm.lock().expect("hsm").clone();
         Client::open(
             hsm,

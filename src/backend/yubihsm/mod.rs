@@ -131,12 +131,16 @@ pub fn device_error(e: &yubihsm::client::Error) -> Option<DeviceKind> {
     e.device_error()
 }
 
-/// Sorts a failed command into a connection loss (connector down, session gone: re-make the
-/// connection) or an HSM error.
+/// Sorts a failed command into a connection loss (connector down, session gone, a broken
+/// secure channel: re-make the connection) or an HSM error. The client reports I/O errors of
+/// the HTTP connection (connection refused, reset) as protocol errors.
 pub fn classify(operation: &'static str, source: yubihsm::client::Error) -> Error {
     let lost = matches!(
         *source.kind(),
-        ClientKind::ConnectorError | ClientKind::ClosedSessionError | ClientKind::CreateFailed
+        ClientKind::ConnectorError
+            | ClientKind::ClosedSessionError
+            | ClientKind::CreateFailed
+            | ClientKind::ProtocolError
     ) || matches!(
         device_error(&source),
         Some(DeviceKind::InvalidSession | DeviceKind::SessionFailed | DeviceKind::SessionsFull)

@@ -354,7 +354,9 @@ impl Shared {
                 }
                 wake.lost = false;
             }
-            match &*self.state.borrow() {
+            // Cloned: the watch's lock must not be held while the state changes below.
+            let state = self.state.borrow().clone();
+            match state {
                 HsmState::Failed(_) => continue,
                 HsmState::Serving => {}
                 HsmState::Recovering => {

@@ -125,7 +125,7 @@ pub fn find_keys(client: &Client) -> Result<Vec<FoundKey>, Error> {
             found.push(inspect(&info));
         }
     }
-    found.sort_by(|a, b| (a.name(), a.object_id).cmp(&(b.name(), b.object_id)));
+    found.sort_by_key(|k| (k.name(), k.object_id));
     Ok(found)
 }
 

@@ -26,7 +26,8 @@ use crate::secret::Secret;
 /// 2048-byte buffer with the session's framing, padding and MAC around it.
 pub const MAX_WHOLE_MESSAGE: usize = 2019;
 
-/// How long the HTTP connector waits for `yubihsm-connector` (connect, read, write).
+/// How long the HTTP connector should wait for `yubihsm-connector`. `yubihsm` 0.42 ignores it and
+/// uses its own 20 s for connecting, reading and writing; it is set for when it does not.
 const HTTP_TIMEOUT_MS: u64 = 5_000;
 
 /// What opens sessions on one device: the connector and the authentication key's credentials
@@ -204,5 +205,61 @@ pub fn sign(
             .sign_hmac(object_id, input)
             .map(yubihsm::hmac::Tag::into_vec)
             .map_err(|e| classify("Sign HMAC", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_and_gone_sessions_are_told_from_hsm_errors() {
+        for kind in [
+            ClientKind::ConnectorError,
+            ClientKind::ClosedSessionError,
+            ClientKind::CreateFailed,
+            ClientKind::ProtocolError,
+        ] {
+            let e = classify("Sign EdDSA", kind.into());
+            assert!(e.is_connection_loss(), "{kind:?}: {e}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::Unavailable);
+        }
+        for kind in [ClientKind::ResponseError, ClientKind::DeviceError] {
+            let e = classify("Sign EdDSA", kind.into());
+            assert!(!e.is_connection_loss(), "{kind:?}: {e}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::Internal);
+        }
+        assert!(session_gone(&classify(
+            "Echo",
+            ClientKind::ClosedSessionError.into()
+        )));
+        assert!(!session_gone(&classify(
+            "Echo",
+            ClientKind::ResponseError.into()
+        )));
+        assert!(!session_gone(&Error::Recovering));
+    }
+
+    #[test]
+    fn long_whole_messages_are_refused_before_the_device_sees_them() {
+        // No connector is needed: the length is checked first.
+        let client = Client::create(
+            connector(&YubiHsmConnector::Http("http://127.0.0.1:9".into())).expect("connector"),
+            Credentials::from_password(1, b"unused"),
+        )
+        .expect("client");
+        for algorithm in [Algorithm::Ed25519, Algorithm::HmacSha256] {
+            let e = sign(&client, algorithm, 1, &[0; MAX_WHOLE_MESSAGE + 1]).expect_err("long");
+            assert_eq!(e.kind(), crate::error::ErrorKind::ResourceExhausted, "{e}");
+        }
+    }
+
+    #[test]
+    #[cfg(not(feature = "yubihsm-usb"))]
+    fn usb_without_the_feature_says_how_to_get_it() {
+        let e = connector(&YubiHsmConnector::Usb("any".into()))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("yubihsm-usb"), "{e}");
     }
 }

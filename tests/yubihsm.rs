@@ -390,3 +390,69 @@ async fn a_refused_password_after_an_outage_fails_once_and_stays_failed() {
     assert_eq!(connector.commands() - before, 1);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_answer_to_their_object_id_too() {
+    let hsm = TestYubiHsm::new();
+    let jwk = hsm.generate_key("ed25519", "ed");
+    hsm.generate_key("p256", "ec");
+    let out = hsm.keys("list", &["--json"]);
+    common::assert_success(&out, "keys list --json");
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let object_id = |id: &str| {
+        listed
+            .iter()
+            .find(|k| k["id"] == id)
+            .and_then(|k| k["object_id"].as_str())
+            .expect("an object id")
+            .to_owned()
+    };
+    let (ed, ec) = (object_id("ed"), object_id("ec"));
+    assert!(ed.starts_with("0x") && ed.len() == 6, "{ed}");
+    assert_ne!(ed, ec);
+
+    // `keys public` by object id prints the same key as by label.
+    let out = hsm.keys("public", &[&ed, "--format", "jwk"]);
+    common::assert_success(&out, "keys public by object id");
+    let by_id = common::ed25519_from_jwk(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(by_id, common::ed25519_from_jwk(&jwk));
+
+    // backend.keys may select by object id; the key is served under its label.
+    hsm.write_config(&format!("keys = [\"{ed}\"]"));
+    let agent = hsm.start().await;
+    let mut client = agent.client().await;
+    let keys = client
+        .list_keys(signet::grpc::proto::ListKeysRequest {})
+        .await
+        .expect("ListKeys")
+        .into_inner()
+        .keys;
+    let ids: Vec<_> = keys.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["ed"]);
+    let signature = client
+        .sign(request("ed", b"selected by object id"))
+        .await
+        .expect("Sign")
+        .into_inner()
+        .signature;
+    by_id
+        .verify_strict(
+            b"selected by object id",
+            &ed25519_dalek::Signature::from_slice(&signature).expect("64 bytes"),
+        )
+        .expect("verifies with ed25519-dalek");
+    let (exit, log) = agent.stop();
+    assert!(exit.success(), "{log}");
+    assert!(!log.contains(TEST_PASSWORD), "{log}");
+
+    // `keys destroy` by object id.
+    let out = hsm.keys("destroy", &[&ec, "--yes"]);
+    common::assert_success(&out, "keys destroy by object id");
+    let out = hsm.keys("public", &["ec"]);
+    assert!(!out.status.success(), "the key is gone");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no key with id 'ec'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -8,14 +8,16 @@ use crate::public_key::PublicKey;
 pub enum Verdict {
     /// Served, with its public key (asymmetric keys only).
     Served(Option<PublicKey>),
-    /// Not a key the agent can sign with (no label, unsupported type, `CKA_SIGN` false). The
-    /// agent skips it unless the configuration names it.
+    /// Not a key the agent can sign with (no label, unsupported type, signing not allowed:
+    /// `CKA_SIGN` false, or no signing capability on a YubiHSM). The agent skips it unless the
+    /// configuration names it.
     Ignored(String),
     /// Not a signing key, and a signing key carries the same label: the label means that
     /// one, so this object is skipped even when the configuration names the label.
     Unrelated(String),
-    /// A signing key the agent must not serve (Tier 4 rule, ambiguous label, missing public
-    /// key). The agent refuses to start while it is selected.
+    /// A signing key the agent must not serve (Tier 4 rule: extractable, or exportable under
+    /// wrap; ambiguous label; missing public key). The agent refuses to start while it is
+    /// selected.
     Refused(String),
 }
 

@@ -30,8 +30,12 @@ use crate::error::Error;
 use crate::key::KeyDescriptor;
 use crate::secret::Secret;
 
-/// The first and the longest wait between reconnection attempts.
+/// The first and the longest wait between reconnection attempts. The wait keeps growing across
+/// outages until a connection has stayed up for [`STABLE`] (a flapping connector is not
+/// hammered).
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
+/// How long a connection must last before the backoff starts again from its first step.
+const STABLE: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for the supervisor to leave a device call.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -342,6 +346,7 @@ impl Shared {
     /// The supervisor thread: keeps the session alive while serving, reconnects after a loss.
     fn supervise(&self) {
         let mut delay = BACKOFF.0;
+        let mut up_since = Instant::now();
         loop {
             {
                 let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
@@ -360,7 +365,12 @@ impl Shared {
                 HsmState::Failed(_) => continue,
                 HsmState::Serving => {}
                 HsmState::Recovering => {
-                    self.reconnect_with_backoff(&mut delay);
+                    if up_since.elapsed() >= STABLE {
+                        delay = BACKOFF.0;
+                    }
+                    if self.reconnect_with_backoff(&mut delay) {
+                        up_since = Instant::now();
+                    }
                     continue;
                 }
             }
@@ -382,9 +392,9 @@ impl Shared {
         }
     }
 
-    /// Reconnects until it works, authentication is refused, or the agent stops. `delay` is
-    /// the next wait, carried across outages and reset once a connection is made.
-    fn reconnect_with_backoff(&self, delay: &mut Duration) {
+    /// Reconnects until it works, authentication is refused, or the agent stops; returns
+    /// whether a new connection is serving. `delay` is the next wait, carried across outages.
+    fn reconnect_with_backoff(&self, delay: &mut Duration) -> bool {
         let started = Instant::now();
         for attempt in 1u32.. {
             match self.reconnect() {
@@ -397,13 +407,12 @@ impl Shared {
                         outage_ms = started.elapsed().as_millis() as u64,
                         "YubiHSM connection re-established; serving again"
                     );
-                    *delay = BACKOFF.0;
-                    return;
+                    return true;
                 }
                 Err(Error::LoginRefused(why)) => {
                     let mut guard = self.lock();
                     self.fail(&mut guard, why);
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64,
@@ -416,10 +425,11 @@ impl Shared {
                 .wait_timeout_while(wake, *delay, |w| !w.stop)
                 .unwrap_or_else(|p| p.into_inner());
             if wake.stop {
-                return;
+                return false;
             }
             *delay = (*delay * 2).min(BACKOFF.1);
         }
+        false
     }
 
     /// Opens a session (one authentication attempt) and finds the served keys again, checking

@@ -1,7 +1,7 @@
 //! [`KeyAdmin`] on a YubiHSM2: one authenticated session, used by the `signet keys` commands.
 //!
 //! Keys Signet creates get exactly the one signing capability of their algorithm (never
-//! `EXPORTABLE_UNDER_WRAP`), the configured domain, the key id as their label, and the lowest
+//! `EXPORTABLE_UNDER_WRAP`), the configured domain, the key id as their label, and a random
 //! object id that no object uses yet.
 
 use yubihsm::object::{self, Label};
@@ -88,7 +88,7 @@ impl YubiHsmAdmin {
                 object::LABEL_SIZE
             ))
         })?;
-        let used: Vec<u16> = self
+        let used: std::collections::HashSet<u16> = self
             .client
             .list_objects(&[])
             .map_err(|e| classify("List Objects", e))?
@@ -102,11 +102,29 @@ impl YubiHsmAdmin {
         {
             return Err(Error::AlreadyExists(id.to_owned()));
         }
-        let free = (1..=u16::MAX)
-            .find(|candidate| !used.contains(candidate))
-            .ok_or_else(|| Error::ResourceExhausted("the YubiHSM has no free object id".into()))?;
-        Ok((label, free))
+        Ok((label, free_object_id(&used)?))
     }
+}
+
+/// A random object id that no object uses: a destroyed key's id is then unlikely to be given
+/// to a new key while an agent still serves the old one under it (an HMAC key has no
+/// verify-after-sign to notice the swap). The device's ids are 1 to 0xfffe.
+fn free_object_id(used: &std::collections::HashSet<u16>) -> Result<u16, Error> {
+    use ring::rand::SecureRandom as _;
+    let random = ring::rand::SystemRandom::new();
+    for _ in 0..64 {
+        let mut bytes = [0u8; 2];
+        random
+            .fill(&mut bytes)
+            .map_err(|_| Error::Internal("the system random generator failed".into()))?;
+        let candidate = u16::from_be_bytes(bytes);
+        if (1..=0xfffe).contains(&candidate) && !used.contains(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    (1..=0xfffe)
+        .find(|candidate| !used.contains(candidate))
+        .ok_or_else(|| Error::ResourceExhausted("the YubiHSM has no free object id".into()))
 }
 
 /// Maps a failed put or generate: an existing object id or a full device say so.
@@ -157,9 +175,10 @@ impl KeyAdmin for YubiHsmAdmin {
                     // The device never reveals key material in plaintext.
                     sensitive: true,
                     extractable: exportable,
-                    always_sensitive: true,
+                    // An imported key was outside an HSM once, as PKCS#11 reports it.
+                    always_sensitive: key.generated,
                     // A YubiHSM object's capabilities are fixed when it is created.
-                    never_extractable: !exportable,
+                    never_extractable: key.generated && !exportable,
                     local: key.generated,
                     algorithm: key.algorithm,
                 }
@@ -214,7 +233,8 @@ impl KeyAdmin for YubiHsmAdmin {
                 self.domain,
                 Capability::SIGN_HMAC,
                 yubihsm::hmac::Algorithm::Sha256,
-                zeroize::Zeroizing::new(secret.to_vec()).to_vec(),
+                // The yubihsm crate copies it into a command buffer it does not wipe.
+                secret,
             )
             .map(drop)
             .map_err(|e| creation_error("Put HMAC Key", id, e))
@@ -231,7 +251,7 @@ impl KeyAdmin for YubiHsmAdmin {
                 self.domain,
                 Capability::SIGN_EDDSA,
                 asymmetric::Algorithm::Ed25519,
-                seed.to_vec(),
+                seed.as_slice(),
             )
             .map(drop)
             .map_err(|e| creation_error("Put Asymmetric Key", id, e))
@@ -260,5 +280,21 @@ impl KeyAdmin for YubiHsmAdmin {
             .delete_object(key.object_id, key.object_type)
             .map_err(|e| classify("Delete Object", e))?;
         Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_object_ids_are_free_and_valid() {
+        let used: std::collections::HashSet<u16> = (1..=0xfff0).collect();
+        for _ in 0..5 {
+            let id = free_object_id(&used).expect("a free id");
+            assert!((0xfff1..=0xfffe).contains(&id), "{id:#x}");
+        }
+        let full: std::collections::HashSet<u16> = (1..=0xfffe).collect();
+        assert!(free_object_id(&full).is_err());
     }
 }

@@ -19,7 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let seconds: u64 = args.next().map_or(Ok(3), |s| s.parse())?;
     let threads: usize = args.next().map_or(Ok(2), |s| s.parse())?;
-    let config::Backend::Pkcs11(p) = &config.backend;
+    let config::Backend::Pkcs11(p) = &config.backend else {
+        return Err(
+            "raw_softhsm measures a PKCS#11 module; the configuration names a YubiHSM".into(),
+        );
+    };
     let token = Token::open(p, &p.pin.read()?, false)?;
     let mechanism_for = |key: &str| match key {
         "demo-ed25519" => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),

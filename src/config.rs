@@ -280,6 +280,64 @@ fn default_max_batch_items() -> usize {
 pub enum Backend {
     /// Any PKCS#11 module (SoftHSM2, YubiHSM2, Luna, CloudHSM, Nitrokey).
     Pkcs11(Pkcs11),
+    /// A YubiHSM2 through the native `yubihsm` client (`yubihsm-connector` over HTTP, or USB).
+    Yubihsm(YubiHsm),
+}
+
+/// Settings of the native YubiHSM2 backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YubiHsm {
+    /// How the device is reached.
+    pub connector: YubiHsmConnector,
+    /// The object id of the authentication key the sessions open with (the factory default
+    /// key is 1).
+    pub auth_key: u16,
+    /// Where the authentication key's password comes from.
+    pub password: SecretSource,
+    /// The domain (1 to 16) given to the keys `signet keys` creates; the authentication key
+    /// must have it. Default 1.
+    pub domain: Option<u8>,
+    /// The keys to serve: labels, or object ids written `0x` and four hex digits
+    /// (`"0x0042"`). Absent: every signing key of a supported type the session can see.
+    pub keys: Option<Vec<String>>,
+}
+
+/// How the YubiHSM backend reaches the device.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum YubiHsmConnector {
+    /// `connector = { http = "http://127.0.0.1:12345" }`: a `yubihsm-connector` process.
+    Http(String),
+    /// `connector = { usb = "0123456789" }` (a serial number) or `{ usb = "any" }`: the device
+    /// over USB, without `yubihsm-connector`. Needs a build with the `yubihsm-usb` feature.
+    Usb(String),
+}
+
+impl YubiHsmConnector {
+    /// The host and port of an `http://HOST:PORT` connector address.
+    pub fn http_address(url: &str) -> Result<(String, u16), Error> {
+        let bad = |why: &str| {
+            Error::Config(format!(
+                "backend.connector: '{url}' is not an http://HOST:PORT address ({why})"
+            ))
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("it must start with http://; yubihsm-connector speaks HTTP"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| bad("the port is missing"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| bad("the port is not a number"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains('/') {
+            return Err(bad("the host is missing or has a path"));
+        }
+        Ok((host.to_owned(), port))
+    }
 }
 
 /// Settings of the PKCS#11 backend.
@@ -487,7 +545,10 @@ impl Config {
                 )));
             }
         }
-        let Backend::Pkcs11(p) = &self.backend;
+        let p = match &self.backend {
+            Backend::Pkcs11(p) => p,
+            Backend::Yubihsm(y) => return validate_yubihsm(y),
+        };
         if let Some(n) = p.sessions {
             if !(1..=256).contains(&n) {
                 return Err(Error::Config(format!(
@@ -503,20 +564,7 @@ impl Config {
             }
             _ => {}
         }
-        if let Some(keys) = &p.keys {
-            let mut seen = std::collections::HashSet::new();
-            for key in keys {
-                if key.is_empty() {
-                    return Err(Error::Config("backend.keys: an entry is empty".into()));
-                }
-                if !seen.insert(key) {
-                    return Err(Error::Config(format!(
-                        "backend.keys: '{key}' is listed twice"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        validate_key_list(p.keys.as_deref())
     }
 
     fn resolve_relative_to(&mut self, dir: &Path) {
@@ -544,15 +592,64 @@ impl Config {
         if let Some(audit) = &mut self.audit {
             resolve(&mut audit.path);
         }
-        let Backend::Pkcs11(p) = &mut self.backend;
-        // A bare module name (no '/') is left for the dynamic loader's search path.
-        if p.module.components().count() > 1 {
-            resolve(&mut p.module);
-        }
-        if let SecretSource::File(path) = &mut p.pin {
+        let secret = match &mut self.backend {
+            Backend::Pkcs11(p) => {
+                // A bare module name (no '/') is left for the dynamic loader's search path.
+                if p.module.components().count() > 1 {
+                    resolve(&mut p.module);
+                }
+                &mut p.pin
+            }
+            Backend::Yubihsm(y) => &mut y.password,
+        };
+        if let SecretSource::File(path) = secret {
             resolve(path);
         }
     }
+}
+
+/// `backend.keys`: no empty entry, none twice.
+fn validate_key_list(keys: Option<&[String]>) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for key in keys.unwrap_or_default() {
+        if key.is_empty() {
+            return Err(Error::Config("backend.keys: an entry is empty".into()));
+        }
+        if !seen.insert(key) {
+            return Err(Error::Config(format!(
+                "backend.keys: '{key}' is listed twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate_yubihsm(y: &YubiHsm) -> Result<(), Error> {
+    match &y.connector {
+        YubiHsmConnector::Http(url) => {
+            YubiHsmConnector::http_address(url)?;
+        }
+        YubiHsmConnector::Usb(serial) => {
+            if serial.is_empty() {
+                return Err(Error::Config(
+                    "backend.connector: usb needs a serial number or \"any\"".into(),
+                ));
+            }
+        }
+    }
+    if y.auth_key == 0 {
+        return Err(Error::Config(
+            "backend.auth_key: 0 is not an object id (the factory default key is 1)".into(),
+        ));
+    }
+    if let Some(domain) = y.domain {
+        if !(1..=16).contains(&domain) {
+            return Err(Error::Config(format!(
+                "backend.domain must be between 1 and 16, got {domain}"
+            )));
+        }
+    }
+    validate_key_list(y.keys.as_deref())
 }
 
 /// Parses a unix file mode written in octal (`"0660"`).
@@ -597,7 +694,9 @@ mod tests {
     fn minimal_config_parses_with_defaults() {
         let c = Config::parse(MINIMAL).expect("valid");
         assert_eq!(c.limits.max_message_bytes, 1 << 20);
-        let Backend::Pkcs11(p) = &c.backend;
+        let Backend::Pkcs11(p) = &c.backend else {
+            panic!("a pkcs11 backend");
+        };
         assert_eq!(p.token, TokenSelector::Label("signet".into()));
         assert!(matches!(p.pin, SecretSource::File(_)));
     }
@@ -669,5 +768,54 @@ mod tests {
             .replace("[[listen]]", "[unused]")
             .replace("type = \"unix\"", "");
         assert!(err(&no_listen).contains("unused") || err(&no_listen).contains("listen"));
+    }
+
+    const YUBIHSM: &str = r#"
+        [[listen]]
+        type = "unix"
+        path = "/run/signet/signet.sock"
+
+        [backend]
+        type = "yubihsm"
+        connector = { http = "http://127.0.0.1:12345" }
+        auth_key = 1
+        password = { file = "/etc/signet/yubihsm-password" }
+    "#;
+
+    #[test]
+    fn yubihsm_backend_parses_and_is_checked() {
+        let c = Config::parse(YUBIHSM).expect("valid");
+        let Backend::Yubihsm(y) = &c.backend else {
+            panic!("a yubihsm backend");
+        };
+        assert_eq!(
+            YubiHsmConnector::http_address(match &y.connector {
+                YubiHsmConnector::Http(url) => url,
+                YubiHsmConnector::Usb(_) => panic!("http"),
+            })
+            .expect("address"),
+            ("127.0.0.1".to_owned(), 12345)
+        );
+        assert!(err(&YUBIHSM.replace("http://127.0.0.1:12345", "https://h:1")).contains("http://"));
+        assert!(err(&YUBIHSM.replace(":12345", "")).contains("port"));
+        assert!(err(&YUBIHSM.replace("auth_key = 1", "auth_key = 0")).contains("auth_key"));
+        assert!(
+            err(&YUBIHSM.replace("auth_key = 1", "auth_key = 1\ndomain = 17")).contains("domain")
+        );
+        let e = err(&YUBIHSM.replace(
+            r#"password = { file = "/etc/signet/yubihsm-password" }"#,
+            r#"password = "hunter2""#,
+        ));
+        assert!(
+            e.contains("a secret must be given as") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = err(&YUBIHSM.replace("auth_key = 1", "auth_key = 1\nmodule = \"x.so\""));
+        assert!(e.contains("unknown field `module`"), "{e}");
+        let usb = YUBIHSM.replace(
+            r#"{ http = "http://127.0.0.1:12345" }"#,
+            r#"{ usb = "any" }"#,
+        );
+        Config::parse(&usb).expect("usb parses");
     }
 }

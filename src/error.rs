@@ -61,6 +61,26 @@ pub enum Error {
         /// The return value of that function.
         rv: RvError,
     },
+    /// The YubiHSM2 or its connector is not answering (connector down, device unplugged,
+    /// session lost); retrying later may succeed.
+    #[error("YubiHSM unavailable during {operation}: {source}")]
+    YubiHsmUnavailable {
+        /// The YubiHSM command or step that failed.
+        operation: &'static str,
+        /// The `yubihsm` client's error.
+        #[source]
+        source: yubihsm::client::Error,
+    },
+    /// The YubiHSM2 refused a command for a reason that is neither the caller's fault nor a
+    /// lost connection.
+    #[error("YubiHSM error during {operation}: {source}")]
+    YubiHsm {
+        /// The YubiHSM command or step that failed.
+        operation: &'static str,
+        /// The `yubihsm` client's error.
+        #[source]
+        source: yubihsm::client::Error,
+    },
     /// The PKCS#11 library failed outside a PKCS#11 call (loading, conversions).
     #[error("PKCS#11 library error: {0}")]
     Pkcs11Library(#[source] cryptoki::error::Error),
@@ -167,11 +187,13 @@ impl Error {
             Error::FailedPrecondition(_) | Error::KeySizeRange => ErrorKind::FailedPrecondition,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
             Error::HsmUnavailable { .. }
+            | Error::YubiHsmUnavailable { .. }
             | Error::ShuttingDown
             | Error::Recovering
             | Error::HsmFailed(_)
             | Error::AuditUnavailable(_) => ErrorKind::Unavailable,
             Error::Hsm { .. }
+            | Error::YubiHsm { .. }
             | Error::Pkcs11Library(_)
             | Error::SignatureCheckFailed { .. }
             | Error::Config(_)
@@ -186,6 +208,9 @@ impl Error {
     /// finalised, logged out): the sessions must be discarded and the connection re-made.
     pub fn is_connection_loss(&self) -> bool {
         use cryptoki::error::RvError::*;
+        if let Error::YubiHsmUnavailable { .. } = self {
+            return true;
+        }
         matches!(
             self,
             Error::HsmUnavailable {

@@ -6,6 +6,7 @@ use sha2::Sha256;
 
 use crate::backend::admin::{KeyAdmin, KeyInfo};
 use crate::backend::pkcs11::admin::Pkcs11Admin;
+use crate::backend::yubihsm::admin::YubiHsmAdmin;
 use crate::config::{self, Config};
 use crate::error::Error;
 use crate::key::Algorithm;
@@ -22,6 +23,10 @@ pub fn open(config: &Config) -> Result<Box<dyn KeyAdmin>, Error> {
         config::Backend::Pkcs11(p) => {
             let pin = p.pin.read()?;
             Ok(Box::new(Pkcs11Admin::open(p, &pin)?))
+        }
+        config::Backend::Yubihsm(y) => {
+            let password = y.password.read()?;
+            Ok(Box::new(YubiHsmAdmin::open(y, &password)?))
         }
     }
 }
@@ -65,7 +70,9 @@ pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
     let mut matching: Vec<KeyInfo> = admin
         .list()?
         .into_iter()
-        .filter(|k| k.id.as_deref() == Some(id) && k.signing)
+        .filter(|k| {
+            (k.id.as_deref() == Some(id) || k.object_id.as_deref() == Some(id)) && k.signing
+        })
         .collect();
     match matching.len() {
         0 => Err(Error::NotOnToken(id.to_owned())),
@@ -323,6 +330,7 @@ pub fn list_json(keys: &[KeyInfo]) -> String {
         .map(|key| {
             serde_json::json!({
                 "id": key.id,
+                "object_id": key.object_id,
                 "type": key.algorithm.as_ref().ok().map(|a| a.name()),
                 "size": size_of(key),
                 "sensitive": key.sensitive,
@@ -368,6 +376,7 @@ mod tests {
                 .iter()
                 .map(|id| KeyInfo {
                     id: Some(id.clone()),
+                    object_id: None,
                     algorithm: Ok(Algorithm::Ed25519),
                     size_bits: None,
                     sensitive: true,

@@ -545,7 +545,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                 },
         } => {
             let config = Config::load(&config.config)?;
-            let config::Backend::Pkcs11(p) = &config.backend;
+            let config::Backend::Pkcs11(p) = &config.backend else {
+                bail!(
+                    "`signet token init` prepares PKCS#11 development tokens (SoftHSM2); a \
+                     YubiHSM2 is set up with Yubico's yubihsm-shell"
+                );
+            };
             let so_pin = Secret::from_file(&so_pin_file)?;
             let pin = p.pin.read()?;
             match initialize_token(p, &so_pin, &pin)? {
@@ -704,7 +709,9 @@ fn raw_run(
     threads: usize,
 ) -> anyhow::Result<signet::bench::Report> {
     let config = Config::load(config)?;
-    let config::Backend::Pkcs11(p) = &config.backend;
+    let config::Backend::Pkcs11(p) = &config.backend else {
+        bail!("`signet bench raw` measures a PKCS#11 module; the configuration names a YubiHSM");
+    };
     let pin = p.pin.read()?;
     Ok(signet::backend::pkcs11::raw::run(
         p,

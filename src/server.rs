@@ -13,6 +13,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::audit::AuditLog;
 use crate::backend::pkcs11::Pkcs11Backend;
+use crate::backend::yubihsm::YubiHsmBackend;
 use crate::backend::{Backend, HsmState};
 use crate::config::{self, Config, Listener};
 use crate::error::Error;
@@ -33,15 +34,30 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Opens the HSM backend described by the configuration (blocking; call before serving).
 pub fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, usize), Error> {
-    let config::Backend::Pkcs11(p) = &config.backend;
-    let pin = p.pin.read()?;
-    // The backend keeps the PIN (zeroizing) to log in again after an HSM outage.
-    let backend = Pkcs11Backend::open(p, pin)?;
-    let workers = p
-        .sessions
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    Ok((Arc::new(backend), workers))
+    match &config.backend {
+        config::Backend::Pkcs11(p) => {
+            let pin = p.pin.read()?;
+            // The backend keeps the PIN (zeroizing) to log in again after an HSM outage.
+            let backend = Pkcs11Backend::open(p, pin)?;
+            let workers = p
+                .sessions
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            Ok((Arc::new(backend), workers))
+        }
+        config::Backend::Yubihsm(y) => {
+            let password = y.password.read()?;
+            // The backend keeps only the credentials derived from the password (wiped when
+            // dropped), to open new sessions.
+            let backend = YubiHsmBackend::open(y, &password)?;
+            drop(password);
+            Ok((Arc::new(backend), YUBIHSM_WORKERS))
+        }
+    }
 }
+
+/// Worker threads in front of a YubiHSM: the device runs one command at a time, so one thread
+/// talks to it while the other verifies the last signature or reads the next request.
+pub const YUBIHSM_WORKERS: usize = 2;
 
 /// Serves until SIGTERM or SIGINT, then drains, closes the HSM and removes socket files.
 pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) -> Result<(), Error> {

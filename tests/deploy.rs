@@ -75,7 +75,9 @@ fn the_unit_keeps_its_hardening_and_takes_the_pin_as_a_credential() {
 fn the_production_config_is_valid_and_reads_the_pin_from_the_credential() {
     let text = repo("deploy/signet.toml");
     let config = signet::config::Config::parse(&text).expect("deploy/signet.toml must parse");
-    let signet::config::Backend::Pkcs11(p) = &config.backend;
+    let signet::config::Backend::Pkcs11(p) = &config.backend else {
+        panic!("deploy/signet.toml uses the PKCS#11 backend");
+    };
     assert!(
         matches!(&p.pin, signet::config::SecretSource::File(f)
             if f == Path::new("/run/credentials/signet.service/pin")),

@@ -1,5 +1,6 @@
-//! The `signet keys` commands on a real SoftHSM2 token: generate, import (SWT3 and sqooler
-//! migrations), list, public, destroy, and their refusals. Signatures are checked with
+//! The `signet keys` commands on a real SoftHSM2 token: import (SWT3), list, public, and their
+//! refusals, with PKCS#11 details checked by pkcs11-tool. Generate, destroy and the sqooler
+//! migration run on every backend in the conformance suite (`tests/conformance.rs`). Signatures are checked with
 //! ed25519-dalek and p256, and the sqooler migration with the sqooler package itself.
 
 mod common;
@@ -7,9 +8,8 @@ mod common;
 use std::process::Output;
 
 use base64::Engine as _;
-use common::{ed25519_from_jwk, p256_from_jwk, path_str, python, softhsm_module, TestToken};
-use p256::ecdsa::signature::Verifier as _;
-use signet::grpc::proto::{FingerprintRequest, SignRequest};
+use common::{p256_from_jwk, path_str, python, softhsm_module, TestToken};
+use signet::grpc::proto::FingerprintRequest;
 
 /// A 64-hex-character secret, the form SWT3 recommends.
 const SWT3_SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -28,14 +28,6 @@ fn failed(out: &Output, what: &str) -> String {
     assert!(!out.status.success(), "{what} should have failed:\n{err}");
     assert!(!err.contains(common::TEST_PIN), "{err}");
     err
-}
-
-fn sign_request(key_id: &str, message: &[u8]) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message: message.to_vec(),
-        ..Default::default()
-    }
 }
 
 /// `keys list --json`, parsed.
@@ -89,92 +81,6 @@ fn listed_ids(token: &TestToken) -> Vec<String> {
         .iter()
         .map(|k| k["id"].as_str().expect("id").to_owned())
         .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_keys_are_served_and_destroyed_keys_are_not_found() {
-    let token = TestToken::new();
-    let ed_jwk = token.generate("ed25519", "ed");
-    let ec_jwk = token.generate("p256", "ec");
-    assert_eq!(
-        token.generate("hmac-sha256", "mac"),
-        "",
-        "HMAC keys have no JWK"
-    );
-    let ed_key = ed25519_from_jwk(&ed_jwk);
-    let ec_key = p256_from_jwk(&ec_jwk);
-    let jwk: serde_json::Value = serde_json::from_str(&ed_jwk).expect("json");
-    assert_eq!((&jwk["kid"], &jwk["alg"]), (&"ed".into(), &"EdDSA".into()));
-
-    // An existing id is refused, whatever the type, and the key is unchanged.
-    for key_type in ["ed25519", "hmac-sha256"] {
-        let out = token.keys("generate", &["--type", key_type, "--id", "ed"]);
-        let err = failed(&out, "generate over an existing id");
-        assert!(err.contains("already exists"), "{err}");
-        assert!(err.contains("never overwritten"), "{err}");
-    }
-    // --exists-ok (for scripts) leaves the key alone and prints its JWK again.
-    let out = token.keys(
-        "generate",
-        &["--type", "ed25519", "--id", "ed", "--exists-ok"],
-    );
-    common::assert_success(&out, "generate --exists-ok");
-    assert_eq!(stdout(&out), ed_jwk);
-    let out = token.keys("generate", &["--type", "p256", "--id", "ed", "--exists-ok"]);
-    assert!(failed(&out, "exists-ok with another type").contains("is not a key of type p256"));
-
-    let agent = token.start_agent().await;
-    let mut client = agent.client().await;
-    let message = b"generated inside the token";
-    let sig = client
-        .sign(sign_request("ed", message))
-        .await
-        .expect("Sign ed")
-        .into_inner()
-        .signature;
-    let sig = ed25519_dalek::Signature::from_slice(&sig).expect("64 bytes");
-    ed_key
-        .verify_strict(message, &sig)
-        .expect("verifies with the JWK that generate printed");
-    let sig = client
-        .sign(sign_request("ec", message))
-        .await
-        .expect("Sign ec")
-        .into_inner()
-        .signature;
-    let sig = p256::ecdsa::Signature::from_slice(&sig).expect("r||s");
-    ec_key.verify(message, &sig).expect("P-256 verifies");
-
-    // Destroyed while the agent serves it: the agent answers NOT_FOUND, not an HSM error.
-    let out = token.keys("destroy", &["ed", "--yes"]);
-    common::assert_success(&out, "destroy");
-    assert!(stderr(&out).contains("destroyed key 'ed' (2 objects)"));
-    let status = client
-        .sign(sign_request("ed", message))
-        .await
-        .expect_err("the key is gone");
-    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
-    assert!(
-        status.message().contains("no longer on the token"),
-        "{status:?}"
-    );
-    let (exit, log) = agent.stop();
-    assert!(exit.success(), "{log}");
-
-    assert_eq!(listed_ids(&token), ["ec", "mac"]);
-    let out = token.keys("destroy", &["mac", "--yes"]);
-    assert!(stderr(&out).contains("destroyed key 'mac' (1 object)"));
-
-    let agent = token.start_agent().await;
-    let status = agent
-        .client()
-        .await
-        .sign(sign_request("ed", message))
-        .await
-        .expect_err("a restarted agent does not serve it");
-    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
-    let (exit, log) = agent.stop();
-    assert!(exit.success(), "{log}");
 }
 
 #[test]
@@ -415,89 +321,6 @@ fn sqooler_key(kid: &str) -> (String, String) {
     );
     let [config, public]: [String; 2] = serde_json::from_str(&out).expect("two strings");
     (config, public)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqooler_key_moves_into_the_token_and_its_signatures_stay_byte_identical() {
-    let token = TestToken::new();
-    let kid = "spooler-ä1";
-    let (config, public) = sqooler_key(kid);
-
-    let out = token.keys_with_stdin("import-sqooler", &[], format!("{config}\n").as_bytes());
-    common::assert_success(&out, "import-sqooler");
-    assert_eq!(
-        stdout(&out).trim_end(),
-        public,
-        "prints sqooler's public JWK"
-    );
-    let out = token.keys("public", &[kid, "--format", "sqooler"]);
-    common::assert_success(&out, "public --format sqooler");
-    assert_eq!(stdout(&out), format!("{public}\n"), "byte for byte");
-    let listed = list(&token);
-    assert_eq!(listed[0]["id"], kid);
-    assert_eq!(
-        (&listed[0]["served"], &listed[0]["local"]),
-        (&true.into(), &false.into())
-    );
-
-    // The agent signs what sqooler signs: header_b64 + "." + payload_b64, sqooler's encoding.
-    let payload = r#"{"job_id": "42", "status": "DONE", "counts": [1, 2, 3]}"#;
-    let out = python(
-        "import sys, json, base64\n\
-         from sqooler.security import JWSHeader, payload_to_base64url, sign_payload, jwk_from_config_str\n\
-         private = jwk_from_config_str(sys.argv[1])\n\
-         payload = json.loads(sys.argv[2])\n\
-         signing_input = JWSHeader(kid=private.kid).to_base64url() + b'.' + payload_to_base64url(payload)\n\
-         print(json.dumps([base64.b64encode(signing_input).decode(), sign_payload(payload, private).model_dump_json()]))",
-        &[&config, payload],
-    );
-    let [signing_input, sqooler_jws]: [String; 2] = serde_json::from_str(&out).expect("json");
-    let signing_input = base64::engine::general_purpose::STANDARD
-        .decode(signing_input)
-        .expect("base64");
-
-    let agent = token.start_agent().await;
-    let signature = agent
-        .client()
-        .await
-        .sign(sign_request(kid, &signing_input))
-        .await
-        .expect("Sign")
-        .into_inner()
-        .signature;
-    let (exit, log) = agent.stop();
-    assert!(exit.success(), "{log}");
-
-    // Independent check with ed25519-dalek and the original x.
-    let jwk: serde_json::Value = serde_json::from_str(&public).expect("json");
-    let x = base64::engine::general_purpose::URL_SAFE
-        .decode(jwk["x"].as_str().expect("x"))
-        .expect("padded base64url");
-    let original =
-        ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().expect("32 bytes")).expect("point");
-    original
-        .verify_strict(
-            &signing_input,
-            &ed25519_dalek::Signature::from_slice(&signature).expect("sig"),
-        )
-        .expect("verifies with the original public key");
-
-    // sqooler's own verifier accepts it, and the JWS equals what sqooler makes with the
-    // original private key (Ed25519 is deterministic).
-    let agent_signature = base64::engine::general_purpose::URL_SAFE.encode(&signature);
-    let verdict = python(
-        "import sys, json\n\
-         from sqooler.security import JWK, JWSDict, JWSHeader\n\
-         public = JWK(**json.loads(sys.argv[1]))\n\
-         jws = JWSDict(header=JWSHeader(kid=public.kid), payload=json.loads(sys.argv[2]), signature=sys.argv[3])\n\
-         print(jws.verify_signature(public), jws.model_dump_json() == sys.argv[4])",
-        &[&public, payload, &agent_signature, &sqooler_jws],
-    );
-    assert_eq!(
-        verdict.trim(),
-        "True True",
-        "sqooler verifies; the JWS is byte-identical"
-    );
 }
 
 #[test]

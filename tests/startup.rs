@@ -72,20 +72,6 @@ fn missing_module_says_how_to_install() {
 }
 
 #[test]
-fn an_extractable_key_is_refused_by_name() {
-    let token = TestToken::new().with_demo_keys();
-    token.generate_extractable_p256("leaky");
-    let stderr = refused(&token);
-    assert!(stderr.contains("key 'leaky' is refused"), "{stderr}");
-    assert!(stderr.contains("CKA_EXTRACTABLE is true"), "{stderr}");
-    assert!(stderr.contains("sensitive, non-extractable"), "{stderr}");
-    assert!(
-        !stderr.contains("'ed'"),
-        "only the bad key is named: {stderr}"
-    );
-}
-
-#[test]
 fn an_extractable_key_outside_the_served_set_does_not_block() {
     let token = TestToken::new().with_demo_keys();
     token.generate_extractable_p256("leaky");

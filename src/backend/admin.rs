@@ -12,6 +12,9 @@ use crate::public_key::PublicKey;
 pub struct KeyInfo {
     /// The key id (the object label), if it has one.
     pub id: Option<String>,
+    /// Another name the key answers to in the key commands: a YubiHSM object id, written
+    /// `0x` and four hex digits. `None` on PKCS#11 tokens.
+    pub object_id: Option<String>,
     /// The algorithm, or why the key's type is not supported.
     pub algorithm: Result<Algorithm, String>,
     /// The key size in bits, for secret keys whose length the token reports.

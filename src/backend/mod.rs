@@ -5,6 +5,8 @@
 
 pub mod admin;
 pub mod pkcs11;
+pub mod verdict;
+pub mod yubihsm;
 
 use tokio::sync::watch;
 

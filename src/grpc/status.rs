@@ -126,6 +126,20 @@ mod tests {
                 Error::SignatureCheckFailed { key_id: "k".into() },
                 Code::Internal,
             ),
+            (
+                Error::YubiHsmUnavailable {
+                    operation: "Sign EdDSA",
+                    source: yubihsm::client::ErrorKind::ConnectorError.into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                Error::YubiHsm {
+                    operation: "Sign EdDSA",
+                    source: yubihsm::client::ErrorKind::ResponseError.into(),
+                },
+                Code::Internal,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(Status::from(error).code(), code);

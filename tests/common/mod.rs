@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub mod in_process;
+#[cfg(feature = "yubihsm-mock")]
+pub mod yubihsm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -239,6 +241,148 @@ impl TestToken {
     }
 }
 
+/// An HSM the conformance suite runs against: a directory with a Signet configuration for it,
+/// and the `signet` binary set up to reach it.
+pub trait Device {
+    /// Which backend this is, for messages.
+    fn backend(&self) -> &'static str;
+    /// The directory of the configuration (and of the agent's socket and logs).
+    fn dir(&self) -> &Path;
+    /// The Signet configuration.
+    fn config(&self) -> &Path;
+    /// A command for the `signet` binary that reaches this HSM.
+    fn command(&self) -> Command;
+    /// Puts a P-256 key labelled `id` on the HSM that breaks the Tier 4 rule (extractable or
+    /// exportable under wrap), the way the vendor's tools can and Signet cannot.
+    fn put_exportable_p256(&self, id: &str);
+
+    /// The agent's unix socket.
+    fn socket(&self) -> PathBuf {
+        self.dir().join("signet.sock")
+    }
+
+    /// Runs `signet ARGS` to completion.
+    fn signet(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("running signet")
+    }
+
+    /// Runs `signet keys COMMAND --config CONFIG ARGS`.
+    fn keys(&self, command: &str, args: &[&str]) -> Output {
+        let config = path_str(self.config()).to_owned();
+        let mut all = vec!["keys", command, "--config", &config];
+        all.extend_from_slice(args);
+        self.signet(&all)
+    }
+
+    /// Runs `signet keys COMMAND --config CONFIG ARGS` with `input` on standard input.
+    fn keys_with_stdin(&self, command: &str, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let config = path_str(self.config()).to_owned();
+        let mut child = self
+            .command()
+            .args(["keys", command, "--config", &config])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn signet");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write standard input");
+        child.wait_with_output().expect("signet")
+    }
+
+    /// Generates a key with `signet keys generate` and returns what it printed.
+    fn generate_key(&self, key_type: &str, id: &str) -> String {
+        let out = self.keys("generate", &["--type", key_type, "--id", id]);
+        assert_success(
+            &out,
+            &format!("{}: signet keys generate {key_type} {id}", self.backend()),
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// Imports an HMAC secret with `signet keys import-hmac`.
+    fn import_hmac_key(&self, id: &str, secret: &str) {
+        let out = self.keys_with_stdin("import-hmac", &["--id", id], secret.as_bytes());
+        assert_success(
+            &out,
+            &format!("{}: signet keys import-hmac", self.backend()),
+        );
+    }
+
+    /// The longest message the HSM signs whole (Ed25519, HMAC); longer ones get
+    /// RESOURCE_EXHAUSTED. `None` when only the agent's own limit applies.
+    fn max_whole_message(&self) -> Option<usize> {
+        None
+    }
+
+    /// The PIN or password the configuration reads, which must never appear in output.
+    fn secret(&self) -> &'static str;
+
+    /// One generated key of each type: `ed`, `ec` and `hmac`.
+    fn add_demo_keys(&self) {
+        for (key_type, id) in [("ed25519", "ed"), ("p256", "ec"), ("hmac-sha256", "hmac")] {
+            self.generate_key(key_type, id);
+        }
+    }
+
+    /// `ed`, `ec` and `hmac` (from [`HMAC_SECRET`]), as [`Verifier`] knows them.
+    fn add_verifiable_keys(&self) {
+        self.generate_key("ed25519", "ed");
+        self.generate_key("p256", "ec");
+        self.import_hmac_key("hmac", HMAC_SECRET);
+    }
+
+    /// Starts `signet serve` on this HSM and waits until it serves.
+    #[allow(async_fn_in_trait)]
+    async fn start(&self) -> Agent {
+        Agent::spawn(self.command(), self.config(), self.socket(), self.dir()).await
+    }
+
+    /// Runs `signet serve` expecting it to refuse to start; returns its standard error.
+    fn refused_start(&self) -> String {
+        let out = self
+            .command()
+            .args(["serve", "--config", path_str(self.config())])
+            .output()
+            .expect("run signet serve");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "{}: signet serve should have refused to start:\n{stderr}",
+            self.backend()
+        );
+        assert!(!self.socket().exists(), "no socket is left behind");
+        stderr
+    }
+}
+
+impl Device for TestToken {
+    fn backend(&self) -> &'static str {
+        "softhsm"
+    }
+    fn secret(&self) -> &'static str {
+        TEST_PIN
+    }
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    fn config(&self) -> &Path {
+        &self.config
+    }
+    fn command(&self) -> Command {
+        TestToken::command(self)
+    }
+    fn put_exportable_p256(&self, id: &str) {
+        self.generate_extractable_p256(id);
+    }
+}
+
 /// The user id this test runs as (the owner of a directory it just made).
 pub fn own_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
@@ -269,24 +413,36 @@ pub struct Agent {
 
 impl Agent {
     async fn start(token: &TestToken, env: &[(&str, &str)]) -> Agent {
-        let log = token.dir.path().join(format!(
+        let mut command = token.command();
+        command.envs(env.iter().copied());
+        Self::spawn(
+            command,
+            &token.config,
+            token.socket.clone(),
+            token.dir.path(),
+        )
+        .await
+    }
+
+    /// Runs `command serve --config CONFIG`, logging to a file in `dir`, and waits until the
+    /// agent serves on `socket`.
+    pub async fn spawn(mut command: Command, config: &Path, socket: PathBuf, dir: &Path) -> Agent {
+        let log = dir.join(format!(
             "agent-{}.log",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .expect("clock")
                 .as_nanos()
         ));
-        let child = token
-            .command()
-            .args(["serve", "--config", path_str(&token.config)])
-            .envs(env.iter().copied())
+        let child = command
+            .args(["serve", "--config", path_str(config)])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn signet serve");
         let mut agent = Agent {
             child: Some(child),
-            socket: token.socket.clone(),
+            socket,
             log,
         };
         agent.wait_until_serving().await;

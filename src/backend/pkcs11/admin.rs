@@ -87,6 +87,7 @@ impl KeyAdmin for Pkcs11Admin {
                     selected,
                     signing: key.is_signing_key(),
                     id: key.label,
+                    object_id: None,
                     algorithm: key.algorithm,
                     size_bits: key.value_len.map(|bytes| bytes * 8),
                     sensitive: key.sensitive,

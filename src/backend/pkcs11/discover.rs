@@ -8,6 +8,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 
 use super::ckr::classify;
+pub use crate::backend::verdict::Verdict;
 use crate::error::Error;
 use crate::key::{Algorithm, KeyDescriptor};
 use crate::public_key::PublicKey;
@@ -82,32 +83,6 @@ impl FoundKey {
              `signet keys import-*` and destroy this one",
             flags.join(" and ")
         ))
-    }
-}
-
-/// Whether the agent serves a key found on the token.
-#[derive(Debug, Clone)]
-pub enum Verdict {
-    /// Served, with its public key (asymmetric keys only).
-    Served(Option<PublicKey>),
-    /// Not a key the agent can sign with (no label, unsupported type, `CKA_SIGN` false). The
-    /// agent skips it unless the configuration names it.
-    Ignored(String),
-    /// Not a signing key, and a signing key carries the same label: the label means that
-    /// one, so this object is skipped even when the configuration names the label.
-    Unrelated(String),
-    /// A signing key the agent must not serve (Tier 4 rule, ambiguous label, missing public
-    /// key). The agent refuses to start while it is selected.
-    Refused(String),
-}
-
-impl Verdict {
-    /// The reason the key is not served, or `None` when it is.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            Verdict::Served(_) => None,
-            Verdict::Ignored(why) | Verdict::Unrelated(why) | Verdict::Refused(why) => Some(why),
-        }
     }
 }
 

@@ -1,0 +1,472 @@
+//! [`YubiHsmBackend`]: signs with the served keys through one session, one command at a time,
+//! and survives session expiry and connector outages.
+//!
+//! - **Keep-alive.** The device closes a session after 30 s without a command; a supervisor
+//!   thread sends an Echo when the session has been idle for [`Timing::keepalive`].
+//! - **Transparent reopen.** A session idle for [`Timing::session_reuse`] (the keep-alive could
+//!   not run: the process was stopped, say), or one the device says is gone, is replaced by a
+//!   new one before the command is retried once; the caller sees nothing.
+//! - **Connector loss.** A command that cannot reach the device marks the connection lost:
+//!   callers get `UNAVAILABLE` at once, the state turns [`HsmState::Recovering`] (health
+//!   `NOT_SERVING`), and the supervisor opens a new session with bounded exponential backoff,
+//!   finds the keys again and checks that each is still the key that was served.
+//! - **Refused authentication** is never retried: the state turns [`HsmState::Failed`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use yubihsm::Client;
+
+use super::discover::{self, ServedKey};
+use super::{classify, device_error, session_gone, sign, Device};
+use crate::backend::verdict::Verdict;
+use crate::backend::{Backend, HsmState};
+use crate::config;
+use crate::error::Error;
+use crate::key::KeyDescriptor;
+use crate::secret::Secret;
+
+/// The first and the longest wait between reconnection attempts. The wait keeps growing across
+/// outages until a connection has stayed up for [`STABLE`] (a flapping connector is not
+/// hammered).
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
+/// How long a connection must last before the backoff starts again from its first step.
+const STABLE: Duration = Duration::from_secs(10);
+/// How long a shutdown waits for the supervisor to leave a device call.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// The backend's clocks. The defaults suit a real device; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Idle time after which the supervisor sends an Echo to keep the session open; it also
+    /// bounds how long a silent connector outage goes unnoticed.
+    pub keepalive: Duration,
+    /// Idle time after which the session is not trusted any more and a new one is opened
+    /// before the next command (the device expires sessions after 30 s idle).
+    pub session_reuse: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            keepalive: Duration::from_secs(2),
+            session_reuse: Duration::from_secs(25),
+        }
+    }
+}
+
+/// A YubiHSM2 and the keys served from it.
+pub struct YubiHsmBackend {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The one open session and where the served keys are in it. Replaced as a whole.
+struct Session {
+    client: Client,
+    last_used: Instant,
+    /// Served key id → object id, for the keys found again in this connection.
+    object_ids: HashMap<String, u16>,
+}
+
+struct Shared {
+    device: Device,
+    timing: Timing,
+    keys: Vec<KeyDescriptor>,
+    served: Vec<ServedKey>,
+    /// The session, or `None` while the connection is lost. Held for the length of one device
+    /// command: the device executes one command at a time.
+    session: Mutex<Option<Session>>,
+    sessions_opened: AtomicU64,
+    state: watch::Sender<HsmState>,
+    wake: Mutex<Wake>,
+    wakeup: Condvar,
+}
+
+#[derive(Default)]
+struct Wake {
+    lost: bool,
+    stop: bool,
+}
+
+impl YubiHsmBackend {
+    /// Opens a session (one authentication attempt) and chooses the keys to serve; fails with a
+    /// message that says what to do when the connector, the password or a key is not right.
+    pub fn open(config: &config::YubiHsm, password: &Secret) -> Result<Self, Error> {
+        Self::open_with(
+            Device::new(config, password)?,
+            config.keys.as_deref(),
+            Timing::default(),
+        )
+    }
+
+    /// Opens the backend on `device`, serving the `wanted` keys (all when `None`).
+    pub fn open_with(
+        device: Device,
+        wanted: Option<&[String]>,
+        timing: Timing,
+    ) -> Result<Self, Error> {
+        let client = device.open_session().map_err(|e| match e {
+            Error::YubiHsmUnavailable { operation, source } => Error::Startup(format!(
+                "cannot reach the YubiHSM ({operation}: {source}); check that yubihsm-connector \
+                 runs at backend.connector and the device is plugged in"
+            )),
+            other => other,
+        })?;
+        let found = discover::find_keys(&client)?;
+        let served = discover::select(&client, &found, wanted)?;
+        let session = Session {
+            client,
+            last_used: Instant::now(),
+            object_ids: served
+                .iter()
+                .map(|k| (k.descriptor.id.clone(), k.object_id))
+                .collect(),
+        };
+        let shared = Arc::new(Shared {
+            device,
+            timing,
+            keys: served.iter().map(|k| k.descriptor.clone()).collect(),
+            served,
+            session: Mutex::new(Some(session)),
+            sessions_opened: AtomicU64::new(1),
+            state: watch::channel(HsmState::Serving).0,
+            wake: Mutex::new(Wake::default()),
+            wakeup: Condvar::new(),
+        });
+        let supervisor = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("signet-yubihsm-supervisor".into())
+                .spawn(move || shared.supervise())
+                .map_err(|e| Error::io("starting the YubiHSM supervisor thread", e))?
+        };
+        Ok(YubiHsmBackend {
+            shared,
+            supervisor: Mutex::new(Some(supervisor)),
+        })
+    }
+
+    /// How many sessions this backend has opened (1 at start, one more per reopen or
+    /// reconnection): for diagnostics and tests.
+    pub fn sessions_opened(&self) -> u64 {
+        self.shared.sessions_opened.load(Ordering::Relaxed)
+    }
+}
+
+impl Backend for YubiHsmBackend {
+    fn keys(&self) -> Vec<KeyDescriptor> {
+        let mut keys = self.shared.keys.clone();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
+    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let algorithm = self
+            .shared
+            .keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?
+            .algorithm;
+        let mut guard = self.shared.serving_session()?;
+        let result = self.shared.with_session(&mut guard, |session| {
+            let object_id = *session
+                .object_ids
+                .get(key_id)
+                .ok_or_else(|| Error::KeyGone(key_id.to_owned()))?;
+            sign(&session.client, algorithm, object_id, input).map_err(|e| {
+                match device_error_of(&e) {
+                    Some(yubihsm::device::ErrorKind::ObjectNotFound) => {
+                        Error::KeyGone(key_id.to_owned())
+                    }
+                    _ => e,
+                }
+            })
+        });
+        if let Err(e) = &result {
+            if e.is_connection_loss() {
+                self.shared.lost(&mut guard, e);
+            }
+        }
+        result
+    }
+
+    fn state(&self) -> watch::Receiver<HsmState> {
+        self.shared.state.subscribe()
+    }
+
+    fn shutdown(&self) {
+        {
+            let mut wake = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+            wake.stop = true;
+            self.shared.wakeup.notify_all();
+        }
+        let supervisor = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(supervisor) = supervisor {
+            let until = Instant::now() + STOP_LIMIT;
+            while !supervisor.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !supervisor.is_finished() {
+                tracing::error!("the YubiHSM supervisor is stuck in a device call");
+                return;
+            }
+            if supervisor.join().is_err() {
+                tracing::error!("the YubiHSM supervisor thread panicked");
+            }
+        }
+        // The `yubihsm` client has no way to close a session: the device frees it after 30 s.
+        self.shared
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+fn device_error_of(e: &Error) -> Option<yubihsm::device::ErrorKind> {
+    match e {
+        Error::YubiHsm { source, .. } | Error::YubiHsmUnavailable { source, .. } => {
+            device_error(source)
+        }
+        _ => None,
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Option<Session>> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The session lock, if the backend is serving; `Recovering`/`Failed` otherwise, without
+    /// waiting for the device.
+    fn serving_session(&self) -> Result<MutexGuard<'_, Option<Session>>, Error> {
+        self.check_state()?;
+        let guard = self.lock();
+        if guard.is_none() {
+            self.check_state()?;
+            return Err(Error::Recovering);
+        }
+        Ok(guard)
+    }
+
+    fn check_state(&self) -> Result<(), Error> {
+        match &*self.state.borrow() {
+            HsmState::Failed(why) => Err(Error::HsmFailed(why.clone())),
+            HsmState::Recovering => Err(Error::Recovering),
+            HsmState::Serving => Ok(()),
+        }
+    }
+
+    /// Runs `command` on the session, opening a new session first when the current one has
+    /// been idle too long, and once more (then retrying once) when the device says the session
+    /// is gone.
+    fn with_session<T>(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Session>>,
+        command: impl Fn(&Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let idle = guard
+            .as_ref()
+            .map(|s| s.last_used.elapsed())
+            .ok_or(Error::Recovering)?;
+        if idle >= self.timing.session_reuse {
+            tracing::info!(
+                idle_ms = idle.as_millis() as u64,
+                "the YubiHSM session was idle too long; opening a new one"
+            );
+            self.reopen(guard)?;
+        }
+        let session = guard.as_mut().ok_or(Error::Recovering)?;
+        let result = match command(session) {
+            Err(e) if session_gone(&e) => {
+                tracing::info!(error = %e, "the YubiHSM session is gone; opening a new one");
+                self.reopen(guard)?;
+                command(guard.as_ref().ok_or(Error::Recovering)?)
+            }
+            other => other,
+        };
+        if let Some(session) = guard.as_mut() {
+            if result.is_ok() {
+                session.last_used = Instant::now();
+            }
+        }
+        result
+    }
+
+    /// Replaces the session with a new one on the same connector (one authentication attempt).
+    fn reopen(&self, guard: &mut MutexGuard<'_, Option<Session>>) -> Result<(), Error> {
+        match self.device.open_session() {
+            Ok(client) => {
+                self.sessions_opened.fetch_add(1, Ordering::Relaxed);
+                if let Some(session) = guard.as_mut() {
+                    session.client = client;
+                    session.last_used = Instant::now();
+                }
+                Ok(())
+            }
+            Err(Error::LoginRefused(why)) => Err(self.fail(guard, why)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Turns the backend `Failed`: authentication was refused, and it is never tried again.
+    fn fail(&self, guard: &mut MutexGuard<'_, Option<Session>>, why: String) -> Error {
+        let why = format!(
+            "opening a new YubiHSM session failed, and Signet will not try again: {why}. Fix the \
+             password or the authentication key, then restart the agent"
+        );
+        tracing::error!("{why}");
+        **guard = None;
+        self.state.send_replace(HsmState::Failed(why.clone()));
+        Error::HsmFailed(why)
+    }
+
+    /// Drops the session after a connection loss and wakes the supervisor to re-make it.
+    fn lost(&self, guard: &mut MutexGuard<'_, Option<Session>>, cause: &Error) {
+        if guard.take().is_none() {
+            return;
+        }
+        tracing::error!(error = %cause, "lost the YubiHSM connection; reconnecting in the background");
+        self.state.send_replace(HsmState::Recovering);
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        wake.lost = true;
+        self.wakeup.notify_all();
+    }
+
+    /// The supervisor thread: keeps the session alive while serving, reconnects after a loss.
+    fn supervise(&self) {
+        let mut delay = BACKOFF.0;
+        let mut up_since = Instant::now();
+        loop {
+            {
+                let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+                let (mut wake, _) = self
+                    .wakeup
+                    .wait_timeout_while(wake, self.timing.keepalive / 2, |w| !w.lost && !w.stop)
+                    .unwrap_or_else(|p| p.into_inner());
+                if wake.stop {
+                    return;
+                }
+                wake.lost = false;
+            }
+            // Cloned: the watch's lock must not be held while the state changes below.
+            let state = self.state.borrow().clone();
+            match state {
+                HsmState::Failed(_) => continue,
+                HsmState::Serving => {}
+                HsmState::Recovering => {
+                    if up_since.elapsed() >= STABLE {
+                        delay = BACKOFF.0;
+                    }
+                    if self.reconnect_with_backoff(&mut delay) {
+                        up_since = Instant::now();
+                    }
+                    continue;
+                }
+            }
+            let mut guard = self.lock();
+            let idle = guard.as_ref().map(|s| s.last_used.elapsed());
+            if idle.is_some_and(|idle| idle >= self.timing.keepalive) {
+                let probe = self.with_session(&mut guard, |session| {
+                    session
+                        .client
+                        .echo(b"signet keep-alive".to_vec())
+                        .map_err(|e| classify("Echo", e))
+                });
+                if let Err(e) = probe {
+                    if e.is_connection_loss() {
+                        self.lost(&mut guard, &e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reconnects until it works, authentication is refused, or the agent stops; returns
+    /// whether a new connection is serving. `delay` is the next wait, carried across outages.
+    fn reconnect_with_backoff(&self, delay: &mut Duration) -> bool {
+        let started = Instant::now();
+        for attempt in 1u32.. {
+            match self.reconnect() {
+                Ok(session) => {
+                    *self.lock() = Some(session);
+                    self.sessions_opened.fetch_add(1, Ordering::Relaxed);
+                    self.state.send_replace(HsmState::Serving);
+                    tracing::info!(
+                        attempts = attempt,
+                        outage_ms = started.elapsed().as_millis() as u64,
+                        "YubiHSM connection re-established; serving again"
+                    );
+                    return true;
+                }
+                Err(Error::LoginRefused(why)) => {
+                    let mut guard = self.lock();
+                    self.fail(&mut guard, why);
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64,
+                        "YubiHSM still unavailable");
+                }
+            }
+            let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+            let (wake, _) = self
+                .wakeup
+                .wait_timeout_while(wake, *delay, |w| !w.stop)
+                .unwrap_or_else(|p| p.into_inner());
+            if wake.stop {
+                return false;
+            }
+            *delay = (*delay * 2).min(BACKOFF.1);
+        }
+        false
+    }
+
+    /// Opens a session (one authentication attempt) and finds the served keys again, checking
+    /// that each is still the key that was served: same object id and type, same label, same
+    /// algorithm, same public key, still within the Tier 4 rule.
+    fn reconnect(&self) -> Result<Session, Error> {
+        let client = self.device.open_session()?;
+        let found = discover::find_keys(&client)?;
+        let verdicts = discover::assess(&client, &found);
+        let mut object_ids = HashMap::new();
+        for served in &self.served {
+            let key = &served.descriptor;
+            let again = found.iter().zip(&verdicts).find(|(f, v)| match v {
+                Verdict::Served(public_key) => {
+                    f.object_id == served.object_id
+                        && f.object_type == served.object_type
+                        && f.name() == key.id
+                        && f.algorithm.as_ref().ok() == Some(&key.algorithm)
+                        && *public_key == key.public_key
+                }
+                _ => false,
+            });
+            match again {
+                Some((f, _)) => {
+                    object_ids.insert(key.id.clone(), f.object_id);
+                }
+                None => tracing::error!(
+                    key = %key.id,
+                    "after reconnecting, the key is gone or no longer the key that was served; \
+                     it answers NOT_FOUND until the agent restarts"
+                ),
+            }
+        }
+        Ok(Session {
+            client,
+            last_used: Instant::now(),
+            object_ids,
+        })
+    }
+}

@@ -1,0 +1,458 @@
+//! What only the YubiHSM backend has to get right, on `yubihsm`'s MockHsm served over HTTP like
+//! `yubihsm-connector`: a refused password (one attempt, a clear error), session expiry and
+//! transparent reopen, keep-alive, and connector loss and recovery (the connector restarts; the
+//! device is replaced). Every signature the tests receive is verified independently.
+//!
+//! MockHsm never expires a session by itself, so expiry is exercised through the backend's own
+//! idle limit, shortened here; the device's 30-second timer needs a real YubiHSM2.
+#![cfg(feature = "yubihsm-mock")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::in_process::InProcessAgent;
+use common::yubihsm::{FakeConnector, TestYubiHsm, AUTH_KEY, TEST_PASSWORD};
+use common::{sign_load, Device, Verifier, HMAC_SECRET};
+use signet::backend::yubihsm::admin::YubiHsmAdmin;
+use signet::backend::yubihsm::{Device as YubiDevice, Timing, YubiHsmBackend};
+use signet::backend::{Backend, HsmState};
+use signet::error::Error;
+use signet::grpc::proto::SignRequest;
+use signet::key::Algorithm;
+use signet::secret::Secret;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// The backend's view of the fake connector, with `password`.
+fn device(connector: &FakeConnector, password: &str) -> YubiDevice {
+    let http = yubihsm::Connector::http(&yubihsm::connector::HttpConfig {
+        addr: "127.0.0.1".into(),
+        port: connector.port,
+        timeout_ms: 5_000,
+    });
+    YubiDevice::with_connector(http, AUTH_KEY, &Secret::new(password.into()))
+}
+
+/// `ed`, `ec` and `hmac` (from [`HMAC_SECRET`]) made through the key commands' library.
+fn add_verifiable_keys(connector: &FakeConnector) {
+    let admin = YubiHsmAdmin::open_with(&device(connector, TEST_PASSWORD), 1, None)
+        .expect("an admin session");
+    signet::keys::generate(&admin, Algorithm::Ed25519, "ed", false).expect("ed");
+    signet::keys::generate(&admin, Algorithm::EcdsaP256Sha256, "ec", false).expect("ec");
+    signet::keys::import_hmac(&admin, "hmac", &Secret::new(HMAC_SECRET.into())).expect("hmac");
+}
+
+fn request(key_id: &str, message: &[u8]) -> SignRequest {
+    SignRequest {
+        key_id: key_id.into(),
+        message: message.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Polls the health service until it reports `serving`.
+async fn wait_for_health(socket: &std::path::Path, serving: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = if serving { 1 } else { 2 };
+    loop {
+        if let Ok(channel) = common::connect(socket).await {
+            let reply = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: "signet.v1.Signer".into(),
+                })
+                .await;
+            if reply.is_ok_and(|r| r.into_inner().status == want) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health did not become {}",
+            if serving { "SERVING" } else { "NOT_SERVING" }
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_wrong_password_is_tried_once_and_explained() {
+    let hsm = TestYubiHsm::new();
+    hsm.generate_key("ed25519", "ed");
+    std::fs::write(hsm.dir.path().join("password"), "not-the-password").expect("password");
+
+    let before = hsm.connector.commands();
+    let stderr = hsm.refused_start();
+    assert!(
+        stderr.contains("refused the password of authentication key 2"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exactly one authentication attempt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+    // One attempt: the session is created once; the client sees the device's cryptogram does
+    // not match the password and sends nothing more.
+    assert_eq!(hsm.connector.commands() - before, 1, "{stderr}");
+
+    let before = hsm.connector.commands();
+    let out = hsm.keys("list", &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused the password"), "{stderr}");
+    assert_eq!(hsm.connector.commands() - before, 1, "{stderr}");
+
+    // In-process, the error is LoginRefused, never retried.
+    let e = YubiHsmBackend::open_with(
+        device(&hsm.connector, "not-the-password"),
+        None,
+        Timing::default(),
+    )
+    .err()
+    .expect("refused");
+    assert!(matches!(e, Error::LoginRefused(_)), "{e:?}");
+}
+
+#[test]
+fn an_unreachable_connector_is_named_at_start() {
+    let hsm = TestYubiHsm::new();
+    hsm.connector.down();
+    let stderr = hsm.refused_start();
+    assert!(stderr.contains("cannot reach the YubiHSM"), "{stderr}");
+    assert!(stderr.contains("yubihsm-connector"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_reopened_transparently_and_keepalive_prevents_it() {
+    let connector = FakeConnector::start();
+    add_verifiable_keys(&connector);
+
+    // No keep-alive, and a session idle for 300 ms is not trusted: the next command opens a
+    // new session first, and the caller sees only its signature.
+    let backend = Arc::new(
+        YubiHsmBackend::open_with(
+            device(&connector, TEST_PASSWORD),
+            None,
+            Timing {
+                keepalive: Duration::from_secs(3600),
+                session_reuse: Duration::from_millis(300),
+            },
+        )
+        .expect("open"),
+    );
+    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+    let verifier = Verifier::fetch(common::connect(&agent.socket()).await.expect("connect")).await;
+    let mut client = agent.client().await;
+    let opened = backend.sessions_opened();
+    for (round, key) in ["ed", "ec", "hmac"].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let message = format!("after an idle pause {round}").into_bytes();
+        let signature = client
+            .sign(request(key, &message))
+            .await
+            .expect("signs after the session expired")
+            .into_inner()
+            .signature;
+        assert!(verifier.verify(key, &message, &signature), "{key}");
+        assert_eq!(backend.sessions_opened(), opened + round as u64 + 1);
+    }
+    assert_eq!(*backend.state().borrow(), HsmState::Serving);
+    agent.stop().await;
+
+    // With a keep-alive well inside the idle limit, the session stays the same however long
+    // the agent is idle.
+    let backend = Arc::new(
+        YubiHsmBackend::open_with(
+            device(&connector, TEST_PASSWORD),
+            None,
+            Timing {
+                keepalive: Duration::from_millis(50),
+                session_reuse: Duration::from_millis(1500),
+            },
+        )
+        .expect("open"),
+    );
+    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+    let mut client = agent.client().await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let signature = client
+        .sign(request("ed", b"kept alive"))
+        .await
+        .expect("sign")
+        .into_inner()
+        .signature;
+    assert!(verifier.verify("ed", b"kept alive", &signature));
+    assert_eq!(
+        backend.sessions_opened(),
+        1,
+        "the keep-alive kept the session"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_rides_out_a_connector_restart() {
+    let connector = Arc::new(FakeConnector::start());
+    add_verifiable_keys(&connector);
+    let backend = Arc::new(
+        YubiHsmBackend::open_with(
+            device(&connector, TEST_PASSWORD),
+            None,
+            Timing {
+                keepalive: Duration::from_millis(100),
+                ..Timing::default()
+            },
+        )
+        .expect("open"),
+    );
+    let mut state = backend.state();
+    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+    let verifier =
+        Arc::new(Verifier::fetch(common::connect(&agent.socket()).await.expect("c")).await);
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(sign_load(
+        agent.socket(),
+        2,
+        None,
+        stopped,
+        verifier.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    connector.down();
+    state
+        .wait_for(|s| *s == HsmState::Recovering)
+        .await
+        .expect("the backend notices the loss");
+    wait_for_health(&agent.socket(), false).await;
+    let status = agent
+        .client()
+        .await
+        .sign(request("ed", b"during the outage"))
+        .await
+        .expect_err("no HSM");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    connector.up();
+    state
+        .wait_for(|s| *s == HsmState::Serving)
+        .await
+        .expect("the backend recovers");
+    wait_for_health(&agent.socket(), true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(true).expect("stop the load");
+    let outcomes = load.await.expect("load");
+
+    // Every answer was a verified signature (sign_load checks each) or UNAVAILABLE.
+    let unexpected: Vec<_> = outcomes
+        .iter()
+        .filter(|o| !matches!(o.code, tonic::Code::Ok | tonic::Code::Unavailable))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    assert!(
+        outcomes.last().is_some_and(|o| o.code == tonic::Code::Ok),
+        "the load ends with signatures again"
+    );
+    for key in ["ed", "ec", "hmac"] {
+        let message = format!("after the restart, {key}").into_bytes();
+        let signature = agent
+            .client()
+            .await
+            .sign(request(key, &message))
+            .await
+            .expect("signs after recovery")
+            .into_inner()
+            .signature;
+        assert!(verifier.verify(key, &message, &signature), "{key}");
+    }
+    assert!(backend.sessions_opened() >= 2);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_device_serves_again_but_not_the_lost_keys() {
+    let connector = FakeConnector::start();
+    add_verifiable_keys(&connector);
+    let backend = Arc::new(
+        YubiHsmBackend::open_with(
+            device(&connector, TEST_PASSWORD),
+            None,
+            Timing {
+                keepalive: Duration::from_millis(100),
+                ..Timing::default()
+            },
+        )
+        .expect("open"),
+    );
+    let mut state = backend.state();
+    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+
+    // A new MockHsm: its factory authentication key 1 only, so the test key must be put again.
+    connector.down();
+    state
+        .wait_for(|s| *s == HsmState::Recovering)
+        .await
+        .expect("loss noticed");
+    connector.replace_device();
+    connector
+        .client_with_default_key()
+        .put_authentication_key(
+            AUTH_KEY,
+            "signet".into(),
+            yubihsm::Domain::all(),
+            yubihsm::Capability::all(),
+            yubihsm::Capability::all(),
+            yubihsm::authentication::Algorithm::YubicoAes,
+            yubihsm::authentication::Key::derive_from_password(TEST_PASSWORD.as_bytes()),
+        )
+        .expect("put the test authentication key on the new device");
+    connector.up();
+    state
+        .wait_for(|s| *s == HsmState::Serving)
+        .await
+        .expect("serves again");
+    let status = agent
+        .client()
+        .await
+        .sign(request("ed", b"the key was on the old device"))
+        .await
+        .expect_err("gone");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(
+        status.message().contains("no longer on the token"),
+        "{status:?}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_password_after_an_outage_fails_once_and_stays_failed() {
+    let connector = FakeConnector::start();
+    add_verifiable_keys(&connector);
+    let backend = Arc::new(
+        YubiHsmBackend::open_with(
+            device(&connector, TEST_PASSWORD),
+            None,
+            Timing {
+                keepalive: Duration::from_millis(100),
+                ..Timing::default()
+            },
+        )
+        .expect("open"),
+    );
+    let mut state = backend.state();
+    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+
+    // The authentication key's password changes on the device while the connector is away.
+    connector.down();
+    state
+        .wait_for(|s| *s == HsmState::Recovering)
+        .await
+        .expect("loss noticed");
+    let admin = connector.client_with_default_key();
+    admin
+        .delete_object(AUTH_KEY, yubihsm::object::Type::AuthenticationKey)
+        .expect("delete the test authentication key");
+    admin
+        .put_authentication_key(
+            AUTH_KEY,
+            "signet".into(),
+            yubihsm::Domain::all(),
+            yubihsm::Capability::all(),
+            yubihsm::Capability::all(),
+            yubihsm::authentication::Algorithm::YubicoAes,
+            yubihsm::authentication::Key::derive_from_password(b"a new password"),
+        )
+        .expect("put it back with another password");
+    let before = connector.commands();
+    connector.up();
+    state
+        .wait_for(|s| matches!(s, HsmState::Failed(_)))
+        .await
+        .expect("the backend gives up");
+    let HsmState::Failed(why) = backend.state().borrow().clone() else {
+        unreachable!()
+    };
+    assert!(why.contains("will not try again"), "{why}");
+    wait_for_health(&agent.socket(), false).await;
+    let status = agent
+        .client()
+        .await
+        .sign(request("ed", b"after the refusal"))
+        .await
+        .expect_err("failed");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // One attempt: one session creation, and nothing more however long the agent waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(connector.commands() - before, 1);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_answer_to_their_object_id_too() {
+    let hsm = TestYubiHsm::new();
+    let jwk = hsm.generate_key("ed25519", "ed");
+    hsm.generate_key("p256", "ec");
+    let out = hsm.keys("list", &["--json"]);
+    common::assert_success(&out, "keys list --json");
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let object_id = |id: &str| {
+        listed
+            .iter()
+            .find(|k| k["id"] == id)
+            .and_then(|k| k["object_id"].as_str())
+            .expect("an object id")
+            .to_owned()
+    };
+    let (ed, ec) = (object_id("ed"), object_id("ec"));
+    assert!(ed.starts_with("0x") && ed.len() == 6, "{ed}");
+    assert_ne!(ed, ec);
+
+    // `keys public` by object id prints the same key as by label.
+    let out = hsm.keys("public", &[&ed, "--format", "jwk"]);
+    common::assert_success(&out, "keys public by object id");
+    let by_id = common::ed25519_from_jwk(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(by_id, common::ed25519_from_jwk(&jwk));
+
+    // backend.keys may select by object id; the key is served under its label.
+    hsm.write_config(&format!("keys = [\"{ed}\"]"));
+    let agent = hsm.start().await;
+    let mut client = agent.client().await;
+    let keys = client
+        .list_keys(signet::grpc::proto::ListKeysRequest {})
+        .await
+        .expect("ListKeys")
+        .into_inner()
+        .keys;
+    let ids: Vec<_> = keys.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["ed"]);
+    let signature = client
+        .sign(request("ed", b"selected by object id"))
+        .await
+        .expect("Sign")
+        .into_inner()
+        .signature;
+    by_id
+        .verify_strict(
+            b"selected by object id",
+            &ed25519_dalek::Signature::from_slice(&signature).expect("64 bytes"),
+        )
+        .expect("verifies with ed25519-dalek");
+    let (exit, log) = agent.stop();
+    assert!(exit.success(), "{log}");
+    assert!(!log.contains(TEST_PASSWORD), "{log}");
+
+    // `keys destroy` by object id.
+    let out = hsm.keys("destroy", &[&ec, "--yes"]);
+    common::assert_success(&out, "keys destroy by object id");
+    let out = hsm.keys("public", &["ec"]);
+    assert!(!out.status.success(), "the key is gone");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no key with id 'ec'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

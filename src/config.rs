@@ -336,6 +336,12 @@ impl YubiHsmConnector {
         if host.is_empty() || host.contains('/') {
             return Err(bad("the host is missing or has a path"));
         }
+        if host.contains(':') {
+            return Err(bad(
+                "IPv6 addresses are not supported by the YubiHSM client; use a host name or an \
+                 IPv4 address",
+            ));
+        }
         Ok((host.to_owned(), port))
     }
 }

@@ -71,7 +71,11 @@ pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
         .list()?
         .into_iter()
         .filter(|k| {
-            (k.id.as_deref() == Some(id) || k.object_id.as_deref() == Some(id)) && k.signing
+            (k.id.as_deref() == Some(id)
+                || k.object_id
+                    .as_deref()
+                    .is_some_and(|o| o.eq_ignore_ascii_case(id)))
+                && k.signing
         })
         .collect();
     match matching.len() {

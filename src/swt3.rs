@@ -105,9 +105,20 @@ fn number(value: f64) -> String {
     }
 }
 
+/// The longest tenant, procedure or agent id accepted, in bytes. Ids are names, not data; the
+/// bound keeps every signed payload small enough for any HSM (a YubiHSM2 takes at most 2019
+/// bytes in one HMAC command).
+pub const MAX_COMPONENT_BYTES: usize = 256;
+
 fn check_component(name: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() && name != "agent_id" {
         return Err(Error::InvalidArgument(format!("{name} must not be empty")));
+    }
+    if value.len() > MAX_COMPONENT_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "{name} is {} bytes; at most {MAX_COMPONENT_BYTES} are accepted",
+            value.len()
+        )));
     }
     if value.contains(':') {
         return Err(Error::InvalidArgument(format!(
@@ -121,6 +132,22 @@ fn check_component(name: &str, value: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlong_ids_are_refused_without_being_echoed() {
+        let long = "t".repeat(MAX_COMPONENT_BYTES + 1);
+        for (t, p, a) in [
+            (long.as_str(), "AI-INF.1", None),
+            ("T", long.as_str(), None),
+            ("T", "AI-INF.1", Some(long.as_str())),
+        ] {
+            let e = Anchor::new(t, p, [1.0, 2.0, 3.0], 1, a).expect_err("too long");
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidArgument);
+            assert!(!e.to_string().contains(&long));
+        }
+        let max = "t".repeat(MAX_COMPONENT_BYTES);
+        Anchor::new(&max, &max, [1.0, 2.0, 3.0], 1, Some(&max)).expect("at the limit");
+    }
 
     fn fp(t: &str, p: &str, f: [f64; 3], ts: i64) -> String {
         Anchor::new(t, p, f, ts, None).expect("valid").fingerprint()

@@ -217,6 +217,16 @@ impl KeyAdmin for YubiHsmAdmin {
     }
 
     fn import_hmac(&self, id: &str, secret: &[u8]) -> Result<(), Error> {
+        // HMAC hashes a key longer than its 64-byte block first (RFC 2104), so storing the
+        // SHA-256 of a longer secret gives the same tags; the device takes at most 64 bytes.
+        let hashed;
+        let secret = if secret.len() > *HMAC_KEY_BYTES.end() {
+            use sha2::Digest as _;
+            hashed = zeroize::Zeroizing::new(<[u8; 32]>::from(sha2::Sha256::digest(secret)));
+            &hashed[..]
+        } else {
+            secret
+        };
         if !HMAC_KEY_BYTES.contains(&secret.len()) {
             return Err(Error::InvalidArgument(format!(
                 "the secret is {} bytes; the YubiHSM2 stores HMAC-SHA256 keys of {} to {} bytes",

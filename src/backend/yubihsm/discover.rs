@@ -63,6 +63,8 @@ pub struct FoundKey {
     pub algorithm: Result<Algorithm, String>,
     /// The object's capabilities.
     pub capabilities: Capability,
+    /// The device's sequence number of the object (see [`ServedKey::sequence`]).
+    pub sequence: u8,
     /// Generated on the device (rather than imported or unwrapped).
     pub generated: bool,
     /// The key length in bytes, as the device reports it.
@@ -142,6 +144,7 @@ fn inspect(info: &object::Info) -> FoundKey {
         label,
         algorithm: algorithm_of(info.algorithm),
         capabilities: info.capabilities,
+        sequence: info.sequence,
         generated: info.origin == Origin::Generated,
         length: info.length,
     }
@@ -263,6 +266,9 @@ pub struct ServedKey {
     pub object_id: u16,
     /// Asymmetric key or HMAC key.
     pub object_type: object::Type,
+    /// The device's sequence number of the object, raised each time an object is created at
+    /// this id: a key destroyed and made again under the same id and label differs here.
+    pub sequence: u8,
 }
 
 /// Whether the configuration selects `key`: `backend.keys` names its label or object id, or
@@ -307,6 +313,7 @@ pub fn select(
                     },
                     object_id: key.object_id,
                     object_type: key.object_type,
+                    sequence: key.sequence,
                 });
             }
             (Verdict::Ignored(why), None) | (Verdict::Unrelated(why), _) => {
@@ -350,6 +357,7 @@ mod tests {
             label: Some("ed".into()),
             algorithm: Ok(Algorithm::Ed25519),
             capabilities: Capability::SIGN_EDDSA | Capability::EXPORTABLE_UNDER_WRAP,
+            sequence: 0,
             generated: true,
             length: 32,
         };

@@ -154,17 +154,21 @@ pub fn classify(operation: &'static str, source: yubihsm::client::Error) -> Erro
 }
 
 /// Whether a command failed because the session is gone (expired on the device, or aborted by
-/// the client) while the connector still answers: a new session fixes it.
+/// the client) while the connector still answers: a new session fixes it. A real device
+/// answers a command on a session it no longer knows with an unencrypted error frame, which
+/// the client reports as a response error without a device error code; a new session and one
+/// retry are harmless for any other such error (signing is idempotent).
 fn session_gone(e: &Error) -> bool {
     match e {
         Error::YubiHsmUnavailable { source, .. } | Error::YubiHsm { source, .. } => {
             matches!(
                 *source.kind(),
                 ClientKind::ClosedSessionError | ClientKind::AuthenticationError
-            ) || matches!(
-                device_error(source),
-                Some(DeviceKind::InvalidSession | DeviceKind::SessionFailed)
-            )
+            ) || (*source.kind() == ClientKind::ResponseError && device_error(source).is_none())
+                || matches!(
+                    device_error(source),
+                    Some(DeviceKind::InvalidSession | DeviceKind::SessionFailed)
+                )
         }
         _ => false,
     }
@@ -233,9 +237,14 @@ mod tests {
             "Echo",
             ClientKind::ClosedSessionError.into()
         )));
-        assert!(!session_gone(&classify(
+        // A real device's unencrypted answer to an unknown session.
+        assert!(session_gone(&classify(
             "Echo",
             ClientKind::ResponseError.into()
+        )));
+        assert!(!session_gone(&classify(
+            "Echo",
+            ClientKind::DeviceError.into()
         )));
         assert!(!session_gone(&Error::Recovering));
     }

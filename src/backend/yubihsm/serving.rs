@@ -158,6 +158,16 @@ impl YubiHsmBackend {
     }
 }
 
+impl Drop for YubiHsmBackend {
+    /// Stops the supervisor even when [`Backend::shutdown`] was not called (a backend dropped
+    /// on a start-up error path), so its keep-alive does not outlive the backend.
+    fn drop(&mut self) {
+        let mut wake = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+        wake.stop = true;
+        self.shared.wakeup.notify_all();
+    }
+}
+
 impl Backend for YubiHsmBackend {
     fn keys(&self) -> Vec<KeyDescriptor> {
         let mut keys = self.shared.keys.clone();
@@ -386,6 +396,16 @@ impl Shared {
                 if let Err(e) = probe {
                     if e.is_connection_loss() {
                         self.lost(&mut guard, &e);
+                    } else {
+                        // An Echo has no reason to fail on a healthy session (a device reset
+                        // or a host suspend leaves one the device no longer knows): make a
+                        // new one, and treat a failure to do so as a loss.
+                        tracing::warn!(error = %e, "the YubiHSM keep-alive failed; opening a new session");
+                        if let Err(e) = self.reopen(&mut guard) {
+                            if e.is_connection_loss() {
+                                self.lost(&mut guard, &e);
+                            }
+                        }
                     }
                 }
             }
@@ -446,6 +466,7 @@ impl Shared {
                 Verdict::Served(public_key) => {
                     f.object_id == served.object_id
                         && f.object_type == served.object_type
+                        && f.sequence == served.sequence
                         && f.name() == key.id
                         && f.algorithm.as_ref().ok() == Some(&key.algorithm)
                         && *public_key == key.public_key
@@ -456,11 +477,26 @@ impl Shared {
                 Some((f, _)) => {
                     object_ids.insert(key.id.clone(), f.object_id);
                 }
-                None => tracing::error!(
-                    key = %key.id,
-                    "after reconnecting, the key is gone or no longer the key that was served; \
-                     it answers NOT_FOUND until the agent restarts"
-                ),
+                None => {
+                    // A connection lost while its public key was read is an outage, not a
+                    // changed key: fail this attempt so the backoff tries again.
+                    if let Some(f) = found.iter().find(|f| {
+                        f.object_id == served.object_id && f.object_type == served.object_type
+                    }) {
+                        if key.public_key.is_some() {
+                            if let Err(e) = discover::public_key_of(&client, f) {
+                                if e.is_connection_loss() {
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    }
+                    tracing::error!(
+                        key = %key.id,
+                        "after reconnecting, the key is gone or no longer the key that was \
+                         served; it answers NOT_FOUND until the agent restarts"
+                    )
+                }
             }
         }
         Ok(Session {

@@ -212,6 +212,9 @@ class Client:
             return method(request, timeout=self._timeout if timeout is None else timeout)
         except grpc.RpcError as error:
             raise SignetError._from_rpc(error) from None
+        except ValueError as error:
+            # grpcio raises ValueError for a call on a closed channel.
+            raise SignetError(grpc.StatusCode.CANCELLED, f"the client is closed: {error}") from None
 
     # -- the RPCs --------------------------------------------------------------------------
 
@@ -284,7 +287,15 @@ class Client:
         ``sqooler.security.JWK(**client.public_jwk(kid))`` is what a storage provider's
         ``upload_public_key`` takes. Other key types raise FAILED_PRECONDITION.
         """
-        return _sqooler.public_jwk(key_id, self._ed25519_raw(key_id, timeout))
+        # Read fresh each time (not the cache sign_jws uses for its type check), so a JWK that is
+        # uploaded after a key was replaced is the new key's.
+        key = self.public_key(key_id, timeout=timeout)
+        if key.algorithm != "ed25519":
+            raise SignetError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"key '{key_id}' is {key.algorithm}; sqooler keys are Ed25519 (alg EdDSA)",
+            )
+        return _sqooler.public_jwk(key_id, key.raw)
 
     def sign_jws(
         self, payload: dict, key_id: str, *, timeout: Optional[float] = None
@@ -369,7 +380,7 @@ class Client:
             factor_a=factors[0],
             factor_b=factors[1],
             factor_c=factors[2],
-            timestamp_ms=0 if timestamp_ms is None else int(timestamp_ms),
+            timestamp_ms=0 if timestamp_ms is None else _positive_timestamp(timestamp_ms),
         )
         if agent_id is not None:
             request.agent_id = agent_id
@@ -381,3 +392,14 @@ class Client:
                 f"the agent minted {r.fingerprint}, the SWT3 Python SDK's formula gives {expected}",
             )
         return WitnessAnchor(r.fingerprint, r.signature, r.timestamp_ms, r.key_id)
+
+
+def _positive_timestamp(timestamp_ms: int) -> int:
+    """An explicit timestamp: the agent reads 0 as "now", so 0 and negative values are refused
+    rather than silently replaced (pass None for the agent's clock)."""
+    value = int(timestamp_ms)
+    if value <= 0:
+        raise ValueError(
+            f"timestamp_ms must be positive, got {value}; pass None to use the agent's clock"
+        )
+    return value

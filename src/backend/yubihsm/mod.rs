@@ -148,6 +148,15 @@ pub fn classify(operation: &'static str, source: yubihsm::client::Error) -> Erro
     );
     if lost {
         Error::YubiHsmUnavailable { operation, source }
+    } else if matches!(
+        device_error(&source),
+        Some(DeviceKind::InsufficientPermissions)
+    ) {
+        Error::FailedPrecondition(format!(
+            "the YubiHSM refused {operation}: the key or the authentication key Signet uses \
+             lacks the capability (the authentication key needs sign-eddsa, sign-ecdsa and \
+             sign-hmac for the keys it serves)"
+        ))
     } else {
         Error::YubiHsm { operation, source }
     }

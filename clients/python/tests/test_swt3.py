@@ -87,3 +87,7 @@ def test_errors_carry_the_grpc_code(client):
     assert code("witness", "T", "P", 1e20, 1, 1, 1) == grpc.StatusCode.INVALID_ARGUMENT
     assert code("witness", "T", "P", 1, 1, 1, -5) == grpc.StatusCode.INVALID_ARGUMENT
     assert code("witness", "T", "P", 1, 1, 1, 1, "") == grpc.StatusCode.INVALID_ARGUMENT
+    assert code("witness", "T" * 257, "P", 1, 1, 1, 1) == grpc.StatusCode.INVALID_ARGUMENT
+    # An explicit 0 would silently mean "the agent's clock": refused before any call.
+    with pytest.raises(ValueError, match="timestamp_ms=0"):
+        client.witness_fingerprint("witness", "T", "P", 1, 1, 1, 0)

@@ -395,11 +395,9 @@ class Client:
 
 
 def _positive_timestamp(timestamp_ms: int) -> int:
-    """An explicit timestamp: the agent reads 0 as "now", so 0 and negative values are refused
-    rather than silently replaced (pass None for the agent's clock)."""
+    """An explicit timestamp: the agent reads 0 as "now", so an explicit 0 is refused rather
+    than silently replaced (pass None for the agent's clock); the agent refuses negative ones."""
     value = int(timestamp_ms)
-    if value <= 0:
-        raise ValueError(
-            f"timestamp_ms must be positive, got {value}; pass None to use the agent's clock"
-        )
+    if value == 0:
+        raise ValueError("timestamp_ms=0 is ambiguous; pass None to use the agent's clock")
     return value

@@ -14,28 +14,10 @@ softhsm/setup.sh >/dev/null 2>&1
 state=$PWD/softhsm/state
 export SOFTHSM2_CONF=$state/softhsm2.conf
 signet=target/release/signet
-softhsm=$(sed -n 's/^module = "\(.*\)"$/\1/p' "$state/signet.toml" | head -n1)
 work=$(mktemp -d)
 trap 'set +e; kill "${agent:-}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; true' EXIT
 
-cat > "$work/agent.toml" <<EOF
-[[listen]]
-type = "unix"
-path = "$work/agent.sock"
-mode = "0600"
-
-[backend]
-type = "pkcs11"
-module = "$softhsm"
-token = { label = "signet-dev" }
-pin = { file = "$state/pin" }
-
-[[clients]]
-name = "bench"
-uid = $(id -u)
-keys = ["*"]
-operations = ["sign", "fingerprint"]
-EOF
+scripts/bench-agent-config.sh "$work/agent.sock" > "$work/agent.toml"
 
 ticks=$(getconf CLK_TCK)
 cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }

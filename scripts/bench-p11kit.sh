@@ -29,24 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The agent on its own socket, without the audit log (the peer has none either).
-cat > "$work/agent.toml" <<EOF
-[[listen]]
-type = "unix"
-path = "$work/agent.sock"
-mode = "0600"
-
-[backend]
-type = "pkcs11"
-module = "$softhsm"
-token = { label = "signet-dev" }
-pin = { file = "$state/pin" }
-
-[[clients]]
-name = "bench"
-uid = $(id -u)
-keys = ["*"]
-operations = ["sign", "fingerprint"]
-EOF
+scripts/bench-agent-config.sh "$work/agent.sock" > "$work/agent.toml"
 target/release/signet serve --config "$work/agent.toml" 2>"$work/agent.log" &
 agent=$!
 

@@ -101,7 +101,7 @@ enum Counted<'a> {
     Items,
 }
 
-/// A call being watched for the metrics and the log; see [`SignerService::observation`].
+/// A call being watched for the metrics and the log; see [`SignerService::observed`].
 struct Observation<'a> {
     service: &'a SignerService,
     call: &'a Call,
@@ -195,21 +195,25 @@ impl SignerService {
         Ok(result?)
     }
 
-    /// Starts watching a call: its count, latency and log line are recorded when it is
-    /// finished, or as `CANCELLED` if the client goes away first.
-    fn observation<'a>(
-        &'a self,
-        call: &'a Call,
+    /// Runs a handler under watch: its count, latency and log line are recorded when it
+    /// finishes, or as `CANCELLED` if the client goes away first (the future is dropped).
+    async fn observed<T>(
+        &self,
+        call: &Call,
         rpc: &'static str,
-        counted: Counted<'a>,
-    ) -> Observation<'a> {
-        Observation {
+        counted: Counted<'_>,
+        handler: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let observation = Observation {
             service: self,
             call,
             rpc,
             counted,
             finished: false,
-        }
+        };
+        let result = handler.await;
+        observation.finish(&result);
+        result
     }
 
     /// Counts a finished call and logs one line for it at info: the RPC, who called (and as
@@ -764,10 +768,13 @@ impl signer_server::Signer for SignerService {
     ) -> Result<Response<proto::SignResponse>, Status> {
         let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
-        let observation = self.observation(&call, "Sign", Counted::Key(&key_id));
-        let result = self.sign_call(&call, request).await;
-        observation.finish(&result);
-        result
+        self.observed(
+            &call,
+            "Sign",
+            Counted::Key(&key_id),
+            self.sign_call(&call, request),
+        )
+        .await
     }
 
     async fn get_public_key(
@@ -776,10 +783,13 @@ impl signer_server::Signer for SignerService {
     ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
         let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
-        let observation = self.observation(&call, "GetPublicKey", Counted::Key(&key_id));
-        let result = self.get_public_key_call(&call, request).await;
-        observation.finish(&result);
-        result
+        self.observed(
+            &call,
+            "GetPublicKey",
+            Counted::Key(&key_id),
+            self.get_public_key_call(&call, request),
+        )
+        .await
     }
 
     async fn fingerprint(
@@ -788,10 +798,13 @@ impl signer_server::Signer for SignerService {
     ) -> Result<Response<proto::FingerprintResponse>, Status> {
         let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
-        let observation = self.observation(&call, "Fingerprint", Counted::Key(&key_id));
-        let result = self.fingerprint_call(&call, request).await;
-        observation.finish(&result);
-        result
+        self.observed(
+            &call,
+            "Fingerprint",
+            Counted::Key(&key_id),
+            self.fingerprint_call(&call, request),
+        )
+        .await
     }
 
     async fn sign_batch(
@@ -799,10 +812,13 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::SignBatchRequest>,
     ) -> Result<Response<proto::SignBatchResponse>, Status> {
         let call = Call::of(&request);
-        let observation = self.observation(&call, "SignBatch", Counted::Items);
-        let result = self.sign_batch_call(&call, request).await;
-        observation.finish(&result);
-        result
+        self.observed(
+            &call,
+            "SignBatch",
+            Counted::Items,
+            self.sign_batch_call(&call, request),
+        )
+        .await
     }
 
     async fn fingerprint_batch(
@@ -810,10 +826,13 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::FingerprintBatchRequest>,
     ) -> Result<Response<proto::FingerprintBatchResponse>, Status> {
         let call = Call::of(&request);
-        let observation = self.observation(&call, "FingerprintBatch", Counted::Items);
-        let result = self.fingerprint_batch_call(&call, request).await;
-        observation.finish(&result);
-        result
+        self.observed(
+            &call,
+            "FingerprintBatch",
+            Counted::Items,
+            self.fingerprint_batch_call(&call, request),
+        )
+        .await
     }
 
     async fn list_keys(
@@ -821,10 +840,13 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         let call = Call::of(&request);
-        let observation = self.observation(&call, "ListKeys", Counted::NoKey);
-        let result = self.list_keys_call(&call).await;
-        observation.finish(&result);
-        result
+        self.observed(
+            &call,
+            "ListKeys",
+            Counted::NoKey,
+            self.list_keys_call(&call),
+        )
+        .await
     }
 }
 

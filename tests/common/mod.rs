@@ -152,22 +152,9 @@ impl TestToken {
 
     /// Runs `signet ARGS` with `input` on its standard input.
     pub fn signet_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn signet");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write standard input");
-        child.wait_with_output().expect("signet")
+        let mut command = self.command();
+        command.args(args);
+        run_with_stdin(command, input)
     }
 
     /// Runs `signet keys COMMAND --config CONFIG ARGS`.
@@ -183,7 +170,9 @@ impl TestToken {
         let config = path_str(&self.config);
         let mut all = vec!["keys", command, "--config", config];
         all.extend_from_slice(args);
-        self.signet_with_stdin(&all, input)
+        let mut command = self.command();
+        command.args(&all);
+        run_with_stdin(command, input)
     }
 
     /// Imports an HMAC secret with `signet keys import-hmac`, the secret on standard input.
@@ -276,24 +265,12 @@ pub trait Device {
 
     /// Runs `signet keys COMMAND --config CONFIG ARGS` with `input` on standard input.
     fn keys_with_stdin(&self, command: &str, args: &[&str], input: &[u8]) -> Output {
-        use std::io::Write;
         let config = path_str(self.config()).to_owned();
-        let mut child = self
-            .command()
-            .args(["keys", command, "--config", &config])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn signet");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write standard input");
-        child.wait_with_output().expect("signet")
+        let mut all = vec!["keys", command, "--config", &config];
+        all.extend_from_slice(args);
+        let mut command = self.command();
+        command.args(&all);
+        run_with_stdin(command, input)
     }
 
     /// Generates a key with `signet keys generate` and returns what it printed.
@@ -381,6 +358,24 @@ impl Device for TestToken {
     fn put_exportable_p256(&self, id: &str) {
         self.generate_extractable_p256(id);
     }
+}
+
+/// Runs `command` to completion with `input` on its standard input.
+pub fn run_with_stdin(mut command: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn signet");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write standard input");
+    child.wait_with_output().expect("signet")
 }
 
 /// The user id this test runs as (the owner of a directory it just made).

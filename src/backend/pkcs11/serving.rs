@@ -190,16 +190,8 @@ impl Backend for Pkcs11Backend {
         if let Some(supervisor) = supervisor {
             // The supervisor may be inside a blocking HSM call (a probe, a login): wait for it
             // a bounded time, and do not close the HSM under it.
-            let until = Instant::now() + DRAIN_LIMIT;
-            while !supervisor.is_finished() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if !supervisor.is_finished() {
-                tracing::error!("the HSM supervisor is stuck in an HSM call; not closing the HSM");
+            if !crate::backend::join_within(supervisor, DRAIN_LIMIT, "PKCS#11") {
                 return;
-            }
-            if supervisor.join().is_err() {
-                tracing::error!("the HSM supervisor thread panicked");
             }
         }
         let connection = self

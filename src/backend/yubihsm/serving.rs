@@ -222,16 +222,8 @@ impl Backend for YubiHsmBackend {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(supervisor) = supervisor {
-            let until = Instant::now() + STOP_LIMIT;
-            while !supervisor.is_finished() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if !supervisor.is_finished() {
-                tracing::error!("the YubiHSM supervisor is stuck in a device call");
+            if !crate::backend::join_within(supervisor, STOP_LIMIT, "YubiHSM") {
                 return;
-            }
-            if supervisor.join().is_err() {
-                tracing::error!("the YubiHSM supervisor thread panicked");
             }
         }
         // The `yubihsm` client has no way to close a session: the device frees it after 30 s.

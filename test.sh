@@ -23,8 +23,8 @@ else
   cargo test --locked --no-fail-fast --features yubihsm-mock || status=$?
 fi
 # The Python client (clients/python) against the agent binary the Rust tests use (a no-op build
-# after them), whatever the Rust tests said, so one run reports both.
-cargo build --locked --bin signet
+# after them: same features), whatever the Rust tests said, so one run reports both.
+cargo build --locked --features yubihsm-mock --bin signet
 SIGNET_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/signet" \
   "$SIGNET_TEST_PYTHON" -m pytest -q -p no:cacheprovider clients/python/tests || status=$?
 exit "$status"

@@ -6,26 +6,19 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::requests::sign_request;
 use common::{path_str, TestToken};
-use signet::grpc::proto::{FingerprintRequest, SignRequest};
-
-fn sign(key_id: &str, message: &[u8]) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message: message.to_vec(),
-        ..Default::default()
-    }
-}
+use signet::grpc::proto::FingerprintRequest;
 
 /// A token with the verifiable keys and this config appended (clients are replaced).
 fn token_with(extra: &str) -> TestToken {
     let token = TestToken::new().with_verifiable_keys();
-    let text = std::fs::read_to_string(&token.config).expect("config");
     // Drop the default "tests" client the fixture writes; each test states its own clients.
-    let start = text.find("[[clients]]").expect("clients");
-    let end = text.find("[backend]").expect("backend");
-    let text = format!("{}{}\n{extra}\n", &text[..start], &text[end..]);
-    std::fs::write(&token.config, text).expect("config");
+    token.edit_config(|text| {
+        let start = text.find("[[clients]]").expect("clients");
+        let end = text.find("[backend]").expect("backend");
+        format!("{}{}\n{extra}\n", &text[..start], &text[end..])
+    });
     token
 }
 
@@ -65,18 +58,21 @@ async fn unix_callers_are_matched_by_uid_and_every_decision_is_audited() {
     let mut client = agent.client().await;
     let verifier = common::Verifier::fetch(agent.channel().await).await;
     for i in 0..3u8 {
-        let signature = client.sign(sign("ed", &[i])).await.expect("granted");
+        let signature = client
+            .sign(sign_request("ed", &[i]))
+            .await
+            .expect("granted");
         assert!(verifier.verify("ed", &[i], &signature.into_inner().signature));
     }
     // Not granted: another key, another operation. The message is the same whether or not
     // the key exists.
     let denied = client
-        .sign(sign("ec", b"x"))
+        .sign(sign_request("ec", b"x"))
         .await
         .expect_err("key not granted");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
     let missing = client
-        .sign(sign("no-such-key", b"x"))
+        .sign(sign_request("no-such-key", b"x"))
         .await
         .expect_err("denied");
     assert_eq!(missing.code(), tonic::Code::PermissionDenied, "{missing:?}");
@@ -149,7 +145,7 @@ async fn a_policy_naming_another_uid_denies_and_records_it() {
     let status = agent
         .client()
         .await
-        .sign(sign("ed", b"x"))
+        .sign(sign_request("ed", b"x"))
         .await
         .expect_err("not a configured client");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -182,7 +178,7 @@ async fn a_rate_limit_refuses_a_burst_and_recovers() {
     for i in 0..15u8 {
         codes.push(
             client
-                .sign(sign("hmac", &[i]))
+                .sign(sign_request("hmac", &[i]))
                 .await
                 .map(|r| assert!(common::verify_hmac(&[i], &r.into_inner().signature)))
                 .map_err(|s| s.code()),
@@ -200,7 +196,7 @@ async fn a_rate_limit_refuses_a_burst_and_recovers() {
     // Two tokens a second: one is back within 600 ms.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let later = client
-        .sign(sign("hmac", b"later"))
+        .sign(sign_request("hmac", b"later"))
         .await
         .expect("the bucket refilled");
     assert!(common::verify_hmac(b"later", &later.into_inner().signature));
@@ -220,7 +216,10 @@ async fn the_chain_survives_restarts_and_rotation_and_every_tampering_is_found()
         let mut client = agent.client().await;
         let verifier = common::Verifier::fetch(agent.channel().await).await;
         for i in 0..12u8 {
-            let signed = client.sign(sign("ed", &[round, i])).await.expect("sign");
+            let signed = client
+                .sign(sign_request("ed", &[round, i]))
+                .await
+                .expect("sign");
             assert!(verifier.verify("ed", &[round, i], &signed.into_inner().signature));
         }
         let (status, log) = tokio::task::spawn_blocking(move || agent.stop())
@@ -336,15 +335,12 @@ fn an_unwritable_audit_log_keeps_the_agent_from_signing() {
 async fn the_socket_gets_its_configured_mode() {
     use std::os::unix::fs::PermissionsExt;
     let token = TestToken::new().with_verifiable_keys();
-    let text = std::fs::read_to_string(&token.config).expect("config");
-    std::fs::write(
-        &token.config,
+    token.edit_config(|text| {
         text.replace(
             "path = \"signet.sock\"",
             "path = \"signet.sock\"\nmode = \"0600\"",
-        ),
-    )
-    .expect("config");
+        )
+    });
     let agent = token.start_agent().await;
     let mode = std::fs::metadata(&token.socket)
         .expect("socket")
@@ -356,24 +352,17 @@ async fn the_socket_gets_its_configured_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_tcp_callers_may_read_but_not_sign() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port();
+    let port = common::ports::free_port();
     let token = TestToken::new().with_verifiable_keys();
-    let text = std::fs::read_to_string(&token.config).expect("config");
-    std::fs::write(
-        &token.config,
+    token.edit_config(|text| {
         text.replace(
             "[backend]",
             &format!(
                 "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nplaintext = true\n\n\
                  [backend]"
             ),
-        ),
-    )
-    .expect("config");
+        )
+    });
     let agent = token.start_agent().await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("uri")
@@ -381,7 +370,10 @@ async fn plain_tcp_callers_may_read_but_not_sign() {
         .await
         .expect("connect");
     let mut client = signet::grpc::proto::signer_client::SignerClient::new(channel);
-    let status = client.sign(sign("ed", b"x")).await.expect_err("anonymous");
+    let status = client
+        .sign(sign_request("ed", b"x"))
+        .await
+        .expect_err("anonymous");
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     client
         .get_public_key(signet::grpc::proto::GetPublicKeyRequest {

@@ -3,18 +3,9 @@
 
 mod common;
 
+use common::requests::sign_with_format;
 use common::TestToken;
-use signet::grpc::proto::SignRequest;
 use tonic::Code;
-
-fn sign(key_id: &str, message: Vec<u8>, format: Option<i32>) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message,
-        signature_format: format,
-        message_crc32c: None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_limit_is_one_mebibyte() {
@@ -22,11 +13,11 @@ async fn default_limit_is_one_mebibyte() {
     let agent = token.start_agent().await;
     let mut client = agent.client().await;
     client
-        .sign(sign("ed", vec![1; 1 << 20], None))
+        .sign(sign_with_format("ed", vec![1; 1 << 20], None))
         .await
         .expect("exactly 1 MiB is signed");
     let status = client
-        .sign(sign("ed", vec![1; (1 << 20) + 1], None))
+        .sign(sign_with_format("ed", vec![1; (1 << 20) + 1], None))
         .await
         .expect_err("over 1 MiB");
     assert_eq!(status.code(), Code::ResourceExhausted);
@@ -39,7 +30,7 @@ async fn default_limit_is_one_mebibyte() {
     );
     // Far beyond the limit, the transport refuses before the message is held in full.
     let status = client
-        .sign(sign("ed", vec![1; 8 << 20], None))
+        .sign(sign_with_format("ed", vec![1; 8 << 20], None))
         .await
         .expect_err("8 MiB");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");

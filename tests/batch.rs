@@ -4,29 +4,19 @@
 
 mod common;
 
+use common::requests::{published_fingerprint_request, sign_request as item};
 use common::{TestToken, Verifier};
 use signet::grpc::proto::{
     fingerprint_batch_result, sign_batch_result, FingerprintBatchRequest, FingerprintRequest,
     SignBatchRequest, SignRequest,
 };
 
-fn item(key_id: &str, message: &[u8]) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message: message.to_vec(),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_answers_each_item_on_its_own() {
     let token = TestToken::new().with_verifiable_keys();
-    let text = std::fs::read_to_string(&token.config).expect("config");
-    std::fs::write(
-        &token.config,
-        format!("{text}\n[limits]\nmax_batch_items = 20\nmax_message_bytes = 4096\n\n[audit]\npath = \"audit.jsonl\"\n"),
-    )
-    .expect("config");
+    token.edit_config(|text| {
+        format!("{text}\n[limits]\nmax_batch_items = 20\nmax_message_bytes = 4096\n\n[audit]\npath = \"audit.jsonl\"\n")
+    });
     let agent = token.start_agent().await;
     let verifier = Verifier::fetch(agent.channel().await).await;
     let mut client = agent.client().await;
@@ -100,16 +90,7 @@ async fn a_batch_answers_each_item_on_its_own() {
 
     // Fingerprints: each like the unary call, compared with the SWT3 SDK.
     let anchors = vec![
-        FingerprintRequest {
-            key_id: "hmac".into(),
-            tenant_id: "ENCLAVE_ALPHA".into(),
-            procedure_id: "AI-INF.1".into(),
-            factor_a: 1.0,
-            factor_b: 1.0,
-            factor_c: 0.0,
-            timestamp_ms: 1774800000000,
-            agent_id: Some("agent-007".into()),
-        },
+        published_fingerprint_request("hmac"),
         FingerprintRequest {
             key_id: "hmac".into(),
             tenant_id: "bad:tenant".into(),

@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::process::Output;
-
 use base64::Engine as _;
+use common::output::{failed, list, listed_ids, stderr, stdout};
+use common::requests::{public_key, sign_request, sign_with_format};
+use common::sqooler::sqooler_key;
 use common::{b64, ed25519_from_jwk, p256_from_jwk, python, Device};
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use p256::ecdsa::signature::Verifier as _;
-use signet::grpc::proto::signer_client::SignerClient;
 use signet::grpc::proto::{
     Algorithm, FingerprintRequest, GetPublicKeyRequest, ListKeysRequest, SignRequest,
     SignatureFormat,
@@ -55,36 +55,6 @@ conformance!(
     an_exportable_key_is_reported_and_refused_by_name,
 );
 
-async fn public_key(
-    client: &mut SignerClient<tonic::transport::Channel>,
-    key_id: &str,
-) -> signet::grpc::proto::GetPublicKeyResponse {
-    client
-        .get_public_key(GetPublicKeyRequest {
-            key_id: key_id.into(),
-        })
-        .await
-        .expect("GetPublicKey")
-        .into_inner()
-}
-
-fn sign_request(key_id: &str, message: &[u8]) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message: message.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn sign(key_id: &str, message: Vec<u8>, format: Option<i32>) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message,
-        signature_format: format,
-        message_crc32c: None,
-    }
-}
-
 fn fingerprint(key_id: &str, edit: impl FnOnce(&mut FingerprintRequest)) -> FingerprintRequest {
     let mut r = FingerprintRequest {
         key_id: key_id.into(),
@@ -104,49 +74,6 @@ fn fingerprint(key_id: &str, edit: impl FnOnce(&mut FingerprintRequest)) -> Fing
 fn rfc7638_thumbprint(canonical: &str) -> String {
     use sha2::Digest;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts that the command failed and returns its standard error.
-fn failed(out: &Output, what: &str) -> String {
-    let err = stderr(out);
-    assert!(!out.status.success(), "{what} should have failed:\n{err}");
-    err
-}
-
-/// `keys list --json`, parsed.
-fn list(token: &impl Device) -> Vec<serde_json::Value> {
-    let out = token.keys("list", &["--json"]);
-    common::assert_success(&out, "signet keys list --json");
-    serde_json::from_str(&stdout(&out)).expect("list --json prints a JSON array")
-}
-
-fn listed_ids(token: &impl Device) -> Vec<String> {
-    list(token)
-        .iter()
-        .map(|k| k["id"].as_str().expect("id").to_owned())
-        .collect()
-}
-
-/// Makes a spooler key the way sqooler does (`sqoolerkey` calls `create_jwk_pair`) and returns
-/// (private-key config string, public JWK as sqooler stores it).
-fn sqooler_key(kid: &str) -> (String, String) {
-    let out = python(
-        "import sys, json\n\
-         from sqooler.security import create_jwk_pair\n\
-         private, public = create_jwk_pair(kid=sys.argv[1])\n\
-         print(json.dumps([private.to_config_str(), public.model_dump_json()]))",
-        &[kid],
-    );
-    let [config, public]: [String; 2] = serde_json::from_str(&out).expect("two strings");
-    (config, public)
 }
 
 async fn ed25519_signs_and_every_public_encoding_verifies(token: impl Device) {
@@ -549,43 +476,43 @@ async fn every_bad_input_gets_its_code_and_message(token: impl Device) {
     let sign_cases: Vec<(&str, SignRequest, Code, &str)> = vec![
         (
             "unknown key",
-            sign("nope", b"m".to_vec(), None),
+            sign_with_format("nope", b"m".to_vec(), None),
             Code::NotFound,
             "no key with id 'nope'",
         ),
         (
             "empty key id",
-            sign("", b"m".to_vec(), None),
+            sign_with_format("", b"m".to_vec(), None),
             Code::InvalidArgument,
             "key_id must not be empty",
         ),
         (
             "oversized message",
-            sign("ed", vec![0; 4097], None),
+            sign_with_format("ed", vec![0; 4097], None),
             Code::ResourceExhausted,
             "4097 bytes, over this agent's limit of 4096",
         ),
         (
             "DER for Ed25519",
-            sign("ed", b"m".to_vec(), Some(2)),
+            sign_with_format("ed", b"m".to_vec(), Some(2)),
             Code::InvalidArgument,
             "DER applies to ECDSA keys only",
         ),
         (
             "DER for HMAC",
-            sign("hmac", b"m".to_vec(), Some(2)),
+            sign_with_format("hmac", b"m".to_vec(), Some(2)),
             Code::InvalidArgument,
             "DER applies to ECDSA keys only",
         ),
         (
             "explicit UNSPECIFIED format",
-            sign("ec", b"m".to_vec(), Some(0)),
+            sign_with_format("ec", b"m".to_vec(), Some(0)),
             Code::InvalidArgument,
             "SIGNATURE_FORMAT_UNSPECIFIED",
         ),
         (
             "unknown format number",
-            sign("ec", b"m".to_vec(), Some(9)),
+            sign_with_format("ec", b"m".to_vec(), Some(9)),
             Code::InvalidArgument,
             "signature_format 9 is not a known",
         ),
@@ -594,7 +521,7 @@ async fn every_bad_input_gets_its_code_and_message(token: impl Device) {
     let mut sign_cases = sign_cases;
     sign_cases.push((
         "key id over 256 bytes",
-        sign(&long_id, b"m".to_vec(), None),
+        sign_with_format(&long_id, b"m".to_vec(), None),
         Code::InvalidArgument,
         "key_id is 257 bytes; key ids are at most 256 bytes",
     ));
@@ -610,20 +537,20 @@ async fn every_bad_input_gets_its_code_and_message(token: impl Device) {
     // The limit is inclusive: exactly max_message_bytes is signed (P-256 signs a digest, so no
     // HSM limit applies).
     client
-        .sign(sign("ec", vec![0; 4096], None))
+        .sign(sign_with_format("ec", vec![0; 4096], None))
         .await
         .expect("a message at the limit is signed");
     // An HSM that signs whole messages in a bounded buffer refuses longer ones as a limit.
     if let Some(max) = token.max_whole_message() {
         for key in ["ed", "hmac"] {
             let status = client
-                .sign(sign(key, vec![1; max + 1], None))
+                .sign(sign_with_format(key, vec![1; max + 1], None))
                 .await
                 .expect_err("over the HSM's whole-message limit");
             assert_eq!(status.code(), Code::ResourceExhausted, "{key}: {status:?}");
             assert!(status.message().contains("at most"), "{status:?}");
             client
-                .sign(sign(key, vec![1; max], None))
+                .sign(sign_with_format(key, vec![1; max], None))
                 .await
                 .expect("a message at the HSM's limit is signed");
         }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::in_process::InProcessAgent;
+use common::requests::sign_request;
 use ed25519_dalek::Signer as _;
 use signet::backend::{Backend, HsmState};
 use signet::error::Error;
@@ -102,12 +103,9 @@ impl Backend for FaultyDevice {
     }
 }
 
+/// A Sign request for the device's one key, `ed`.
 fn sign(message: &[u8]) -> SignRequest {
-    SignRequest {
-        key_id: "ed".into(),
-        message: message.to_vec(),
-        ..Default::default()
-    }
+    sign_request("ed", message)
 }
 
 /// A request whose `grpc-timeout` header carries the deadline, without the client enforcing it

@@ -11,11 +11,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::health::wait_for_health;
 use common::in_process::InProcessAgent;
 use common::{sign_load, Outcome, TestToken, Verifier};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// The agent's log lines, captured in memory (the agent runs in this process).
 #[derive(Clone, Default)]
@@ -41,30 +40,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     type Writer = LogBuffer;
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
-    }
-}
-
-/// Polls the health service until it reports `serving`, returning when it did.
-async fn wait_for_health(socket: &std::path::Path, serving: bool, within: Duration) -> Instant {
-    let deadline = Instant::now() + within;
-    let want = if serving { 1 } else { 2 };
-    loop {
-        if let Ok(channel) = common::connect(socket).await {
-            let reply = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: "signet.v1.Signer".into(),
-                })
-                .await;
-            if reply.is_ok_and(|r| r.into_inner().status == want) {
-                return Instant::now();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health did not become {} within {within:?}",
-            if serving { "SERVING" } else { "NOT_SERVING" }
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -8,47 +8,25 @@ mod common;
 use std::process::Output;
 
 use base64::Engine as _;
-use common::{p256_from_jwk, path_str, python, softhsm_module, TestToken};
-use signet::grpc::proto::FingerprintRequest;
+use common::output::{list, listed_ids, stderr, stdout};
+use common::requests::published_fingerprint_request;
+use common::sqooler::sqooler_key;
+use common::{p256_from_jwk, path_str, TestToken};
 
 /// A 64-hex-character secret, the form SWT3 recommends.
 const SWT3_SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Asserts that the command failed and returns its standard error, which never holds the PIN.
 fn failed(out: &Output, what: &str) -> String {
-    let err = stderr(out);
-    assert!(!out.status.success(), "{what} should have failed:\n{err}");
+    let err = common::output::failed(out, what);
     assert!(!err.contains(common::TEST_PIN), "{err}");
     err
 }
 
-/// `keys list --json`, parsed.
-fn list(token: &TestToken) -> Vec<serde_json::Value> {
-    let out = token.keys("list", &["--json"]);
-    common::assert_success(&out, "signet keys list --json");
-    serde_json::from_str(&stdout(&out)).expect("list --json prints a JSON array")
-}
-
 /// Runs OpenSC's pkcs11-tool, logged in, on the test token (an independent PKCS#11 client).
 fn pkcs11_tool(token: &TestToken, args: &[&str]) -> Output {
-    let out = std::process::Command::new("pkcs11-tool")
-        .env("SOFTHSM2_CONF", &token.softhsm_conf)
-        .args(["--module", path_str(&softhsm_module())])
-        .args([
-            "--token-label",
-            &token.label,
-            "--login",
-            "--pin",
-            common::TEST_PIN,
-        ])
+    let out = token
+        .pkcs11_tool()
         .args(args)
         .output()
         .expect("pkcs11-tool (install opensc)");
@@ -73,13 +51,6 @@ fn access_of<'a>(objects: &'a str, label: &str) -> Vec<&'a str> {
         .expect("Access line")
         .split(',')
         .map(str::trim)
-        .collect()
-}
-
-fn listed_ids(token: &TestToken) -> Vec<String> {
-    list(token)
-        .iter()
-        .map(|k| k["id"].as_str().expect("id").to_owned())
         .collect()
 }
 
@@ -202,13 +173,7 @@ fn list_reports_flags_origin_and_whether_the_agent_serves_each_key() {
     assert!(!err.contains("'gen'"), "{err}");
 
     // Serving only the good keys: leaky is then just not served, and nothing blocks.
-    std::fs::write(
-        &token.config,
-        std::fs::read_to_string(&token.config)
-            .expect("config")
-            .replace("[backend]\n", "[backend]\nkeys = [\"gen\", \"imp\"]\n"),
-    )
-    .expect("config");
+    token.edit_config(|text| text.replace("[backend]\n", "[backend]\nkeys = [\"gen\", \"imp\"]\n"));
     let keys = list(&token);
     let leaky = keys.iter().find(|k| k["id"] == "leaky").expect("leaky");
     assert_eq!(leaky["blocks_agent_start"], false, "{leaky}");
@@ -255,15 +220,8 @@ async fn import_hmac_keeps_swt3_signatures_and_the_secret_inside() {
     assert!(failed(&out, "import over an existing id").contains("already exists"));
 
     // The token will not hand the secret back.
-    let read = std::process::Command::new("pkcs11-tool")
-        .env("SOFTHSM2_CONF", &token.softhsm_conf)
-        .args([
-            "--module",
-            path_str(&softhsm_module()),
-            "--token-label",
-            &token.label,
-        ])
-        .args(["--login", "--pin", common::TEST_PIN])
+    let read = token
+        .pkcs11_tool()
         .args(["--read-object", "--type", "secrkey", "--label", "witness"])
         .output()
         .expect("pkcs11-tool (install opensc)");
@@ -284,16 +242,7 @@ async fn import_hmac_keeps_swt3_signatures_and_the_secret_inside() {
     let response = agent
         .client()
         .await
-        .fingerprint(FingerprintRequest {
-            key_id: "witness".into(),
-            tenant_id: "ENCLAVE_ALPHA".into(),
-            procedure_id: "AI-INF.1".into(),
-            factor_a: 1.0,
-            factor_b: 1.0,
-            factor_c: 0.0,
-            timestamp_ms: 1774800000000,
-            agent_id: Some("agent-007".into()),
-        })
+        .fingerprint(published_fingerprint_request("witness"))
         .await
         .expect("Fingerprint")
         .into_inner();
@@ -307,20 +256,6 @@ async fn import_hmac_keeps_swt3_signatures_and_the_secret_inside() {
     );
     let (exit, log) = agent.stop();
     assert!(exit.success(), "{log}");
-}
-
-/// Makes a spooler key the way sqooler does (`sqoolerkey` calls `create_jwk_pair`) and returns
-/// (private-key config string, public JWK as sqooler stores it).
-fn sqooler_key(kid: &str) -> (String, String) {
-    let out = python(
-        "import sys, json\n\
-         from sqooler.security import create_jwk_pair\n\
-         private, public = create_jwk_pair(kid=sys.argv[1])\n\
-         print(json.dumps([private.to_config_str(), public.model_dump_json()]))",
-        &[kid],
-    );
-    let [config, public]: [String; 2] = serde_json::from_str(&out).expect("two strings");
-    (config, public)
 }
 
 #[test]

@@ -7,16 +7,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
+use common::ports::free_port;
 use common::{TestToken, Verifier};
 use signet::grpc::proto::{FingerprintRequest, SignBatchRequest, SignRequest};
-
-/// A free loopback port (bound and released; the agent binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// `GET path` over HTTP/1.1; the status line and the body.
 fn get(port: u16, path: &str) -> (String, String) {

@@ -4,31 +4,9 @@
 
 mod common;
 
+use common::requests::{public_key, sign_request};
 use common::TestToken;
 use p256::ecdsa::signature::Verifier as _;
-use signet::grpc::proto::signer_client::SignerClient;
-use signet::grpc::proto::{GetPublicKeyRequest, SignRequest};
-
-async fn public_key(
-    client: &mut SignerClient<tonic::transport::Channel>,
-    key_id: &str,
-) -> signet::grpc::proto::GetPublicKeyResponse {
-    client
-        .get_public_key(GetPublicKeyRequest {
-            key_id: key_id.into(),
-        })
-        .await
-        .expect("GetPublicKey")
-        .into_inner()
-}
-
-fn sign_request(key_id: &str, message: &[u8]) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message: message.to_vec(),
-        ..Default::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_are_served() {

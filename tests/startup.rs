@@ -3,25 +3,16 @@
 
 mod common;
 
-use common::{path_str, softhsm_module, TestToken, TEST_PIN};
+use common::{path_str, softhsm_module, Device, TestToken, TEST_PIN};
 
-/// Runs `signet serve` expecting it to refuse to start; returns its stderr.
+/// Runs `signet serve` expecting it to refuse to start; returns its stderr, which never holds
+/// the PIN.
 fn refused(token: &TestToken) -> String {
-    let out = token
-        .command()
-        .args(["serve", "--config", path_str(&token.config)])
-        .output()
-        .expect("run signet serve");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "signet serve should have refused to start:\n{stderr}"
-    );
+    let stderr = token.refused_start();
     assert!(
         !stderr.contains(TEST_PIN),
         "the PIN must not appear: {stderr}"
     );
-    assert!(!token.socket.exists(), "no socket is left behind");
     stderr
 }
 
@@ -44,8 +35,7 @@ fn wrong_pin_is_tried_once_and_explained() {
 #[test]
 fn unknown_token_label_lists_the_tokens_present() {
     let token = TestToken::new().with_demo_keys();
-    let text = std::fs::read_to_string(&token.config).expect("config");
-    std::fs::write(&token.config, text.replace(&token.label, "no-such-token")).expect("config");
+    token.edit_config(|text| text.replace(&token.label, "no-such-token"));
     let stderr = refused(&token);
     assert!(
         stderr.contains("no initialised token with label 'no-such-token'"),
@@ -119,15 +109,12 @@ fn a_listed_key_that_is_missing_is_named() {
 #[test]
 fn config_errors_name_the_key_without_echoing_values() {
     let token = TestToken::new();
-    let text = std::fs::read_to_string(&token.config).expect("config");
-    std::fs::write(
-        &token.config,
+    token.edit_config(|text| {
         text.replace(
             "pin = { file = \"pin\" }",
             "pin = \"s3cr3t-inline\"\nslot = 3",
-        ),
-    )
-    .expect("config");
+        )
+    });
     let stderr = refused(&token);
     assert!(stderr.contains("line"), "{stderr}");
     assert!(
@@ -139,12 +126,9 @@ fn config_errors_name_the_key_without_echoing_values() {
 #[test]
 fn plain_tcp_on_a_public_address_is_refused() {
     let token = TestToken::new().with_demo_keys();
-    let text = std::fs::read_to_string(&token.config).expect("config");
-    std::fs::write(
-        &token.config,
-        format!("[[listen]]\ntype = \"tcp\"\naddress = \"0.0.0.0:50999\"\n\n{text}"),
-    )
-    .expect("config");
+    token.edit_config(|text| {
+        format!("[[listen]]\ntype = \"tcp\"\naddress = \"0.0.0.0:50999\"\n\n{text}")
+    });
     let stderr = refused(&token);
     assert!(
         stderr.contains("plain TCP on 0.0.0.0:50999 is refused"),

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::ports::free_port;
+use common::requests::sign_request;
 use common::TestToken;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use signet::grpc::proto::signer_client::SignerClient;
@@ -44,14 +46,6 @@ impl Ca {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
 async fn connect(
     port: u16,
     ca: &str,
@@ -73,11 +67,7 @@ async fn connect(
 }
 
 fn sign(key_id: &str) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message: b"over mutual TLS".to_vec(),
-        ..Default::default()
-    }
+    sign_request(key_id, b"over mutual TLS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,17 +85,17 @@ async fn client_certificates_identify_callers_and_unverified_ones_are_refused() 
     std::fs::write(dir.join("server.key"), &server_key).expect("write");
     std::fs::write(dir.join("ca.pem"), ca.cert.pem()).expect("write");
     let port = free_port();
-    let text = std::fs::read_to_string(&token.config).expect("config");
-    let text = text.replace(
-        "[backend]",
-        &format!(
-            "[[listen]]\ntype = \"tls\"\naddress = \"127.0.0.1:{port}\"\ncert = \"server.pem\"\n\
-             key = \"server.key\"\nclient_ca = \"ca.pem\"\n\n\
-             [[clients]]\nname = \"witness\"\ncert_cn = \"witness-1\"\nkeys = [\"ed\"]\n\
-             operations = [\"sign\"]\n\n[backend]"
-        ),
-    );
-    std::fs::write(&token.config, text).expect("config");
+    token.edit_config(|text| {
+        text.replace(
+            "[backend]",
+            &format!(
+                "[[listen]]\ntype = \"tls\"\naddress = \"127.0.0.1:{port}\"\ncert = \"server.pem\"\n\
+                 key = \"server.key\"\nclient_ca = \"ca.pem\"\n\n\
+                 [[clients]]\nname = \"witness\"\ncert_cn = \"witness-1\"\nkeys = [\"ed\"]\n\
+                 operations = [\"sign\"]\n\n[backend]"
+            ),
+        )
+    });
     let agent = token.start_agent().await;
     let ca_pem = ca.cert.pem();
 

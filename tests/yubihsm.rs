@@ -10,20 +10,20 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::health::wait_for_health;
 use common::in_process::InProcessAgent;
-use common::yubihsm::{FakeConnector, TestYubiHsm, AUTH_KEY, TEST_PASSWORD};
+use common::requests::sign_request;
+use common::yubihsm::{put_auth_key, FakeConnector, TestYubiHsm, AUTH_KEY, TEST_PASSWORD};
 use common::{sign_load, Device, Verifier, HMAC_SECRET};
 use signet::backend::yubihsm::admin::YubiHsmAdmin;
 use signet::backend::yubihsm::{Device as YubiDevice, Timing, YubiHsmBackend};
 use signet::backend::{Backend, HsmState};
 use signet::error::Error;
-use signet::grpc::proto::SignRequest;
 use signet::key::Algorithm;
 use signet::secret::Secret;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tokio::sync::watch;
 
 /// The backend's view of the fake connector, with `password`.
 fn device(connector: &FakeConnector, password: &str) -> YubiDevice {
@@ -44,36 +44,41 @@ fn add_verifiable_keys(connector: &FakeConnector) {
     signet::keys::import_hmac(&admin, "hmac", &Secret::new(HMAC_SECRET.into())).expect("hmac");
 }
 
-fn request(key_id: &str, message: &[u8]) -> SignRequest {
-    SignRequest {
-        key_id: key_id.into(),
-        message: message.to_vec(),
-        ..Default::default()
-    }
+/// The backend on the fake connector with the test password and `timing`.
+fn open(connector: &FakeConnector, timing: Timing) -> Arc<YubiHsmBackend> {
+    Arc::new(
+        YubiHsmBackend::open_with(device(connector, TEST_PASSWORD), None, timing).expect("open"),
+    )
 }
 
-/// Polls the health service until it reports `serving`.
-async fn wait_for_health(socket: &std::path::Path, serving: bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let want = if serving { 1 } else { 2 };
-    loop {
-        if let Ok(channel) = common::connect(socket).await {
-            let reply = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: "signet.v1.Signer".into(),
-                })
-                .await;
-            if reply.is_ok_and(|r| r.into_inner().status == want) {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health did not become {}",
-            if serving { "SERVING" } else { "NOT_SERVING" }
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// The agent in this process on `connector`, whose backend keeps its session alive every
+/// 100 ms (so it notices a lost connector quickly); with the backend and its state.
+async fn serve_with_keepalive(
+    connector: &FakeConnector,
+) -> (
+    Arc<YubiHsmBackend>,
+    watch::Receiver<HsmState>,
+    InProcessAgent,
+) {
+    let backend = open(
+        connector,
+        Timing {
+            keepalive: Duration::from_millis(100),
+            ..Timing::default()
+        },
+    );
+    let state = backend.state();
+    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+    (backend, state, agent)
+}
+
+/// The connector goes away; returns once the backend has noticed.
+async fn lose(connector: &FakeConnector, state: &mut watch::Receiver<HsmState>) {
+    connector.down();
+    state
+        .wait_for(|s| *s == HsmState::Recovering)
+        .await
+        .expect("the backend notices the loss");
 }
 
 #[test]
@@ -131,16 +136,12 @@ async fn an_idle_session_is_reopened_transparently_and_keepalive_prevents_it() {
 
     // No keep-alive, and a session idle for 300 ms is not trusted: the next command opens a
     // new session first, and the caller sees only its signature.
-    let backend = Arc::new(
-        YubiHsmBackend::open_with(
-            device(&connector, TEST_PASSWORD),
-            None,
-            Timing {
-                keepalive: Duration::from_secs(3600),
-                session_reuse: Duration::from_millis(300),
-            },
-        )
-        .expect("open"),
+    let backend = open(
+        &connector,
+        Timing {
+            keepalive: Duration::from_secs(3600),
+            session_reuse: Duration::from_millis(300),
+        },
     );
     let agent = InProcessAgent::start(backend.clone(), 2, "").await;
     let verifier = Verifier::fetch(common::connect(&agent.socket()).await.expect("connect")).await;
@@ -150,7 +151,7 @@ async fn an_idle_session_is_reopened_transparently_and_keepalive_prevents_it() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let message = format!("after an idle pause {round}").into_bytes();
         let signature = client
-            .sign(request(key, &message))
+            .sign(sign_request(key, &message))
             .await
             .expect("signs after the session expired")
             .into_inner()
@@ -163,22 +164,18 @@ async fn an_idle_session_is_reopened_transparently_and_keepalive_prevents_it() {
 
     // With a keep-alive well inside the idle limit, the session stays the same however long
     // the agent is idle.
-    let backend = Arc::new(
-        YubiHsmBackend::open_with(
-            device(&connector, TEST_PASSWORD),
-            None,
-            Timing {
-                keepalive: Duration::from_millis(50),
-                session_reuse: Duration::from_millis(1500),
-            },
-        )
-        .expect("open"),
+    let backend = open(
+        &connector,
+        Timing {
+            keepalive: Duration::from_millis(50),
+            session_reuse: Duration::from_millis(1500),
+        },
     );
     let agent = InProcessAgent::start(backend.clone(), 2, "").await;
     let mut client = agent.client().await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let signature = client
-        .sign(request("ed", b"kept alive"))
+        .sign(sign_request("ed", b"kept alive"))
         .await
         .expect("sign")
         .into_inner()
@@ -196,19 +193,7 @@ async fn an_idle_session_is_reopened_transparently_and_keepalive_prevents_it() {
 async fn the_agent_rides_out_a_connector_restart() {
     let connector = Arc::new(FakeConnector::start());
     add_verifiable_keys(&connector);
-    let backend = Arc::new(
-        YubiHsmBackend::open_with(
-            device(&connector, TEST_PASSWORD),
-            None,
-            Timing {
-                keepalive: Duration::from_millis(100),
-                ..Timing::default()
-            },
-        )
-        .expect("open"),
-    );
-    let mut state = backend.state();
-    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+    let (backend, mut state, agent) = serve_with_keepalive(&connector).await;
     let verifier =
         Arc::new(Verifier::fetch(common::connect(&agent.socket()).await.expect("c")).await);
 
@@ -222,16 +207,12 @@ async fn the_agent_rides_out_a_connector_restart() {
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    connector.down();
-    state
-        .wait_for(|s| *s == HsmState::Recovering)
-        .await
-        .expect("the backend notices the loss");
-    wait_for_health(&agent.socket(), false).await;
+    lose(&connector, &mut state).await;
+    wait_for_health(&agent.socket(), false, Duration::from_secs(30)).await;
     let status = agent
         .client()
         .await
-        .sign(request("ed", b"during the outage"))
+        .sign(sign_request("ed", b"during the outage"))
         .await
         .expect_err("no HSM");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
@@ -241,7 +222,7 @@ async fn the_agent_rides_out_a_connector_restart() {
         .wait_for(|s| *s == HsmState::Serving)
         .await
         .expect("the backend recovers");
-    wait_for_health(&agent.socket(), true).await;
+    wait_for_health(&agent.socket(), true, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.send(true).expect("stop the load");
     let outcomes = load.await.expect("load");
@@ -261,7 +242,7 @@ async fn the_agent_rides_out_a_connector_restart() {
         let signature = agent
             .client()
             .await
-            .sign(request(key, &message))
+            .sign(sign_request(key, &message))
             .await
             .expect("signs after recovery")
             .into_inner()
@@ -276,39 +257,16 @@ async fn the_agent_rides_out_a_connector_restart() {
 async fn a_replaced_device_serves_again_but_not_the_lost_keys() {
     let connector = FakeConnector::start();
     add_verifiable_keys(&connector);
-    let backend = Arc::new(
-        YubiHsmBackend::open_with(
-            device(&connector, TEST_PASSWORD),
-            None,
-            Timing {
-                keepalive: Duration::from_millis(100),
-                ..Timing::default()
-            },
-        )
-        .expect("open"),
-    );
-    let mut state = backend.state();
-    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+    let (_backend, mut state, agent) = serve_with_keepalive(&connector).await;
 
     // A new MockHsm: its factory authentication key 1 only, so the test key must be put again.
-    connector.down();
-    state
-        .wait_for(|s| *s == HsmState::Recovering)
-        .await
-        .expect("loss noticed");
+    lose(&connector, &mut state).await;
     connector.replace_device();
-    connector
-        .client_with_default_key()
-        .put_authentication_key(
-            AUTH_KEY,
-            "signet".into(),
-            yubihsm::Domain::all(),
-            yubihsm::Capability::all(),
-            yubihsm::Capability::all(),
-            yubihsm::authentication::Algorithm::YubicoAes,
-            yubihsm::authentication::Key::derive_from_password(TEST_PASSWORD.as_bytes()),
-        )
-        .expect("put the test authentication key on the new device");
+    put_auth_key(
+        &connector.client_with_default_key(),
+        TEST_PASSWORD.as_bytes(),
+    )
+    .expect("put the test authentication key on the new device");
     connector.up();
     state
         .wait_for(|s| *s == HsmState::Serving)
@@ -317,7 +275,7 @@ async fn a_replaced_device_serves_again_but_not_the_lost_keys() {
     let status = agent
         .client()
         .await
-        .sign(request("ed", b"the key was on the old device"))
+        .sign(sign_request("ed", b"the key was on the old device"))
         .await
         .expect_err("gone");
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
@@ -332,41 +290,15 @@ async fn a_replaced_device_serves_again_but_not_the_lost_keys() {
 async fn a_refused_password_after_an_outage_fails_once_and_stays_failed() {
     let connector = FakeConnector::start();
     add_verifiable_keys(&connector);
-    let backend = Arc::new(
-        YubiHsmBackend::open_with(
-            device(&connector, TEST_PASSWORD),
-            None,
-            Timing {
-                keepalive: Duration::from_millis(100),
-                ..Timing::default()
-            },
-        )
-        .expect("open"),
-    );
-    let mut state = backend.state();
-    let agent = InProcessAgent::start(backend.clone(), 2, "").await;
+    let (backend, mut state, agent) = serve_with_keepalive(&connector).await;
 
     // The authentication key's password changes on the device while the connector is away.
-    connector.down();
-    state
-        .wait_for(|s| *s == HsmState::Recovering)
-        .await
-        .expect("loss noticed");
+    lose(&connector, &mut state).await;
     let admin = connector.client_with_default_key();
     admin
         .delete_object(AUTH_KEY, yubihsm::object::Type::AuthenticationKey)
         .expect("delete the test authentication key");
-    admin
-        .put_authentication_key(
-            AUTH_KEY,
-            "signet".into(),
-            yubihsm::Domain::all(),
-            yubihsm::Capability::all(),
-            yubihsm::Capability::all(),
-            yubihsm::authentication::Algorithm::YubicoAes,
-            yubihsm::authentication::Key::derive_from_password(b"a new password"),
-        )
-        .expect("put it back with another password");
+    put_auth_key(&admin, b"a new password").expect("put it back with another password");
     let before = connector.commands();
     connector.up();
     state
@@ -377,11 +309,11 @@ async fn a_refused_password_after_an_outage_fails_once_and_stays_failed() {
         unreachable!()
     };
     assert!(why.contains("will not try again"), "{why}");
-    wait_for_health(&agent.socket(), false).await;
+    wait_for_health(&agent.socket(), false, Duration::from_secs(30)).await;
     let status = agent
         .client()
         .await
-        .sign(request("ed", b"after the refusal"))
+        .sign(sign_request("ed", b"after the refusal"))
         .await
         .expect_err("failed");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
@@ -396,9 +328,7 @@ async fn keys_answer_to_their_object_id_too() {
     let hsm = TestYubiHsm::new();
     let jwk = hsm.generate_key("ed25519", "ed");
     hsm.generate_key("p256", "ec");
-    let out = hsm.keys("list", &["--json"]);
-    common::assert_success(&out, "keys list --json");
-    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let listed = common::output::list(&hsm);
     let object_id = |id: &str| {
         listed
             .iter()
@@ -430,7 +360,7 @@ async fn keys_answer_to_their_object_id_too() {
     let ids: Vec<_> = keys.iter().map(|k| k.key_id.as_str()).collect();
     assert_eq!(ids, ["ed"]);
     let signature = client
-        .sign(request("ed", b"selected by object id"))
+        .sign(sign_request("ed", b"selected by object id"))
         .await
         .expect("Sign")
         .into_inner()

@@ -195,30 +195,32 @@ impl SignerService {
         Ok(result?)
     }
 
-    /// Runs a handler under watch: its count, latency and log line are recorded when it
-    /// finishes, or as `CANCELLED` if the client goes away first (the future is dropped).
-    async fn observed<T>(
-        &self,
-        call: &Call,
+    /// Runs an RPC's handler under watch, given the call the request makes: its count,
+    /// latency and log line are recorded when it finishes, or as `CANCELLED` if the client
+    /// goes away first (the future is dropped).
+    async fn observed<'s, T, R>(
+        &'s self,
         rpc: &'static str,
         counted: Counted<'_>,
-        handler: impl std::future::Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
+        request: Request<T>,
+        handler: impl AsyncFnOnce(&'s Self, &Call, Request<T>) -> Result<R, Status>,
+    ) -> Result<R, Status> {
+        let call = Call::of(&request);
         let observation = Observation {
             service: self,
-            call,
+            call: &call,
             rpc,
             counted,
             finished: false,
         };
-        let result = handler.await;
+        let result = handler(self, &call, request).await;
         observation.finish(&result);
         result
     }
 
     /// Counts a finished call and logs one line for it at info: the RPC, who called (and as
     /// which client), the key, the gRPC code and the latency; never the message. A batch's
-    /// items are counted one by one once the batch is answered ([`Self::count_items`]); the
+    /// items are counted one by one once the batch is answered ([`Self::settle_batch`]); the
     /// batch call itself is counted only when it fails as a whole.
     fn observe(&self, call: &Call, rpc: &'static str, counted: Counted<'_>, code: &'static str) {
         let took = call.arrived.elapsed();
@@ -243,13 +245,20 @@ impl SignerService {
         );
     }
 
-    /// Counts each item of an answered batch with its key and code.
-    fn count_items(&self, items: &[(&'static str, String, &'static str)]) {
-        for (rpc, key_id, code) in items {
+    /// Audits the records of an answered batch ([`Self::write_all`]) and, once they are
+    /// written, counts each item with its key and code.
+    async fn settle_batch(&self, call: &Call, records: Vec<Record>) -> Result<(), Error> {
+        let counted: Vec<(&'static str, String, &'static str)> = records
+            .iter()
+            .map(|r| (r.rpc, r.key_id.clone(), r.code))
+            .collect();
+        self.write_all(call, records).await?;
+        for (rpc, key_id, code) in &counted {
             self.access
                 .metrics
                 .request(rpc, self.key_label(key_id), code);
         }
+        Ok(())
     }
 
     /// A served key id, or [`OTHER_KEY`]: callers cannot add labels to the metrics.
@@ -291,7 +300,7 @@ impl SignerService {
         let Some(audit) = self.access.audit.clone() else {
             return Ok(());
         };
-        let written = tokio::task::spawn_blocking(move || {
+        self.on_writer(move || {
             if denial {
                 audit.record_denial(&record)
             } else {
@@ -299,8 +308,17 @@ impl SignerService {
             }
         })
         .await
-        .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))
-        .and_then(|written| written);
+    }
+
+    /// Runs an audit `write` on a blocking thread and counts its failure.
+    async fn on_writer(
+        &self,
+        write: impl FnOnce() -> Result<(), Error> + Send + 'static,
+    ) -> Result<(), Error> {
+        let written = tokio::task::spawn_blocking(write)
+            .await
+            .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))
+            .and_then(|written| written);
         if written.is_err() {
             self.access.metrics.audit_failed();
         }
@@ -362,14 +380,7 @@ impl SignerService {
             .map(|r| r.with_latency(call.arrived))
             .filter_map(|mut r| (r.outcome != "denied" || audit.admit_denial(&mut r)).then_some(r))
             .collect();
-        let written = tokio::task::spawn_blocking(move || audit.record_all(&records))
-            .await
-            .map_err(|e| Error::AuditUnavailable(format!("the audit writer task failed: {e}")))
-            .and_then(|written| written);
-        if written.is_err() {
-            self.access.metrics.audit_failed();
-        }
-        written
+        self.on_writer(move || audit.record_all(&records)).await
     }
 
     /// Whether `operation` with `key_id` is allowed (for the calls that are not audited).
@@ -438,6 +449,25 @@ fn algorithm(a: Algorithm) -> proto::Algorithm {
     }
 }
 
+/// Refuses a message whose CRC32C is not the `expected` one the client sent, if it sent one.
+fn check_crc32c(message: &[u8], expected: Option<u32>) -> Result<(), Error> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let received = crc32c::crc32c(message);
+    if received != expected {
+        return Err(Error::ChecksumMismatch { expected, received });
+    }
+    Ok(())
+}
+
+/// Marks a batch item's record failed with `error`'s code, unless the policy denied it.
+fn failed_unless_denied(record: &mut Record, error: &Error) {
+    if record.outcome != "denied" {
+        (record.outcome, record.code) = ("failed", code_name(code_of(error.kind())));
+    }
+}
+
 /// One batch item's failure, exactly as the unary call would answer it.
 fn item_error(error: Error) -> proto::ItemError {
     let status = Status::from(error);
@@ -464,6 +494,19 @@ fn sign_response(
             SignatureFormat::Der => proto::SignatureFormat::Der,
         }
         .into(),
+    }
+}
+
+/// The response for a fingerprint.
+fn fingerprint_response(
+    witness: crate::signer::Witness,
+    key_id: String,
+) -> proto::FingerprintResponse {
+    proto::FingerprintResponse {
+        fingerprint: witness.fingerprint,
+        signature: witness.signature,
+        timestamp_ms: witness.timestamp_ms,
+        key_id,
     }
 }
 
@@ -502,12 +545,7 @@ impl SignerService {
         let audited = self.access.audit.is_some();
         let work = async {
             let format = signature_format(format)?;
-            if let Some(expected) = message_crc32c {
-                let received = crc32c::crc32c(&message);
-                if received != expected {
-                    return Err(Error::ChecksumMismatch { expected, received });
-                }
-            }
+            check_crc32c(&message, message_crc32c)?;
             let message_sha256 = audited.then(|| hex::encode(Sha256::digest(&message)));
             let signature = self.signer.sign(&key_id, message, format, deadline).await?;
             let done = Done {
@@ -578,12 +616,7 @@ impl SignerService {
         let witness = self
             .audited(call, Operation::Fingerprint, "Fingerprint", &r.key_id, work)
             .await?;
-        Ok(Response::new(proto::FingerprintResponse {
-            fingerprint: witness.fingerprint,
-            signature: witness.signature,
-            timestamp_ms: witness.timestamp_ms,
-            key_id: r.key_id,
-        }))
+        Ok(Response::new(fingerprint_response(witness, r.key_id)))
     }
 
     async fn sign_batch_call(
@@ -603,12 +636,7 @@ impl SignerService {
                 self.admit(call, Operation::Sign, "SignBatch", &item.key_id);
             let checked = admitted.and_then(|()| {
                 let format = signature_format(item.signature_format)?;
-                if let Some(expected) = item.message_crc32c {
-                    let received = crc32c::crc32c(&item.message);
-                    if received != expected {
-                        return Err(Error::ChecksumMismatch { expected, received });
-                    }
-                }
+                check_crc32c(&item.message, item.message_crc32c)?;
                 Ok(format)
             });
             match checked {
@@ -620,9 +648,7 @@ impl SignerService {
                     early.push(Ok(item.message_crc32c));
                 }
                 Err(e) => {
-                    if record.outcome != "denied" {
-                        (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
-                    }
+                    failed_unless_denied(&mut record, &e);
                     early.push(Err(e));
                 }
             }
@@ -652,9 +678,7 @@ impl SignerService {
                 }
                 Err(e) => {
                     self.note_failure(&e);
-                    if record.outcome != "denied" {
-                        (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
-                    }
+                    failed_unless_denied(record, &e);
                     proto::sign_batch_result::Result::Error(item_error(e))
                 }
             };
@@ -662,12 +686,7 @@ impl SignerService {
                 result: Some(result),
             });
         }
-        let counted: Vec<(&'static str, String, &'static str)> = records
-            .iter()
-            .map(|r| (r.rpc, r.key_id.clone(), r.code))
-            .collect();
-        self.write_all(call, records).await?;
-        self.count_items(&counted);
+        self.settle_batch(call, records).await?;
         Ok(Response::new(proto::SignBatchResponse { results }))
     }
 
@@ -712,19 +731,13 @@ impl SignerService {
                         None => witness.fingerprint.clone(),
                     };
                     record.message_sha256 = Some(hex::encode(Sha256::digest(payload.as_bytes())));
-                    proto::fingerprint_batch_result::Result::Fingerprint(
-                        proto::FingerprintResponse {
-                            fingerprint: witness.fingerprint,
-                            signature: witness.signature,
-                            timestamp_ms: witness.timestamp_ms,
-                            key_id: item.key_id.clone(),
-                        },
-                    )
+                    proto::fingerprint_batch_result::Result::Fingerprint(fingerprint_response(
+                        witness,
+                        item.key_id.clone(),
+                    ))
                 }
                 Err(e) => {
-                    if record.outcome != "denied" {
-                        (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
-                    }
+                    failed_unless_denied(record, &e);
                     proto::fingerprint_batch_result::Result::Error(item_error(e))
                 }
             };
@@ -732,18 +745,14 @@ impl SignerService {
                 result: Some(result),
             });
         }
-        let counted: Vec<(&'static str, String, &'static str)> = records
-            .iter()
-            .map(|r| (r.rpc, r.key_id.clone(), r.code))
-            .collect();
-        self.write_all(call, records).await?;
-        self.count_items(&counted);
+        self.settle_batch(call, records).await?;
         Ok(Response::new(proto::FingerprintBatchResponse { results }))
     }
 
     async fn list_keys_call(
         &self,
         call: &Call,
+        _request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         self.allow(call, Operation::List, "")?;
         let keys = self
@@ -766,28 +775,21 @@ impl signer_server::Signer for SignerService {
         &self,
         request: Request<proto::SignRequest>,
     ) -> Result<Response<proto::SignResponse>, Status> {
-        let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
-        self.observed(
-            &call,
-            "Sign",
-            Counted::Key(&key_id),
-            self.sign_call(&call, request),
-        )
-        .await
+        self.observed("Sign", Counted::Key(&key_id), request, Self::sign_call)
+            .await
     }
 
     async fn get_public_key(
         &self,
         request: Request<proto::GetPublicKeyRequest>,
     ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
-        let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
         self.observed(
-            &call,
             "GetPublicKey",
             Counted::Key(&key_id),
-            self.get_public_key_call(&call, request),
+            request,
+            Self::get_public_key_call,
         )
         .await
     }
@@ -796,13 +798,12 @@ impl signer_server::Signer for SignerService {
         &self,
         request: Request<proto::FingerprintRequest>,
     ) -> Result<Response<proto::FingerprintResponse>, Status> {
-        let call = Call::of(&request);
         let key_id = request.get_ref().key_id.clone();
         self.observed(
-            &call,
             "Fingerprint",
             Counted::Key(&key_id),
-            self.fingerprint_call(&call, request),
+            request,
+            Self::fingerprint_call,
         )
         .await
     }
@@ -811,26 +812,19 @@ impl signer_server::Signer for SignerService {
         &self,
         request: Request<proto::SignBatchRequest>,
     ) -> Result<Response<proto::SignBatchResponse>, Status> {
-        let call = Call::of(&request);
-        self.observed(
-            &call,
-            "SignBatch",
-            Counted::Items,
-            self.sign_batch_call(&call, request),
-        )
-        .await
+        self.observed("SignBatch", Counted::Items, request, Self::sign_batch_call)
+            .await
     }
 
     async fn fingerprint_batch(
         &self,
         request: Request<proto::FingerprintBatchRequest>,
     ) -> Result<Response<proto::FingerprintBatchResponse>, Status> {
-        let call = Call::of(&request);
         self.observed(
-            &call,
             "FingerprintBatch",
             Counted::Items,
-            self.fingerprint_batch_call(&call, request),
+            request,
+            Self::fingerprint_batch_call,
         )
         .await
     }
@@ -839,14 +833,8 @@ impl signer_server::Signer for SignerService {
         &self,
         request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
-        let call = Call::of(&request);
-        self.observed(
-            &call,
-            "ListKeys",
-            Counted::NoKey,
-            self.list_keys_call(&call),
-        )
-        .await
+        self.observed("ListKeys", Counted::NoKey, request, Self::list_keys_call)
+            .await
     }
 }
 

@@ -27,12 +27,10 @@ impl InProcessAgent {
         std::fs::write(
             &config_path,
             format!(
-                "[[listen]]\ntype = \"unix\"\npath = \"signet.sock\"\n\n[limits]\n{limits}\n\n\
-                 [[clients]]\nname = \"tests\"\nuid = {}\nkeys = [\"*\"]\n\
-                 operations = [\"sign\", \"fingerprint\"]\n\n\
+                "{}[limits]\n{limits}\n\n\
                  [backend]\ntype = \"pkcs11\"\nmodule = \"unused.so\"\n\
                  token = {{ label = \"unused\" }}\npin = {{ env = \"UNUSED\" }}\n",
-                super::own_uid()
+                super::config::unix_listener_and_test_client()
             ),
         )
         .expect("config");
@@ -86,17 +84,8 @@ impl InProcessAgent {
     }
 
     pub async fn health(&self) -> i32 {
-        use tonic_health::pb::health_client::HealthClient;
-        use tonic_health::pb::HealthCheckRequest;
         let channel = super::connect(&self.socket()).await.expect("connect");
-        HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: "signet.v1.Signer".into(),
-            })
-            .await
-            .expect("health")
-            .into_inner()
-            .status
+        super::health::status(channel).await.expect("health")
     }
 
     pub async fn stop(mut self) {

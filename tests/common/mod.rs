@@ -6,7 +6,13 @@
 //! share the process-global `C_Initialize` and run in parallel under any test runner.
 #![allow(dead_code)]
 
+pub mod config;
+pub mod health;
 pub mod in_process;
+pub mod output;
+pub mod ports;
+pub mod requests;
+pub mod sqooler;
 #[cfg(feature = "yubihsm-mock")]
 pub mod yubihsm;
 
@@ -115,17 +121,20 @@ impl TestToken {
         std::fs::write(
             &self.config,
             format!(
-                "[[listen]]\ntype = \"unix\"\npath = \"signet.sock\"\n\n\
-                 [[clients]]\nname = \"tests\"\nuid = {}\nkeys = [\"*\"]\n\
-                 operations = [\"sign\", \"fingerprint\"]\n\n\
-                 [backend]\ntype = \"pkcs11\"\nmodule = \"{}\"\n\
+                "{}[backend]\ntype = \"pkcs11\"\nmodule = \"{}\"\n\
                  token = {{ label = \"{}\" }}\npin = {{ file = \"pin\" }}\n{extra}\n",
-                own_uid(),
+                config::unix_listener_and_test_client(),
                 module.display(),
                 self.label
             ),
         )
         .expect("signet.toml");
+    }
+
+    /// Rewrites the config as `edit` makes it from the current text.
+    pub fn edit_config(&self, edit: impl FnOnce(&str) -> String) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        std::fs::write(&self.config, edit(&text)).expect("config");
     }
 
     /// A command for the `signet` binary with this token's SoftHSM2 configuration.
@@ -184,22 +193,9 @@ impl TestToken {
     /// Creates a P-256 key pair that is extractable and not sensitive, with OpenSC's
     /// pkcs11-tool (Signet itself cannot make such a key).
     pub fn generate_extractable_p256(&self, id: &str) {
-        let out = Command::new("pkcs11-tool")
-            .env("SOFTHSM2_CONF", &self.softhsm_conf)
-            .args([
-                "--module",
-                path_str(&softhsm_module()),
-                "--token-label",
-                &self.label,
-            ])
-            .args([
-                "--login",
-                "--pin",
-                TEST_PIN,
-                "--keypairgen",
-                "--key-type",
-                "EC:prime256v1",
-            ])
+        let out = self
+            .pkcs11_tool()
+            .args(["--keypairgen", "--key-type", "EC:prime256v1"])
             .args(["--label", id, "--extractable"])
             .output()
             .unwrap_or_else(|e| {
@@ -209,6 +205,16 @@ impl TestToken {
                 )
             });
         assert_success(&out, "pkcs11-tool --keypairgen --extractable");
+    }
+
+    /// OpenSC's pkcs11-tool, logged in to this token: a PKCS#11 client independent of Signet.
+    pub fn pkcs11_tool(&self) -> Command {
+        let mut command = Command::new("pkcs11-tool");
+        command
+            .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .args(["--module", path_str(&softhsm_module())])
+            .args(["--token-label", &self.label, "--login", "--pin", TEST_PIN]);
+        command
     }
 
     /// Generates one key of each type: `ed`, `ec` and `hmac`.
@@ -445,8 +451,6 @@ impl Agent {
     }
 
     async fn wait_until_serving(&mut self) {
-        use tonic_health::pb::health_client::HealthClient;
-        use tonic_health::pb::HealthCheckRequest;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self
@@ -461,12 +465,10 @@ impl Agent {
             }
             if self.socket.exists() {
                 if let Ok(channel) = connect(&self.socket).await {
-                    let reply = HealthClient::new(channel)
-                        .check(HealthCheckRequest {
-                            service: "signet.v1.Signer".into(),
-                        })
-                        .await;
-                    if reply.is_ok_and(|r| r.into_inner().status == 1) {
+                    if health::status(channel)
+                        .await
+                        .is_ok_and(|s| s == health::SERVING)
+                    {
                         return;
                     }
                 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::ports::free_port;
 use tempfile::TempDir;
 use yubihsm::{Capability, Client, Connector, Credentials, Domain};
 
@@ -43,14 +44,6 @@ struct ProxyRun {
     stop: Arc<AtomicBool>,
     streams: Arc<Mutex<Vec<TcpStream>>>,
     accept: JoinHandle<()>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local address")
-        .port()
 }
 
 /// Serves `hsm` over HTTP like `yubihsm-connector`, on a thread that lives as long as the
@@ -87,17 +80,7 @@ impl FakeConnector {
             posts: Arc::new(AtomicUsize::new(0)),
         };
         connector.up();
-        connector
-            .client()
-            .put_authentication_key(
-                AUTH_KEY,
-                "signet".into(),
-                Domain::all(),
-                Capability::all(),
-                Capability::all(),
-                yubihsm::authentication::Algorithm::YubicoAes,
-                yubihsm::authentication::Key::derive_from_password(TEST_PASSWORD.as_bytes()),
-            )
+        put_auth_key(&connector.client(), TEST_PASSWORD.as_bytes())
             .expect("put the test authentication key");
         connector
     }
@@ -227,6 +210,21 @@ impl FakeConnector {
     }
 }
 
+/// Puts [`AUTH_KEY`] with `password` and every capability on the device `client` is open on.
+pub fn put_auth_key(client: &Client, password: &[u8]) -> Result<(), yubihsm::client::Error> {
+    client
+        .put_authentication_key(
+            AUTH_KEY,
+            "signet".into(),
+            Domain::all(),
+            Capability::all(),
+            Capability::all(),
+            yubihsm::authentication::Algorithm::YubicoAes,
+            yubihsm::authentication::Key::derive_from_password(password),
+        )
+        .map(drop)
+}
+
 /// Copies `from` to `to` until either closes; counts connector API requests when `posts`.
 fn pump(mut from: TcpStream, mut to: TcpStream, posts: Option<Arc<AtomicUsize>>) {
     std::thread::spawn(move || {
@@ -288,12 +286,9 @@ impl TestYubiHsm {
         std::fs::write(
             &self.config,
             format!(
-                "[[listen]]\ntype = \"unix\"\npath = \"signet.sock\"\n\n\
-                 [[clients]]\nname = \"tests\"\nuid = {}\nkeys = [\"*\"]\n\
-                 operations = [\"sign\", \"fingerprint\"]\n\n\
-                 [backend]\ntype = \"yubihsm\"\nconnector = {{ http = \"{}\" }}\n\
+                "{}[backend]\ntype = \"yubihsm\"\nconnector = {{ http = \"{}\" }}\n\
                  auth_key = {AUTH_KEY}\npassword = {{ file = \"password\" }}\n{extra}\n",
-                super::own_uid(),
+                super::config::unix_listener_and_test_client(),
                 self.connector.url(),
             ),
         )

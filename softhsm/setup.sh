@@ -23,7 +23,8 @@ if ! module=$(find_module); then
   module=$(find_module) || { echo "SoftHSM2 installation failed: no libsofthsm2.so found" >&2; exit 1; }
 fi
 
-cargo build --release --quiet
+echo "Building the agent (release; the first build takes several minutes)." >&2
+cargo build --release
 signet=$root/target/release/signet
 
 mkdir -p "$state/tokens"

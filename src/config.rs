@@ -284,6 +284,16 @@ pub enum Backend {
     Yubihsm(YubiHsm),
 }
 
+impl Backend {
+    /// `backend.keys`: the keys to serve, or `None` for every supported signing key.
+    pub fn keys(&self) -> Option<&[String]> {
+        match self {
+            Backend::Pkcs11(p) => p.keys.as_deref(),
+            Backend::Yubihsm(y) => y.keys.as_deref(),
+        }
+    }
+}
+
 /// Settings of the native YubiHSM2 backend.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

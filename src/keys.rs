@@ -268,8 +268,30 @@ fn id_of(key: &KeyInfo) -> String {
         .map_or_else(|| "<no label>".into(), |id| id.escape_debug().to_string())
 }
 
-/// `keys list` as a table, followed by the reason for every key the agent would not serve.
-pub fn list_table(keys: &[KeyInfo]) -> String {
+/// The entries of `backend.keys` that name no key on the token (by label, or by object id on
+/// a YubiHSM): `signet serve` refuses to start while any is listed.
+pub fn missing(keys: &[KeyInfo], wanted: Option<&[String]>) -> Vec<String> {
+    let names = |key: &KeyInfo, entry: &str| {
+        key.id.as_deref() == Some(entry)
+            || key
+                .object_id
+                .as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(entry))
+    };
+    wanted
+        .unwrap_or_default()
+        .iter()
+        .filter(|entry| !keys.iter().any(|key| names(key, entry)))
+        .cloned()
+        .collect()
+}
+
+/// Why a key named in `backend.keys` is reported by `keys list` without being on the token.
+const MISSING: &str = "listed in backend.keys, but not on the token";
+
+/// `keys list`: a table of the keys, why each unserved one is not served, the keys listed in
+/// `backend.keys` that are `missing`, and which of these keep the agent from starting.
+pub fn list_table(keys: &[KeyInfo], missing: &[String]) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut rows = vec![[
         "ID".to_owned(),
@@ -312,10 +334,14 @@ pub fn list_table(keys: &[KeyInfo]) -> String {
             out.push_str(&format!("\n{}: not served: {why}\n", id_of(key)));
         }
     }
+    for name in missing {
+        out.push_str(&format!("\n{}: {MISSING}\n", name.escape_debug()));
+    }
     let blocking: Vec<String> = keys
         .iter()
         .filter(|k| k.blocks_start())
         .map(id_of)
+        .chain(missing.iter().map(|name| name.escape_debug().to_string()))
         .collect();
     if !blocking.is_empty() {
         out.push_str(&format!(
@@ -327,13 +353,14 @@ pub fn list_table(keys: &[KeyInfo]) -> String {
     out
 }
 
-/// `keys list --json`: one object per key.
-pub fn list_json(keys: &[KeyInfo]) -> String {
+/// `keys list --json`: one object per key, then one per `missing` key (`"present": false`).
+pub fn list_json(keys: &[KeyInfo], missing: &[String]) -> String {
     let keys: Vec<serde_json::Value> = keys
         .iter()
         .map(|key| {
             serde_json::json!({
                 "id": key.id,
+                "present": true,
                 "object_id": key.object_id,
                 "type": key.algorithm.as_ref().ok().map(|a| a.name()),
                 "size": size_of(key),
@@ -347,6 +374,15 @@ pub fn list_json(keys: &[KeyInfo]) -> String {
                 "not_served_reason": key.not_served,
             })
         })
+        .chain(missing.iter().map(|name| {
+            serde_json::json!({
+                "id": name,
+                "present": false,
+                "served": false,
+                "blocks_agent_start": true,
+                "not_served_reason": MISSING,
+            })
+        }))
         .collect();
     format!("{}\n", serde_json::Value::Array(keys))
 }

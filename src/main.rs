@@ -617,11 +617,13 @@ fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
             writeln!(stdout, "{public_jwk}")?;
         }
         KeysCommand::List { config, json } => {
-            let listed = open(&config.config)?.list()?;
+            let config = Config::load(&config.config)?;
+            let listed = keys::open(&config)?.list()?;
+            let missing = keys::missing(&listed, config.backend.keys());
             let text = if json {
-                keys::list_json(&listed)
+                keys::list_json(&listed, &missing)
             } else {
-                keys::list_table(&listed)
+                keys::list_table(&listed, &missing)
             };
             stdout.write_all(text.as_bytes())?;
         }

@@ -82,11 +82,18 @@ pub async fn serve_until(
     )?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Internal(format!("building the reflection service: {e}")))?;
+    // Reflection v1, and v1alpha for the tools (older grpcurl, Postman) that ask only that.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error =
+        |e: tonic_reflection::server::Error| Error::Internal(format!("building reflection: {e}"));
+    let reflection = reflection_builder().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .map_err(reflection_error)?;
     let decode_limit = config.limits.max_message_bytes + 64 * 1024;
     let audit = match &config.audit {
         Some(settings) => Some(Arc::new(AuditLog::open(settings)?)),
@@ -147,6 +154,7 @@ pub async fn serve_until(
             )))
             .add_service(health_service.clone())
             .add_service(reflection.clone())
+            .add_service(reflection_v1alpha.clone())
             .add_service(signer_service.clone());
         let stop = wait_for(shutdown_rx.clone());
         match listener {

@@ -178,6 +178,33 @@ fn list_reports_flags_origin_and_whether_the_agent_serves_each_key() {
     let leaky = keys.iter().find(|k| k["id"] == "leaky").expect("leaky");
     assert_eq!(leaky["blocks_agent_start"], false, "{leaky}");
     assert!(!stdout(&token.keys("list", &[])).contains("refuses to start"));
+
+    // A key listed in backend.keys but not on the token stops the agent; list says so too.
+    token.edit_config(|text| text.replace("\"imp\"]", "\"imp\", \"gone\"]"));
+    let keys = list(&token);
+    let gone = keys.iter().find(|k| k["id"] == "gone").expect("gone");
+    assert_eq!(
+        (
+            &gone["present"],
+            &gone["served"],
+            &gone["blocks_agent_start"]
+        ),
+        (&false.into(), &false.into(), &true.into()),
+        "{gone}"
+    );
+    assert!(keys
+        .iter()
+        .filter(|k| k["id"] != "gone")
+        .all(|k| k["present"] == true));
+    let table = stdout(&token.keys("list", &[]));
+    assert!(
+        table.contains("gone: listed in backend.keys, but not on the token"),
+        "{table}"
+    );
+    assert!(table.contains("because of: gone."), "{table}");
+    let out = token.signet(&["serve", "--config", path_str(&token.config)]);
+    let err = failed(&out, "serve with a listed key missing");
+    assert!(err.contains("'gone'"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

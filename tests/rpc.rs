@@ -56,6 +56,34 @@ async fn health_and_reflection_are_served() {
             "{wanted} missing from {names:?}"
         );
     }
+
+    // The v1alpha protocol too, which older tools (grpcurl before v1 support) ask for.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let request = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let response =
+        alpha::server_reflection_client::ServerReflectionClient::new(agent.channel().await)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner()
+            .message()
+            .await
+            .expect("stream")
+            .expect("one response");
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected v1alpha reflection answer: {response:?}");
+    };
+    assert!(
+        list.service.iter().any(|s| s.name == "signet.v1.Signer"),
+        "{list:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,10 @@ fn unknown_token_label_lists_the_tokens_present() {
         stderr.contains(&token.label),
         "names the tokens present: {stderr}"
     );
+    assert!(
+        stderr.contains("SoftHSM2 reads its tokens from the directories.tokendir of SOFTHSM2_CONF"),
+        "says where SoftHSM2 looked: {stderr}"
+    );
 }
 
 #[test]

@@ -183,16 +183,38 @@ fn find_token(pkcs11: &Pkcs11, selector: &TokenSelector) -> Result<Slot, Error> 
     match matching[..] {
         [slot] => Ok(slot),
         [] => Err(Error::Startup(format!(
-            "no initialised token with {wanted} was found; tokens present: {}",
+            "no initialised token with {wanted} was found; tokens present: {}{}",
             if present.is_empty() {
                 "none".to_owned()
             } else {
                 present.join(", ")
-            }
+            },
+            softhsm_hint(pkcs11)
         ))),
         _ => Err(Error::Startup(format!(
             "several tokens have {wanted}; select the token by serial instead"
         ))),
+    }
+}
+
+/// Where SoftHSM2 looks for its tokens, when the module is SoftHSM2: the usual reason a
+/// token that exists is not found.
+fn softhsm_hint(pkcs11: &Pkcs11) -> String {
+    let is_softhsm = pkcs11
+        .get_library_info()
+        .is_ok_and(|info| info.manufacturer_id().contains("SoftHSM"));
+    if !is_softhsm {
+        return String::new();
+    }
+    match std::env::var_os("SOFTHSM2_CONF") {
+        Some(conf) => format!(
+            ". SoftHSM2 reads its tokens from the directories.tokendir of SOFTHSM2_CONF ({})",
+            std::path::Path::new(&conf).display()
+        ),
+        None => ". SoftHSM2 reads its tokens from the directories.tokendir of \
+                  /etc/softhsm/softhsm2.conf; SOFTHSM2_CONF is not set (the dev token needs \
+                  SOFTHSM2_CONF=softhsm/state/softhsm2.conf)"
+            .to_owned(),
     }
 }
 

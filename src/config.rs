@@ -437,8 +437,10 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading configuration {}", path.display()), e))?;
-        let mut config =
-            Self::parse(&text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e)))?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            Error::Config(why) => Error::Config(format!("{}: {why}", path.display())),
+            other => other,
+        })?;
         if let Some(dir) = path.parent() {
             config.resolve_relative_to(dir);
         }
@@ -684,7 +686,13 @@ fn describe(text: &str, error: &toml::de::Error) -> String {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {}", error.message())
+            // Errors inside a tagged table (`[[listen]]`, `[backend]`) point at its header.
+            let place = if text[span.start.min(text.len())..].starts_with('[') {
+                format!("the table at line {line}")
+            } else {
+                format!("line {line}, column {column}")
+            };
+            format!("{place}: {}", error.message())
         }
         None => error.message().to_owned(),
     }

@@ -449,12 +449,22 @@ fn chain(error: &anyhow::Error) -> String {
     text
 }
 
+/// For the commands that hold the PIN, a password or a secret being imported: no core dump
+/// (RLIMIT_CORE 0, which systemd-coredump also honours) and not dumpable (no core even through
+/// a core_pattern pipe, and no ptrace or /proc/PID/mem or environ access by other processes of
+/// the same user).
+fn no_core_dumps() -> anyhow::Result<()> {
+    rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
+        .context("disabling core dumps (RLIMIT_CORE)")?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("marking the process not dumpable (PR_SET_DUMPABLE)")?;
+    Ok(())
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(ConfigArg { config }) => {
-            // No core dumps: they would hold the PIN and TLS key from this process's memory.
-            rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
-                .context("disabling core dumps (RLIMIT_CORE)")?;
+            no_core_dumps()?;
             let config = Config::load(&config)?;
             let (backend, workers) = signet::server::open_backend(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -467,7 +477,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             served?;
             Ok(())
         }
-        Command::Keys { command } => run_keys(command),
+        Command::Keys { command } => {
+            no_core_dumps()?;
+            run_keys(command)
+        }
         Command::Bench { command } => run_bench(command),
         Command::Sign {
             agent,
@@ -795,5 +808,23 @@ fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_core_dumps_leaves_the_process_undumpable() {
+        no_core_dumps().expect("no core dumps");
+        assert_eq!(
+            rustix::process::dumpable_behavior().expect("PR_GET_DUMPABLE"),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+        assert_eq!(
+            rlimit::getrlimit(rlimit::Resource::CORE).expect("RLIMIT_CORE"),
+            (0, 0)
+        );
     }
 }

@@ -87,6 +87,22 @@ async fn health_and_reflection_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_agent_cannot_dump_core() {
+    let token = TestToken::new().with_demo_keys();
+    let agent = token.start_agent().await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.pid())).expect("limits");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("a core limit");
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "soft and hard RLIMIT_CORE: {core}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_persist_across_restarts() {
     let token = TestToken::new().with_demo_keys();
     let mut before = Vec::new();

@@ -413,6 +413,11 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     async fn start(token: &TestToken, env: &[(&str, &str)]) -> Agent {
         let mut command = token.command();
         command.envs(env.iter().copied());

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod pkcs11;
+mod supervisor;
 pub mod verdict;
 pub mod yubihsm;
 
@@ -45,26 +46,4 @@ pub trait Backend: Send + Sync {
 
     /// Closes sessions and releases the HSM. Called once, after every worker has stopped.
     fn shutdown(&self);
-}
-
-/// Waits at most `limit` for a backend's supervisor thread to end and joins it; `false` (and an
-/// error naming `what`) when it is still inside a blocking HSM call, so the caller does not close
-/// the HSM under it.
-pub(crate) fn join_within(
-    supervisor: std::thread::JoinHandle<()>,
-    limit: std::time::Duration,
-    what: &str,
-) -> bool {
-    let until = std::time::Instant::now() + limit;
-    while !supervisor.is_finished() && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    if !supervisor.is_finished() {
-        tracing::error!("the {what} supervisor is stuck in an HSM call; not closing the HSM");
-        return false;
-    }
-    if supervisor.join().is_err() {
-        tracing::error!("the {what} supervisor thread panicked");
-    }
-    true
 }

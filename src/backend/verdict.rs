@@ -1,6 +1,8 @@
 //! [`Verdict`]: whether the agent serves a key a backend found, and why not. Every backend
-//! decides it with its own rules (PKCS#11 flags, YubiHSM capabilities) and reports it the same.
+//! decides it with its own rules (PKCS#11 flags, YubiHSM capabilities) and reports it the same
+//! ([`Verdict::report_unserved`], [`served_unless`]).
 
+use crate::error::Error;
 use crate::public_key::PublicKey;
 
 /// Whether the agent serves a key found on the token.
@@ -28,5 +30,34 @@ impl Verdict {
             Verdict::Served(_) => None,
             Verdict::Ignored(why) | Verdict::Unrelated(why) | Verdict::Refused(why) => Some(why),
         }
+    }
+
+    /// What start-up does with a selected key that is not served: logs why when it is merely
+    /// not a key to sign with (ignored while `backend.keys` is absent, or unrelated), and adds a
+    /// problem naming it to `problems` when it is refused, or ignored although `backend.keys`
+    /// (`listed`) names it. Does nothing for a served key.
+    pub fn report_unserved(self, name: &str, listed: bool, problems: &mut Vec<String>) {
+        match (self, listed) {
+            (Verdict::Served(_), _) => {}
+            (Verdict::Ignored(why), false) | (Verdict::Unrelated(why), _) => {
+                tracing::info!(key = name, "not served: {why}");
+            }
+            (Verdict::Ignored(why) | Verdict::Refused(why), _) => {
+                problems.push(format!("key '{name}' is refused: {why}"));
+            }
+        }
+    }
+}
+
+/// The keys start-up chose to serve, or (when there are `problems`) the error naming every one.
+pub fn served_unless<T>(problems: Vec<String>, served: Vec<T>) -> Result<Vec<T>, Error> {
+    if problems.is_empty() {
+        Ok(served)
+    } else {
+        Err(Error::Startup(format!(
+            "refusing to start, {} key problem(s):\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        )))
     }
 }

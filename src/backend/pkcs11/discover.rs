@@ -327,8 +327,8 @@ pub fn select(
         if !is_wanted {
             continue;
         }
-        match (verdict, wanted) {
-            (Verdict::Served(public_key), _) => {
+        match verdict {
+            Verdict::Served(public_key) => {
                 let (Some(label), Ok(algorithm)) = (&key.label, &key.algorithm) else {
                     continue;
                 };
@@ -342,21 +342,8 @@ pub fn select(
                     object_id: key.id.clone(),
                 });
             }
-            (Verdict::Ignored(why), None) | (Verdict::Unrelated(why), _) => {
-                tracing::info!(key = name, "not served: {why}");
-            }
-            (Verdict::Ignored(why) | Verdict::Refused(why), _) => {
-                problems.push(format!("key '{name}' is refused: {why}"));
-            }
+            verdict => verdict.report_unserved(name, wanted.is_some(), &mut problems),
         }
     }
-    if problems.is_empty() {
-        Ok(served)
-    } else {
-        Err(Error::Startup(format!(
-            "refusing to start, {} key problem(s):\n  - {}",
-            problems.len(),
-            problems.join("\n  - ")
-        )))
-    }
+    crate::backend::verdict::served_unless(problems, served)
 }

@@ -10,8 +10,7 @@
 //! retried: the state turns [`HsmState::Failed`] with what the operator must do.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
@@ -22,6 +21,7 @@ use tokio::sync::watch;
 use super::discover::{self, Verdict};
 use super::session::SessionPool;
 use super::{classify, finalize, find_token, initialize, login, mechanism, Token};
+use crate::backend::supervisor::{Supervised, Supervisor};
 use crate::backend::{Backend, HsmState};
 use crate::config;
 use crate::error::Error;
@@ -30,19 +30,13 @@ use crate::secret::Secret;
 
 /// How often the supervisor checks that the token still answers while nothing fails.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
-/// The first and the longest wait between reconnection attempts. The wait keeps growing across
-/// outages until a connection has stayed up for [`STABLE`].
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
-/// How long a connection must last before the backoff starts again from its first step.
-const STABLE: Duration = Duration::from_secs(10);
 /// How long a reconnect waits for calls still inside the lost connection to return before it
-/// resets the module under them.
+/// resets the module under them (and how long a shutdown waits for the supervisor).
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// A logged-in PKCS#11 token and the keys served from it.
 pub struct Pkcs11Backend {
     shared: Arc<Shared>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// One working connection: a pool of sessions sharing one login, and the key handles found
@@ -63,16 +57,7 @@ struct Shared {
     connection: RwLock<Option<Arc<Connection>>>,
     /// Connections that were lost but may still be used by calls in flight.
     lost: Mutex<Vec<Weak<Connection>>>,
-    state: watch::Sender<HsmState>,
-    /// Set to wake the supervisor: `true` also means stop.
-    wake: Mutex<Wake>,
-    wakeup: Condvar,
-}
-
-#[derive(Default)]
-struct Wake {
-    lost: bool,
-    stop: bool,
+    supervisor: Supervisor,
 }
 
 impl Pkcs11Backend {
@@ -115,21 +100,10 @@ impl Pkcs11Backend {
             object_ids,
             connection: RwLock::new(Some(Arc::new(connection))),
             lost: Mutex::new(Vec::new()),
-            state: watch::channel(HsmState::Serving).0,
-            wake: Mutex::new(Wake::default()),
-            wakeup: Condvar::new(),
+            supervisor: Supervisor::new("HSM", PROBE_INTERVAL),
         });
-        let supervisor = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("signet-hsm-supervisor".into())
-                .spawn(move || shared.supervise())
-                .map_err(|e| Error::io("starting the HSM supervisor thread", e))?
-        };
-        Ok(Pkcs11Backend {
-            shared,
-            supervisor: Mutex::new(Some(supervisor)),
-        })
+        Supervisor::start(&shared)?;
+        Ok(Pkcs11Backend { shared })
     }
 }
 
@@ -173,26 +147,14 @@ impl Backend for Pkcs11Backend {
     }
 
     fn state(&self) -> watch::Receiver<HsmState> {
-        self.shared.state.subscribe()
+        self.shared.supervisor.subscribe()
     }
 
     fn shutdown(&self) {
-        {
-            let mut wake = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-            wake.stop = true;
-            self.shared.wakeup.notify_all();
-        }
-        let supervisor = self
-            .supervisor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(supervisor) = supervisor {
-            // The supervisor may be inside a blocking HSM call (a probe, a login): wait for it
-            // a bounded time, and do not close the HSM under it.
-            if !crate::backend::join_within(supervisor, DRAIN_LIMIT, "PKCS#11") {
-                return;
-            }
+        // The supervisor may be inside a blocking HSM call (a probe, a login): wait for it a
+        // bounded time, and do not close the HSM under it.
+        if !self.shared.supervisor.stop_and_join(DRAIN_LIMIT) {
+            return;
         }
         let connection = self
             .shared
@@ -210,8 +172,8 @@ impl Backend for Pkcs11Backend {
 impl Shared {
     /// The working connection, or `Recovering`/`Failed` while there is none.
     fn current(&self) -> Result<Arc<Connection>, Error> {
-        if let HsmState::Failed(why) = &*self.state.borrow() {
-            return Err(Error::HsmFailed(why.clone()));
+        if let HsmState::Failed(why) = self.supervisor.state() {
+            return Err(Error::HsmFailed(why));
         }
         self.connection
             .read()
@@ -234,90 +196,17 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Arc::downgrade(connection));
-        tracing::error!(error = %cause, "lost the HSM connection; reconnecting in the background");
-        self.state.send_replace(HsmState::Recovering);
-        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
-        wake.lost = true;
-        self.wakeup.notify_all();
+        self.supervisor.lost(cause);
     }
 
-    /// The supervisor thread: probes while serving, reconnects after a loss.
-    fn supervise(&self) {
-        let mut delay = BACKOFF.0;
-        let mut up_since = Instant::now();
-        loop {
-            {
-                let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
-                let (mut wake, _) = self
-                    .wakeup
-                    .wait_timeout_while(wake, PROBE_INTERVAL, |w| !w.lost && !w.stop)
-                    .unwrap_or_else(|p| p.into_inner());
-                if wake.stop {
-                    return;
-                }
-                wake.lost = false;
-            }
-            if let Ok(connection) = self.current() {
-                match connection.pool.probe() {
-                    Err(e) if e.is_connection_loss() => self.lost(&connection, &e),
-                    _ => continue,
-                }
-            }
-            if matches!(*self.state.borrow(), HsmState::Failed(_)) {
-                continue;
-            }
-            if up_since.elapsed() >= STABLE {
-                delay = BACKOFF.0;
-            }
-            if self.reconnect_with_backoff(&mut delay) {
-                up_since = Instant::now();
-            }
-        }
-    }
-
-    /// Reconnects until it works, the login is refused, or the agent stops. Returns whether a
-    /// new connection is serving. `delay` is the next wait, carried across outages.
-    fn reconnect_with_backoff(&self, delay: &mut Duration) -> bool {
-        let started = Instant::now();
-        let reset = self.drain_lost_connections();
-        for attempt in 1u32.. {
-            match self.reconnect(reset) {
-                Ok(connection) => {
-                    *self.connection.write().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Arc::new(connection));
-                    self.state.send_replace(HsmState::Serving);
-                    tracing::info!(
-                        attempts = attempt,
-                        outage_ms = started.elapsed().as_millis() as u64,
-                        "HSM connection re-established; serving again"
-                    );
-                    return true;
-                }
-                Err(Error::LoginRefused(why)) => {
-                    let why = format!(
-                        "logging in again after an HSM outage failed, and Signet will not try \
-                         again: {why}. Fix the PIN, then restart the agent"
-                    );
-                    tracing::error!("{why}");
-                    self.state.send_replace(HsmState::Failed(why));
-                    return false;
-                }
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64,
-                        "HSM still unavailable");
-                }
-            }
-            let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
-            let (wake, _) = self
-                .wakeup
-                .wait_timeout_while(wake, *delay, |w| !w.stop)
-                .unwrap_or_else(|p| p.into_inner());
-            if wake.stop {
-                return false;
-            }
-            *delay = (*delay * 2).min(BACKOFF.1);
-        }
-        false
+    /// Turns the backend failed: logging in again was refused, and it is never tried again.
+    fn fail(&self, why: String) -> Error {
+        let why = format!(
+            "logging in again after an HSM outage failed, and Signet will not try again: {why}. \
+             Fix the PIN, then restart the agent"
+        );
+        tracing::error!("{why}");
+        self.supervisor.fail(why)
     }
 
     /// Waits (at most [`DRAIN_LIMIT`]) until no call still uses a lost connection. Returns
@@ -347,7 +236,7 @@ impl Shared {
     /// [`drain_lost_connections`](Self::drain_lost_connections)), finds the token, logs in (one
     /// attempt) and finds the served keys again, checking that each is still the key that was
     /// served (same label and `CKA_ID`, same algorithm, same public key, still Tier 4).
-    fn reconnect(&self, reset: bool) -> Result<Connection, Error> {
+    fn connect(&self, reset: bool) -> Result<Connection, Error> {
         if reset {
             // Nothing uses the module now: finalising closes whatever the lost connection left
             // open (sessions the HSM still holds), so none leak across outages.
@@ -390,5 +279,37 @@ impl Shared {
             pool: SessionPool::new(self.pkcs11.clone(), slot, session),
             handles,
         })
+    }
+}
+
+impl Supervised for Shared {
+    fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Checks the login session.
+    fn probe(&self) {
+        if let Ok(connection) = self.current() {
+            if let Err(e) = connection.pool.probe() {
+                if e.is_connection_loss() {
+                    self.lost(&connection, &e);
+                }
+            }
+        }
+    }
+
+    /// Waits for calls still inside the lost connections, then makes new connections; a
+    /// refused login is final.
+    fn reconnect(&self) -> impl FnMut() -> Result<(), Error> + '_ {
+        let reset = self.drain_lost_connections();
+        move || {
+            let connection = self.connect(reset).map_err(|e| match e {
+                Error::LoginRefused(why) => self.fail(why),
+                e => e,
+            })?;
+            *self.connection.write().unwrap_or_else(|p| p.into_inner()) =
+                Some(Arc::new(connection));
+            Ok(())
+        }
     }
 }

@@ -300,8 +300,8 @@ pub fn select(
             continue;
         }
         let name = key.name();
-        match (verdict, wanted) {
-            (Verdict::Served(public_key), _) => {
+        match verdict {
+            Verdict::Served(public_key) => {
                 let Ok(algorithm) = key.algorithm else {
                     continue;
                 };
@@ -316,23 +316,10 @@ pub fn select(
                     sequence: key.sequence,
                 });
             }
-            (Verdict::Ignored(why), None) | (Verdict::Unrelated(why), _) => {
-                tracing::info!(key = name, "not served: {why}");
-            }
-            (Verdict::Ignored(why) | Verdict::Refused(why), _) => {
-                problems.push(format!("key '{name}' is refused: {why}"));
-            }
+            verdict => verdict.report_unserved(&name, wanted.is_some(), &mut problems),
         }
     }
-    if problems.is_empty() {
-        Ok(served)
-    } else {
-        Err(Error::Startup(format!(
-            "refusing to start, {} key problem(s):\n  - {}",
-            problems.len(),
-            problems.join("\n  - ")
-        )))
-    }
+    crate::backend::verdict::served_unless(problems, served)
 }
 
 #[cfg(test)]

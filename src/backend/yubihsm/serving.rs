@@ -14,8 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -23,6 +22,7 @@ use yubihsm::Client;
 
 use super::discover::{self, ServedKey};
 use super::{classify, device_error, session_gone, sign, Device};
+use crate::backend::supervisor::{Supervised, Supervisor};
 use crate::backend::verdict::Verdict;
 use crate::backend::{Backend, HsmState};
 use crate::config;
@@ -30,12 +30,6 @@ use crate::error::Error;
 use crate::key::KeyDescriptor;
 use crate::secret::Secret;
 
-/// The first and the longest wait between reconnection attempts. The wait keeps growing across
-/// outages until a connection has stayed up for [`STABLE`] (a flapping connector is not
-/// hammered).
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
-/// How long a connection must last before the backoff starts again from its first step.
-const STABLE: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for the supervisor to leave a device call.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -62,7 +56,6 @@ impl Default for Timing {
 /// A YubiHSM2 and the keys served from it.
 pub struct YubiHsmBackend {
     shared: Arc<Shared>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The one open session and where the served keys are in it. Replaced as a whole.
@@ -82,15 +75,7 @@ struct Shared {
     /// command: the device executes one command at a time.
     session: Mutex<Option<Session>>,
     sessions_opened: AtomicU64,
-    state: watch::Sender<HsmState>,
-    wake: Mutex<Wake>,
-    wakeup: Condvar,
-}
-
-#[derive(Default)]
-struct Wake {
-    lost: bool,
-    stop: bool,
+    supervisor: Supervisor,
 }
 
 impl YubiHsmBackend {
@@ -134,21 +119,10 @@ impl YubiHsmBackend {
             served,
             session: Mutex::new(Some(session)),
             sessions_opened: AtomicU64::new(1),
-            state: watch::channel(HsmState::Serving).0,
-            wake: Mutex::new(Wake::default()),
-            wakeup: Condvar::new(),
+            supervisor: Supervisor::new("YubiHSM", timing.keepalive / 2),
         });
-        let supervisor = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("signet-yubihsm-supervisor".into())
-                .spawn(move || shared.supervise())
-                .map_err(|e| Error::io("starting the YubiHSM supervisor thread", e))?
-        };
-        Ok(YubiHsmBackend {
-            shared,
-            supervisor: Mutex::new(Some(supervisor)),
-        })
+        Supervisor::start(&shared)?;
+        Ok(YubiHsmBackend { shared })
     }
 
     /// How many sessions this backend has opened (1 at start, one more per reopen or
@@ -162,9 +136,7 @@ impl Drop for YubiHsmBackend {
     /// Stops the supervisor even when [`Backend::shutdown`] was not called (a backend dropped
     /// on a start-up error path), so its keep-alive does not outlive the backend.
     fn drop(&mut self) {
-        let mut wake = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-        wake.stop = true;
-        self.shared.wakeup.notify_all();
+        self.shared.supervisor.stop();
     }
 }
 
@@ -207,24 +179,12 @@ impl Backend for YubiHsmBackend {
     }
 
     fn state(&self) -> watch::Receiver<HsmState> {
-        self.shared.state.subscribe()
+        self.shared.supervisor.subscribe()
     }
 
     fn shutdown(&self) {
-        {
-            let mut wake = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-            wake.stop = true;
-            self.shared.wakeup.notify_all();
-        }
-        let supervisor = self
-            .supervisor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(supervisor) = supervisor {
-            if !crate::backend::join_within(supervisor, STOP_LIMIT, "YubiHSM") {
-                return;
-            }
+        if !self.shared.supervisor.stop_and_join(STOP_LIMIT) {
+            return;
         }
         // The `yubihsm` client has no way to close a session: the device frees it after 30 s.
         self.shared
@@ -262,8 +222,8 @@ impl Shared {
     }
 
     fn check_state(&self) -> Result<(), Error> {
-        match &*self.state.borrow() {
-            HsmState::Failed(why) => Err(Error::HsmFailed(why.clone())),
+        match self.supervisor.state() {
+            HsmState::Failed(why) => Err(Error::HsmFailed(why)),
             HsmState::Recovering => Err(Error::Recovering),
             HsmState::Serving => Ok(()),
         }
@@ -329,8 +289,7 @@ impl Shared {
         );
         tracing::error!("{why}");
         **guard = None;
-        self.state.send_replace(HsmState::Failed(why.clone()));
-        Error::HsmFailed(why)
+        self.supervisor.fail(why)
     }
 
     /// Drops the session after a connection loss and wakes the supervisor to re-make it.
@@ -338,116 +297,13 @@ impl Shared {
         if guard.take().is_none() {
             return;
         }
-        tracing::error!(error = %cause, "lost the YubiHSM connection; reconnecting in the background");
-        self.state.send_replace(HsmState::Recovering);
-        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
-        wake.lost = true;
-        self.wakeup.notify_all();
-    }
-
-    /// The supervisor thread: keeps the session alive while serving, reconnects after a loss.
-    fn supervise(&self) {
-        let mut delay = BACKOFF.0;
-        let mut up_since = Instant::now();
-        loop {
-            {
-                let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
-                let (mut wake, _) = self
-                    .wakeup
-                    .wait_timeout_while(wake, self.timing.keepalive / 2, |w| !w.lost && !w.stop)
-                    .unwrap_or_else(|p| p.into_inner());
-                if wake.stop {
-                    return;
-                }
-                wake.lost = false;
-            }
-            // Cloned: the watch's lock must not be held while the state changes below.
-            let state = self.state.borrow().clone();
-            match state {
-                HsmState::Failed(_) => continue,
-                HsmState::Serving => {}
-                HsmState::Recovering => {
-                    if up_since.elapsed() >= STABLE {
-                        delay = BACKOFF.0;
-                    }
-                    if self.reconnect_with_backoff(&mut delay) {
-                        up_since = Instant::now();
-                    }
-                    continue;
-                }
-            }
-            let mut guard = self.lock();
-            let idle = guard.as_ref().map(|s| s.last_used.elapsed());
-            if idle.is_some_and(|idle| idle >= self.timing.keepalive) {
-                let probe = self.with_session(&mut guard, |session| {
-                    session
-                        .client
-                        .echo(b"signet keep-alive".to_vec())
-                        .map_err(|e| classify("Echo", e))
-                });
-                if let Err(e) = probe {
-                    if e.is_connection_loss() {
-                        self.lost(&mut guard, &e);
-                    } else {
-                        // An Echo has no reason to fail on a healthy session (a device reset
-                        // or a host suspend leaves one the device no longer knows): make a
-                        // new one, and treat a failure to do so as a loss.
-                        tracing::warn!(error = %e, "the YubiHSM keep-alive failed; opening a new session");
-                        if let Err(e) = self.reopen(&mut guard) {
-                            if e.is_connection_loss() {
-                                self.lost(&mut guard, &e);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reconnects until it works, authentication is refused, or the agent stops; returns
-    /// whether a new connection is serving. `delay` is the next wait, carried across outages.
-    fn reconnect_with_backoff(&self, delay: &mut Duration) -> bool {
-        let started = Instant::now();
-        for attempt in 1u32.. {
-            match self.reconnect() {
-                Ok(session) => {
-                    *self.lock() = Some(session);
-                    self.sessions_opened.fetch_add(1, Ordering::Relaxed);
-                    self.state.send_replace(HsmState::Serving);
-                    tracing::info!(
-                        attempts = attempt,
-                        outage_ms = started.elapsed().as_millis() as u64,
-                        "YubiHSM connection re-established; serving again"
-                    );
-                    return true;
-                }
-                Err(Error::LoginRefused(why)) => {
-                    let mut guard = self.lock();
-                    self.fail(&mut guard, why);
-                    return false;
-                }
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64,
-                        "YubiHSM still unavailable");
-                }
-            }
-            let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
-            let (wake, _) = self
-                .wakeup
-                .wait_timeout_while(wake, *delay, |w| !w.stop)
-                .unwrap_or_else(|p| p.into_inner());
-            if wake.stop {
-                return false;
-            }
-            *delay = (*delay * 2).min(BACKOFF.1);
-        }
-        false
+        self.supervisor.lost(cause);
     }
 
     /// Opens a session (one authentication attempt) and finds the served keys again, checking
     /// that each is still the key that was served: same object id and type, same label, same
     /// algorithm, same public key, still within the Tier 4 rule.
-    fn reconnect(&self) -> Result<Session, Error> {
+    fn connect(&self) -> Result<Session, Error> {
         let client = self.device.open_session()?;
         let found = discover::find_keys(&client)?;
         let verdicts = discover::assess(&client, &found);
@@ -496,5 +352,53 @@ impl Shared {
             last_used: Instant::now(),
             object_ids,
         })
+    }
+}
+
+impl Supervised for Shared {
+    fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Sends an Echo when the session has been idle for [`Timing::keepalive`].
+    fn probe(&self) {
+        let mut guard = self.lock();
+        let idle = guard.as_ref().map(|s| s.last_used.elapsed());
+        if idle.is_some_and(|idle| idle >= self.timing.keepalive) {
+            let probe = self.with_session(&mut guard, |session| {
+                session
+                    .client
+                    .echo(b"signet keep-alive".to_vec())
+                    .map_err(|e| classify("Echo", e))
+            });
+            if let Err(e) = probe {
+                if e.is_connection_loss() {
+                    self.lost(&mut guard, &e);
+                } else {
+                    // An Echo has no reason to fail on a healthy session (a device reset or a
+                    // host suspend leaves one the device no longer knows): make a new one, and
+                    // treat a failure to do so as a loss.
+                    tracing::warn!(error = %e, "the YubiHSM keep-alive failed; opening a new session");
+                    if let Err(e) = self.reopen(&mut guard) {
+                        if e.is_connection_loss() {
+                            self.lost(&mut guard, &e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes new sessions; refused authentication is final.
+    fn reconnect(&self) -> impl FnMut() -> Result<(), Error> + '_ {
+        || {
+            let session = self.connect().map_err(|e| match e {
+                Error::LoginRefused(why) => self.fail(&mut self.lock(), why),
+                e => e,
+            })?;
+            *self.lock() = Some(session);
+            self.sessions_opened.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
     }
 }

@@ -202,10 +202,8 @@ fn the_agent_rides_out_closed_sessions_and_a_finalised_module() {
                 log.matches("lost the HSM connection").count() >= recoveries,
                 "{log}"
             );
-            assert!(
-                log.matches("health NOT_SERVING").count() >= recoveries,
-                "{log}"
-            );
+            // No count of "health NOT_SERVING" lines: health follows the latest state, so an
+            // outage of a few milliseconds may pass between two looks and never show there.
             assert!(
                 outcomes
                     .iter()

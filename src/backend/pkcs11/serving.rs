@@ -107,6 +107,14 @@ impl Pkcs11Backend {
     }
 }
 
+impl Drop for Pkcs11Backend {
+    /// Stops the supervisor even when [`Backend::shutdown`] was not called (a backend dropped
+    /// on a start-up error path), so its probes do not outlive the backend.
+    fn drop(&mut self) {
+        self.shared.supervisor.stop();
+    }
+}
+
 impl Backend for Pkcs11Backend {
     fn keys(&self) -> Vec<KeyDescriptor> {
         let mut keys = self.shared.keys.clone();

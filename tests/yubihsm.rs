@@ -27,12 +27,17 @@ use tokio::sync::watch;
 
 /// The backend's view of the fake connector, with `password`.
 fn device(connector: &FakeConnector, password: &str) -> YubiDevice {
+    device_as(connector, AUTH_KEY, password)
+}
+
+/// The backend's view of the fake connector, opening sessions with `auth_key` and `password`.
+fn device_as(connector: &FakeConnector, auth_key: u16, password: &str) -> YubiDevice {
     let http = yubihsm::Connector::http(&yubihsm::connector::HttpConfig {
         addr: "127.0.0.1".into(),
         port: connector.port,
         timeout_ms: 5_000,
     });
-    YubiDevice::with_connector(http, AUTH_KEY, &Secret::new(password.into()))
+    YubiDevice::with_connector(http, auth_key, &Secret::new(password.into()))
 }
 
 /// `ed`, `ec` and `hmac` (from [`HMAC_SECRET`]) made through the key commands' library.
@@ -404,4 +409,69 @@ fn an_hmac_secret_longer_than_the_device_takes_gives_the_same_tags() {
     mac.update(b"a message");
     mac.verify_slice(&tag)
         .expect("the tag of the original 100-byte secret");
+}
+
+#[test]
+fn keys_the_authentication_key_cannot_sign_with_are_not_served() {
+    let connector = FakeConnector::start();
+    add_verifiable_keys(&connector);
+    // A least-privilege authentication key: Ed25519 signing only.
+    const EDDSA_ONLY: u16 = 3;
+    connector
+        .client_with_default_key()
+        .put_authentication_key(
+            EDDSA_ONLY,
+            "eddsa-only".into(),
+            yubihsm::Domain::all(),
+            yubihsm::Capability::SIGN_EDDSA,
+            yubihsm::Capability::empty(),
+            yubihsm::authentication::Algorithm::YubicoAes,
+            yubihsm::authentication::Key::derive_from_password(TEST_PASSWORD.as_bytes()),
+        )
+        .expect("put the EdDSA-only authentication key");
+    let device = || device_as(&connector, EDDSA_ONLY, TEST_PASSWORD);
+
+    // Serving every key: only the one it can sign with is served; the others are skipped.
+    let backend =
+        YubiHsmBackend::open_with(device(), None, Timing::default()).expect("serves the rest");
+    let ids: Vec<String> = backend.keys().into_iter().map(|k| k.id).collect();
+    assert_eq!(ids, ["ed"]);
+    let signature = backend.sign("ed", b"least privilege").expect("signs");
+    let public = backend.keys()[0].public_key.clone().expect("a public key");
+    let signet::public_key::PublicKey::Ed25519(public) = public else {
+        panic!("an Ed25519 key: {public:?}");
+    };
+    public
+        .verify_strict(
+            b"least privilege",
+            &ed25519_dalek::Signature::from_slice(&signature).expect("64 bytes"),
+        )
+        .expect("verifies with ed25519-dalek");
+    backend.shutdown();
+
+    // Naming a key it cannot sign with refuses to start, and says which capability is missing.
+    let refused = YubiHsmBackend::open_with(device(), Some(&["hmac".into()]), Timing::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        refused.contains("key 'hmac'")
+            && refused.contains("the authentication key 0x0003 lacks SIGN_HMAC"),
+        "{refused}"
+    );
+
+    // `keys list` gives the same reason.
+    let admin = YubiHsmAdmin::open_with(&device(), 1, None).expect("an admin session");
+    let listed = signet::backend::admin::KeyAdmin::list(&admin).expect("list");
+    let reason = |id: &str| {
+        listed
+            .iter()
+            .find(|k| k.id.as_deref() == Some(id))
+            .and_then(|k| k.not_served.clone())
+    };
+    assert_eq!(reason("ed"), None);
+    assert!(
+        reason("ec").is_some_and(|why| why.contains("lacks SIGN_ECDSA")),
+        "{listed:?}"
+    );
 }

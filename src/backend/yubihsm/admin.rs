@@ -24,6 +24,8 @@ const HMAC_KEY_BYTES: std::ops::RangeInclusive<usize> = 8..=64;
 pub struct YubiHsmAdmin {
     client: Client,
     domain: Domain,
+    /// The object id of the authentication key the session opened with.
+    auth_key: u16,
     /// `backend.keys`: the keys the agent serves (all, when absent).
     wanted: Option<Vec<String>>,
 }
@@ -48,6 +50,7 @@ impl YubiHsmAdmin {
             .map_err(|e| Error::Config(format!("backend.domain {domain}: {e}")))?;
         Ok(YubiHsmAdmin {
             client: device.open_session()?,
+            auth_key: device.auth_key(),
             domain,
             wanted,
         })
@@ -148,7 +151,7 @@ fn creation_error(operation: &'static str, id: &str, e: yubihsm::client::Error) 
 impl KeyAdmin for YubiHsmAdmin {
     fn list(&self) -> Result<Vec<KeyInfo>, Error> {
         let found = discover::find_keys(&self.client)?;
-        let verdicts = discover::assess(&self.client, &found);
+        let verdicts = discover::assess(&self.client, self.auth_key, &found)?;
         Ok(found
             .into_iter()
             .zip(verdicts)

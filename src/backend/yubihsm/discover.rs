@@ -81,13 +81,9 @@ impl FoundKey {
 
     /// Whether the key's capabilities allow the signing operation of its algorithm.
     pub fn can_sign(&self) -> bool {
-        let needed = match self.algorithm {
-            Ok(Algorithm::Ed25519) => Capability::SIGN_EDDSA,
-            Ok(Algorithm::EcdsaP256Sha256) => Capability::SIGN_ECDSA,
-            Ok(Algorithm::HmacSha256) => Capability::SIGN_HMAC,
-            Err(_) => return false,
-        };
-        self.capabilities.contains(needed)
+        self.algorithm
+            .as_ref()
+            .is_ok_and(|a| self.capabilities.contains(sign_capability(*a).0))
     }
 
     /// A key of a type Signet signs with whose capabilities allow signing.
@@ -111,6 +107,24 @@ impl FoundKey {
                 .to_owned()
         })
     }
+}
+
+/// The capability that signs with a key of `algorithm`, and its name.
+pub fn sign_capability(algorithm: Algorithm) -> (Capability, &'static str) {
+    match algorithm {
+        Algorithm::Ed25519 => (Capability::SIGN_EDDSA, "SIGN_EDDSA"),
+        Algorithm::EcdsaP256Sha256 => (Capability::SIGN_ECDSA, "SIGN_ECDSA"),
+        Algorithm::HmacSha256 => (Capability::SIGN_HMAC, "SIGN_HMAC"),
+    }
+}
+
+/// The capabilities of the authentication key the session opened with: a key is only
+/// usable through it when both carry the signing capability.
+pub fn auth_key_capabilities(client: &Client, auth_key: u16) -> Result<Capability, Error> {
+    client
+        .get_object_info(auth_key, object::Type::AuthenticationKey)
+        .map(|info| info.capabilities)
+        .map_err(|e| classify("Get Object Info (authentication key)", e))
 }
 
 /// Lists every asymmetric and HMAC key the session can see, sorted by name.
@@ -163,13 +177,15 @@ fn algorithm_of(algorithm: yubihsm::Algorithm) -> Result<Algorithm, String> {
     }
 }
 
-/// Decides, for each found key (in the same order), whether the agent serves it.
-pub fn assess(client: &Client, found: &[FoundKey]) -> Vec<Verdict> {
+/// Decides, for each found key (in the same order), whether the agent serves it through a
+/// session of authentication key `auth_key`.
+pub fn assess(client: &Client, auth_key: u16, found: &[FoundKey]) -> Result<Vec<Verdict>, Error> {
+    let auth_capabilities = auth_key_capabilities(client, auth_key)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for key in found.iter().filter(|k| k.is_signing_key()) {
         *counts.entry(key.name()).or_default() += 1;
     }
-    found
+    Ok(found
         .iter()
         .map(|key| {
             let name = key.name();
@@ -177,11 +193,7 @@ pub fn assess(client: &Client, found: &[FoundKey]) -> Vec<Verdict> {
                 Err(why) => Some(why.clone()),
                 Ok(algorithm) if !key.can_sign() => Some(format!(
                     "its capabilities do not include {}",
-                    match algorithm {
-                        Algorithm::Ed25519 => "SIGN_EDDSA",
-                        Algorithm::EcdsaP256Sha256 => "SIGN_ECDSA",
-                        Algorithm::HmacSha256 => "SIGN_HMAC",
-                    }
+                    sign_capability(*algorithm).1
                 )),
                 Ok(_) => None,
             };
@@ -209,6 +221,15 @@ pub fn assess(client: &Client, found: &[FoundKey]) -> Vec<Verdict> {
             if let Some(violation) = key.tier4_violation() {
                 return Verdict::Refused(violation);
             }
+            let (needed, needed_name) = sign_capability(algorithm);
+            if !auth_capabilities.contains(needed) {
+                // The device would refuse every signature (InsufficientPermissions).
+                return Verdict::Ignored(format!(
+                    "the authentication key {} lacks {needed_name}, so the device would refuse \
+                     to sign with it; give that key the capability, or use another",
+                    format_id(auth_key)
+                ));
+            }
             match algorithm {
                 Algorithm::HmacSha256 => Verdict::Served(None),
                 _ => match public_key_of(client, key) {
@@ -217,7 +238,7 @@ pub fn assess(client: &Client, found: &[FoundKey]) -> Vec<Verdict> {
                 },
             }
         })
-        .collect()
+        .collect())
 }
 
 /// Reads the public key of an asymmetric key.
@@ -282,6 +303,7 @@ pub fn selected(key: &FoundKey, wanted: Option<&[String]>) -> bool {
 /// a wanted key is missing or ignored.
 pub fn select(
     client: &Client,
+    auth_key: u16,
     found: &[FoundKey],
     wanted: Option<&[String]>,
 ) -> Result<Vec<ServedKey>, Error> {
@@ -295,7 +317,7 @@ pub fn select(
         }
     }
     let mut served = Vec::new();
-    for (key, verdict) in found.iter().zip(assess(client, found)) {
+    for (key, verdict) in found.iter().zip(assess(client, auth_key, found)?) {
         if !selected(key, wanted) {
             continue;
         }

@@ -56,6 +56,11 @@ impl Device {
         }
     }
 
+    /// The object id of the authentication key sessions open with (`backend.auth_key`).
+    pub fn auth_key(&self) -> u16 {
+        self.credentials.authentication_key_id
+    }
+
     /// Opens one authenticated session: exactly one authentication attempt, never repeated by
     /// the client (a closed session is reopened by the caller, deliberately).
     pub fn open_session(&self) -> Result<Client, Error> {

@@ -103,7 +103,7 @@ impl YubiHsmBackend {
             other => other,
         })?;
         let found = discover::find_keys(&client)?;
-        let served = discover::select(&client, &found, wanted)?;
+        let served = discover::select(&client, device.auth_key(), &found, wanted)?;
         let session = Session {
             client,
             last_used: Instant::now(),
@@ -306,7 +306,7 @@ impl Shared {
     fn connect(&self) -> Result<Session, Error> {
         let client = self.device.open_session()?;
         let found = discover::find_keys(&client)?;
-        let verdicts = discover::assess(&client, &found);
+        let verdicts = discover::assess(&client, self.device.auth_key(), &found)?;
         let mut object_ids = HashMap::new();
         for served in &self.served {
             let key = &served.descriptor;

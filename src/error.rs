@@ -63,7 +63,10 @@ pub enum Error {
     },
     /// The YubiHSM2 or its connector is not answering (connector down, device unplugged,
     /// session lost); retrying later may succeed.
-    #[error("YubiHSM unavailable during {operation}: {source}")]
+    #[error(
+        "YubiHSM unavailable during {operation}: {}",
+        crate::backend::yubihsm::describe(source)
+    )]
     YubiHsmUnavailable {
         /// The YubiHSM command or step that failed.
         operation: &'static str,
@@ -73,7 +76,10 @@ pub enum Error {
     },
     /// The YubiHSM2 refused a command for a reason that is neither the caller's fault nor a
     /// lost connection.
-    #[error("YubiHSM error during {operation}: {source}")]
+    #[error(
+        "YubiHSM error during {operation}: {}",
+        crate::backend::yubihsm::describe(source)
+    )]
     YubiHsm {
         /// The YubiHSM command or step that failed.
         operation: &'static str,

@@ -433,17 +433,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, leaving out a cause the message before already
-/// spells out (most of ours end with their cause, as logs need it).
+/// An error and its causes on one line, each said once. The agent's own [`signet::error::Error`]
+/// already ends with its cause, in the words logs and gRPC messages use, so the chain stops
+/// there; a cause the message before spells out is left out too.
 fn chain(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
+        let said = cause.to_string();
+        if !text.contains(&said) {
             if !text.is_empty() {
                 text.push_str(": ");
             }
-            text.push_str(&cause);
+            text.push_str(&said);
+        }
+        if cause.is::<signet::error::Error>() {
+            break;
         }
     }
     text
@@ -814,6 +818,19 @@ fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let ours = signet::error::Error::io("reading secret file /p", io);
+        assert_eq!(
+            chain(&anyhow::Error::new(ours)),
+            "reading secret file /p: no such file"
+        );
+        let ours = signet::error::Error::Config("x.toml: line 2".into());
+        let wrapped = anyhow::Error::new(ours).context("starting");
+        assert_eq!(chain(&wrapped), "starting: configuration: x.toml: line 2");
+    }
 
     #[test]
     fn no_core_dumps_leaves_the_process_undumpable() {

@@ -132,6 +132,14 @@ fn an_unreachable_connector_is_named_at_start() {
     let stderr = hsm.refused_start();
     assert!(stderr.contains("cannot reach the YubiHSM"), "{stderr}");
     assert!(stderr.contains("yubihsm-connector"), "{stderr}");
+    assert!(
+        stderr.contains("Connection refused"),
+        "the operating system's reason: {stderr}"
+    );
+    assert!(
+        !stderr.contains("protocol error: protocol error"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,6 +137,26 @@ pub fn device_error(e: &yubihsm::client::Error) -> Option<DeviceKind> {
     e.device_error()
 }
 
+/// A `yubihsm` error for people: the crate's Display repeats each layer's kind ("protocol
+/// error: protocol error: I/O error: I/O error") and its HTTP client keeps the OS error
+/// ("Connection refused (os error 111)") only in its Debug form, so the innermost cause is
+/// spelled out from there when it is; otherwise the Display as it is.
+pub fn describe(error: &yubihsm::client::Error) -> String {
+    let mut innermost: &dyn std::error::Error = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    let debug = format!("{innermost:?}");
+    let detail = debug
+        .split_once("description: Some(\"")
+        .and_then(|(_, rest)| rest.split_once("\")"))
+        .map(|(detail, _)| detail);
+    match detail {
+        Some(detail) => format!("{innermost}: {detail}"),
+        None => error.to_string(),
+    }
+}
+
 /// Sorts a failed command into a connection loss (connector down, session gone, a broken
 /// secure channel: re-make the connection) or an HSM error. The client reports I/O errors of
 /// the HTTP connection (connection refused, reset) as protocol errors.

@@ -97,8 +97,9 @@ impl YubiHsmBackend {
     ) -> Result<Self, Error> {
         let client = device.open_session().map_err(|e| match e {
             Error::YubiHsmUnavailable { operation, source } => Error::Startup(format!(
-                "cannot reach the YubiHSM ({operation}: {source}); check that yubihsm-connector \
-                 runs at backend.connector and the device is plugged in"
+                "cannot reach the YubiHSM ({operation}: {}); check that yubihsm-connector runs \
+                 at backend.connector and the device is plugged in",
+                super::describe(&source)
             )),
             other => other,
         })?;

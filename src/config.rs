@@ -687,7 +687,11 @@ fn describe(text: &str, error: &toml::de::Error) -> String {
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             // Errors inside a tagged table (`[[listen]]`, `[backend]`) point at its header.
-            let place = if text[span.start.min(text.len())..].starts_with('[') {
+            let header = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+                .trim()
+                .is_empty()
+                && text[span.start.min(text.len())..].starts_with('[');
+            let place = if header {
                 format!("the table at line {line}")
             } else {
                 format!("line {line}, column {column}")
@@ -713,6 +717,24 @@ mod tests {
         token = { label = "signet" }
         pin = { file = "/etc/signet/pin" }
     "#;
+
+    #[test]
+    fn errors_name_the_line_or_the_table_they_are_in() {
+        let unknown = MINIMAL.replace("[backend]\n", "[backend]\n        bogus = 1\n");
+        let e = Config::parse(&unknown)
+            .expect_err("unknown field")
+            .to_string();
+        assert!(
+            e.contains("the table at line 6: unknown field `bogus`"),
+            "{e}"
+        );
+        let array = format!("{MINIMAL}\n        [limits]\n        max_batch_items = [1]\n");
+        let e = Config::parse(&array).expect_err("an array").to_string();
+        assert!(
+            e.contains("line 13, column 27: invalid type: sequence"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn minimal_config_parses_with_defaults() {

@@ -7,6 +7,7 @@ use sha2::Sha256;
 use crate::backend::admin::{KeyAdmin, KeyInfo};
 use crate::backend::pkcs11::admin::Pkcs11Admin;
 use crate::backend::yubihsm::admin::YubiHsmAdmin;
+use crate::backend::yubihsm::discover::{format_id, KeyRef};
 use crate::config::{self, Config};
 use crate::error::Error;
 use crate::key::Algorithm;
@@ -271,12 +272,11 @@ fn id_of(key: &KeyInfo) -> String {
 /// The entries of `backend.keys` that name no key on the token (by label, or by object id on
 /// a YubiHSM): `signet serve` refuses to start while any is listed.
 pub fn missing(keys: &[KeyInfo], wanted: Option<&[String]>) -> Vec<String> {
-    let names = |key: &KeyInfo, entry: &str| {
-        key.id.as_deref() == Some(entry)
-            || key
-                .object_id
-                .as_deref()
-                .is_some_and(|id| id.eq_ignore_ascii_case(entry))
+    // The rule `signet serve` applies: on a YubiHSM, `0x` and four hex digits is an object
+    // id; anything else (and everything on a PKCS#11 token) is a label.
+    let names = |key: &KeyInfo, entry: &str| match (KeyRef::parse(entry), &key.object_id) {
+        (KeyRef::Id(id), Some(object_id)) => *object_id == format_id(id),
+        _ => key.id.as_deref() == Some(entry),
     };
     wanted
         .unwrap_or_default()
@@ -395,6 +395,41 @@ mod tests {
     use cryptoki::error::RvError;
 
     use super::*;
+
+    fn found(label: &str, object_id: Option<&str>) -> KeyInfo {
+        KeyInfo {
+            id: Some(label.into()),
+            object_id: object_id.map(str::to_owned),
+            algorithm: Ok(Algorithm::Ed25519),
+            size_bits: None,
+            sensitive: true,
+            extractable: false,
+            always_sensitive: true,
+            never_extractable: true,
+            local: true,
+            not_served: None,
+            refused: false,
+            signing: true,
+            selected: true,
+        }
+    }
+
+    #[test]
+    fn missing_keys_are_named_by_the_rule_serve_applies() {
+        let wanted = |entries: &[&str]| entries.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        // PKCS#11: labels only, even ones that look like object ids.
+        let token = [found("ed", None), found("0x0042", None)];
+        assert!(missing(&token, Some(&wanted(&["ed", "0x0042"]))).is_empty());
+        assert_eq!(missing(&token, Some(&wanted(&["gone"]))), ["gone"]);
+        assert!(missing(&token, None).is_empty());
+        // YubiHSM: `0x` and four hex digits is an object id, compared as such; `0X…` a label.
+        let device = [found("ed", Some("0x00ab")), found("0x0065", Some("0x0001"))];
+        assert!(missing(&device, Some(&wanted(&["ed", "0x00ab", "0x00AB"]))).is_empty());
+        assert_eq!(
+            missing(&device, Some(&wanted(&["0X00AB", "0x0065"]))),
+            ["0X00AB", "0x0065"]
+        );
+    }
 
     /// A token that fails where a real HSM might: on import, by signing with other bytes, or
     /// by refusing to destroy.

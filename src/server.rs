@@ -113,13 +113,12 @@ pub async fn serve_until(
     .max_decoding_message_size(decode_limit);
 
     // Health is set before any listener accepts, so a probe at start-up gets SERVING or
-    // NOT_SERVING, never "service not registered"; then it follows the HSM and the audit log.
+    // NOT_SERVING, never "service not registered"; once all listen, it follows the HSM and the
+    // audit log.
     let audit_health = audit.as_ref().map(|a| a.health());
     let serving_now = *backend.state().borrow() == HsmState::Serving
         && audit_health.as_ref().is_none_or(|ok| *ok.borrow());
     set_health(&health, serving_now).await;
-    let health_follows_hsm =
-        tokio::spawn(follow_health(backend.state(), audit_health, health.clone()));
 
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -208,6 +207,8 @@ pub async fn serve_until(
             Ok::<(), tonic::transport::Error>(())
         });
     }
+    let health_follows_hsm =
+        tokio::spawn(follow_health(backend.state(), audit_health, health.clone()));
     let keys: Vec<String> = signer
         .keys()
         .into_iter()

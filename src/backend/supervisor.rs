@@ -104,10 +104,28 @@ impl Supervisor {
             "lost the {} connection; reconnecting in the background",
             self.device
         );
-        self.state.send_replace(HsmState::Recovering);
+        // Under the wake lock, so that a reconnection that has just put a connection in place
+        // either sees this loss or publishes Serving before it (see `publish_serving`).
         let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        self.state.send_replace(HsmState::Recovering);
         wake.lost = true;
         self.wakeup.notify_all();
+    }
+
+    /// Forgets a loss reported before a reconnection attempt (it is what is being repaired).
+    fn clear_lost(&self) {
+        self.wake.lock().unwrap_or_else(|p| p.into_inner()).lost = false;
+    }
+
+    /// Publishes [`HsmState::Serving`] after a reconnection, unless the new connection was
+    /// itself lost already (calls can use it as soon as it is in place); `false` then.
+    fn publish_serving(&self) -> bool {
+        let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        if wake.lost {
+            return false;
+        }
+        self.state.send_replace(HsmState::Serving);
+        true
     }
 
     /// Turns the backend [`HsmState::Failed`] for good (`why` says what an operator must do)
@@ -196,9 +214,16 @@ fn reconnect_with_backoff<S: Supervised>(backend: &S, delay: &mut Duration) -> b
     let started = Instant::now();
     let mut reconnect = backend.reconnect();
     for attempt in 1u32.. {
+        supervisor.clear_lost();
         match reconnect() {
+            Ok(()) if !supervisor.publish_serving() => {
+                tracing::warn!(
+                    attempt,
+                    "the new {} connection was lost at once; reconnecting again",
+                    supervisor.device
+                );
+            }
             Ok(()) => {
-                supervisor.state.send_replace(HsmState::Serving);
                 tracing::info!(
                     attempts = attempt,
                     outage_ms = started.elapsed().as_millis() as u64,
@@ -224,4 +249,68 @@ fn reconnect_with_backoff<S: Supervised>(backend: &S, delay: &mut Duration) -> b
         *delay = (*delay * 2).min(BACKOFF.1);
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A backend whose first reconnection is lost as soon as it is in place, as when the
+    /// first call on a new PKCS#11 connection finds the device gone again.
+    struct Flaky {
+        supervisor: Supervisor,
+        connected: AtomicBool,
+        attempts: AtomicUsize,
+    }
+
+    impl Supervised for Flaky {
+        fn supervisor(&self) -> &Supervisor {
+            &self.supervisor
+        }
+
+        fn probe(&self) {}
+
+        fn reconnect(&self) -> impl FnMut() -> Result<(), Error> + '_ {
+            || {
+                self.connected.store(true, Ordering::SeqCst);
+                if self.attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    self.connected.store(false, Ordering::SeqCst);
+                    self.supervisor.lost(&Error::Recovering);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn a_connection_lost_while_it_is_put_in_place_is_made_again() {
+        let backend = Arc::new(Flaky {
+            supervisor: Supervisor::new("HSM", Duration::from_secs(60)),
+            connected: AtomicBool::new(true),
+            attempts: AtomicUsize::new(0),
+        });
+        Supervisor::start(&backend).expect("start");
+        backend.connected.store(false, Ordering::SeqCst);
+        backend.supervisor.lost(&Error::Recovering);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while backend.supervisor.state() != HsmState::Serving
+            || backend.attempts.load(Ordering::SeqCst) < 2
+        {
+            assert!(
+                Instant::now() < deadline,
+                "state {:?} after {} reconnection(s): the lost connection was not made again",
+                backend.supervisor.state(),
+                backend.attempts.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            backend.connected.load(Ordering::SeqCst),
+            "Serving only with a connection"
+        );
+        assert_eq!(backend.attempts.load(Ordering::SeqCst), 2);
+        assert!(backend.supervisor.stop_and_join(Duration::from_secs(5)));
+    }
 }

@@ -32,6 +32,23 @@ impl Verdict {
         }
     }
 
+    /// How `keys list` reports a key: why it is not served (`None` when it is), and whether it
+    /// keeps `signet serve` from starting, given whether the configuration selects it and
+    /// whether `backend.keys` is `listed` at all.
+    pub fn as_listed(&self, selected: bool, listed: bool) -> (Option<String>, bool) {
+        let not_served = match (self, selected) {
+            (Verdict::Served(_), false) => Some("not listed in backend.keys".to_owned()),
+            _ => self.reason().map(str::to_owned),
+        };
+        // A key named in backend.keys that cannot be served stops the agent too.
+        let refused = match self {
+            Verdict::Refused(_) => true,
+            Verdict::Ignored(_) => listed && selected,
+            Verdict::Served(_) | Verdict::Unrelated(_) => false,
+        };
+        (not_served, refused)
+    }
+
     /// What start-up does with a selected key that is not served: logs why when it is merely
     /// not a key to sign with (ignored while `backend.keys` is absent, or unrelated), and adds a
     /// problem naming it to `problems` when it is refused, or ignored although `backend.keys`

@@ -1,7 +1,7 @@
 //! [`KeyAdmin`] on a PKCS#11 token: a read-write session logged in as the user, used by the
 //! `signet keys` commands and closed when dropped.
 
-use super::discover::{self, FoundKey, Verdict};
+use super::discover::{self, FoundKey};
 use super::{classify, mechanism, provision, Token};
 use crate::backend::admin::{KeyAdmin, KeyInfo};
 use crate::config;
@@ -72,18 +72,10 @@ impl KeyAdmin for Pkcs11Admin {
                     (Some(wanted), Some(label)) => wanted.contains(label),
                     (Some(_), None) => false,
                 };
-                let not_served = match (&verdict, selected) {
-                    (Verdict::Served(_), false) => Some("not listed in backend.keys".to_owned()),
-                    _ => verdict.reason().map(str::to_owned),
-                };
+                let (not_served, refused) = verdict.as_listed(selected, self.wanted.is_some());
                 KeyInfo {
                     not_served,
-                    // A key named in backend.keys that cannot be served stops the agent too.
-                    refused: match verdict {
-                        Verdict::Refused(_) => true,
-                        Verdict::Ignored(_) => self.wanted.is_some() && selected,
-                        Verdict::Served(_) | Verdict::Unrelated(_) => false,
-                    },
+                    refused,
                     selected,
                     signing: key.is_signing_key(),
                     id: key.label,

@@ -10,7 +10,6 @@ use yubihsm::{asymmetric, Capability, Client, Domain};
 use super::discover::{self, format_id, FoundKey, KeyRef};
 use super::{classify, device_error, sign, Device};
 use crate::backend::admin::{KeyAdmin, KeyInfo};
-use crate::backend::verdict::Verdict;
 use crate::config;
 use crate::error::Error;
 use crate::key::Algorithm;
@@ -157,18 +156,11 @@ impl KeyAdmin for YubiHsmAdmin {
             .zip(verdicts)
             .map(|(key, verdict)| {
                 let selected = discover::selected(&key, self.wanted.as_deref());
-                let not_served = match (&verdict, selected) {
-                    (Verdict::Served(_), false) => Some("not listed in backend.keys".to_owned()),
-                    _ => verdict.reason().map(str::to_owned),
-                };
+                let (not_served, refused) = verdict.as_listed(selected, self.wanted.is_some());
                 let exportable = key.exportable();
                 KeyInfo {
                     not_served,
-                    refused: match verdict {
-                        Verdict::Refused(_) => true,
-                        Verdict::Ignored(_) => self.wanted.is_some() && selected,
-                        Verdict::Served(_) | Verdict::Unrelated(_) => false,
-                    },
+                    refused,
                     selected,
                     signing: key.is_signing_key(),
                     id: Some(key.name()),

@@ -207,8 +207,9 @@ fn run<S: Supervised>(backend: &S) {
     }
 }
 
-/// Reconnects until it works, the backend has failed, or the thread must stop; returns whether
-/// a new connection is serving. `delay` is the next wait, carried across outages.
+/// Reconnects until it works, the backend has failed, the new connection is lost at once (the
+/// loop then starts a new outage), or the thread must stop; returns whether a new connection is
+/// serving. `delay` is the next wait, carried across outages.
 fn reconnect_with_backoff<S: Supervised>(backend: &S, delay: &mut Duration) -> bool {
     let supervisor = backend.supervisor();
     let started = Instant::now();
@@ -217,11 +218,19 @@ fn reconnect_with_backoff<S: Supervised>(backend: &S, delay: &mut Duration) -> b
         supervisor.clear_lost();
         match reconnect() {
             Ok(()) if !supervisor.publish_serving() => {
+                // A new outage: start over, so the backend prepares for it afresh (PKCS#11
+                // waits again for calls inside the lost connection before resetting).
                 tracing::warn!(
                     attempt,
+                    retry_in_ms = delay.as_millis() as u64,
                     "the new {} connection was lost at once; reconnecting again",
                     supervisor.device
                 );
+                // Backs off all the same: a device that drops every new connection at once is
+                // not hammered. (The loss stays flagged, so the loop goes on at once after.)
+                supervisor.wait(*delay, false);
+                *delay = (*delay * 2).min(BACKOFF.1);
+                return false;
             }
             Ok(()) => {
                 tracing::info!(

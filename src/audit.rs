@@ -131,6 +131,7 @@ impl AuditLog {
     pub fn open(settings: &config::Audit) -> Result<Self, Error> {
         let path = &settings.path;
         let io = |what: &str, e| Error::io(format!("audit log {}: {what}", path.display()), e);
+        finish_rotation(path).map_err(|e| io("finishing an interrupted rotation", e))?;
         let existing = last_lines(path).map_err(|e| io("reading", e))?;
         let head_path = head_path(path);
         let head_before = read_head(&head_path);
@@ -165,21 +166,23 @@ impl AuditLog {
                         path.display()
                     )));
                 }
-                let seq = serde_json::from_str::<Line<serde_json::Value>>(&line)
-                    .map_err(|_| {
+                let last =
+                    serde_json::from_str::<Line<serde_json::Value>>(&line).map_err(|_| {
                         Error::Startup(format!(
-                            "the last line of the audit log {} is not an audit record; run \
-                             `signet audit verify` on it",
-                            path.display()
-                        ))
-                    })?
-                    .seq;
+                        "the last line of the audit log {} is not an audit record; run `signet \
+                         audit verify` on it",
+                        path.display()
+                    ))
+                    })?;
+                let seq = last.seq;
                 let last_hash = hash(&line);
                 if let Some(head) = head_before {
                     // A crash between writing a record and its head leaves the log exactly one
-                    // record ahead: the head then names the record before the last.
-                    let one_ahead = head.seq + 1 == seq
-                        && before.as_deref().map(hash) == Some(head.hash.clone());
+                    // record ahead: the head then names the record before the last (in this
+                    // file, or in the rotated one when the last is a rotation's genesis).
+                    let one_ahead = head.seq.checked_add(1) == Some(seq)
+                        && last.prev == head.hash
+                        && before.as_deref().is_none_or(|b| hash(b) == head.hash);
                     if (head.seq != seq || head.hash != last_hash) && !one_ahead {
                         return Err(Error::Startup(format!(
                             "the audit log {} does not end where the agent left it (its head \
@@ -282,11 +285,8 @@ impl AuditLog {
             for record in records {
                 let rotated = writer.write_record(record, &self.settings)?;
                 self.appended.store(writer.seq, Ordering::Release);
-                if rotated {
+                if let Some(fresh) = rotated {
                     // The old file was synced before it was renamed; sync the new one from now.
-                    let fresh = writer
-                        .syncer()
-                        .map_err(|e| Error::io("rotating the audit log", e))?;
                     *self.syncer.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
                 }
             }
@@ -361,14 +361,17 @@ impl AuditLog {
 
 impl Writer {
     /// Appends the record (not synced: see [`AuditLog::append_and_sync`]); rotates the file
-    /// when it is full and returns whether it did.
-    fn write_record(&mut self, record: &Record, settings: &config::Audit) -> Result<bool, Error> {
-        self.append(self.seq + 1, record)?;
+    /// when it is full and returns, then, the [`Syncer`] of the new file.
+    fn write_record(
+        &mut self,
+        record: &Record,
+        settings: &config::Audit,
+    ) -> Result<Option<Syncer>, Error> {
+        self.append(self.next_seq()?, record)?;
         if self.size >= settings.max_bytes {
-            self.rotate(&settings.path)?;
-            return Ok(true);
+            return self.rotate(&settings.path).map(Some);
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// New handles on the current files for the [`Syncer`], everything so far synced.
@@ -381,8 +384,15 @@ impl Writer {
         })
     }
 
-    /// Writes one chained line and the head file.
-    fn append<R: Serialize>(&mut self, seq: u64, body: &R) -> Result<(), Error> {
+    /// The next record's number.
+    fn next_seq(&self) -> Result<u64, Error> {
+        self.seq
+            .checked_add(1)
+            .ok_or_else(|| Error::Internal("the audit record number is exhausted".into()))
+    }
+
+    /// One chained line (without its newline) numbered `seq`, and its hash.
+    fn encode<R: Serialize>(&self, seq: u64, body: &R) -> Result<(String, String), Error> {
         let line = serde_json::to_string(&Line {
             seq,
             time: rfc3339_now(),
@@ -390,6 +400,13 @@ impl Writer {
             body,
         })
         .map_err(|e| Error::Internal(format!("encoding an audit record: {e}")))?;
+        let hash = hash(&line);
+        Ok((line, hash))
+    }
+
+    /// Writes one chained line and the head file.
+    fn append<R: Serialize>(&mut self, seq: u64, body: &R) -> Result<(), Error> {
+        let (line, line_hash) = self.encode(seq, body)?;
         let io = |e| Error::io("writing the audit log", e);
         if let Err(e) = self.file.write_all(format!("{line}\n").as_bytes()) {
             // A partial line (a full disk) would later read as an edited record: cut it off.
@@ -398,7 +415,7 @@ impl Writer {
         }
         self.size += line.len() as u64 + 1;
         self.seq = seq;
-        self.last_hash = hash(&line);
+        self.last_hash = line_hash;
         self.write_head()
     }
 
@@ -426,30 +443,64 @@ impl Writer {
     }
 
     /// Moves the full file to `<path>.<n>` and starts a new one whose genesis continues the
-    /// chain.
-    fn rotate(&mut self, path: &Path) -> Result<(), Error> {
+    /// chain; returns the [`Syncer`] of the new file.
+    ///
+    /// Everything that can fail for want of resources (file descriptors, disk) happens before
+    /// the full file is moved: the new file is made, with its genesis line, as `<path>.new`,
+    /// and only then do two renames put it in place. A failure leaves the full file where it
+    /// was, still the log, and the next record tries again.
+    fn rotate(&mut self, path: &Path) -> Result<Syncer, Error> {
         self.sync(path)?;
         let io = |e| Error::io(format!("rotating the audit log {}", path.display()), e);
         let n = (1u32..)
             .find(|n| !rotated_path(path, *n).exists())
             .unwrap_or(u32::MAX);
         let rotated = rotated_path(path, n);
-        std::fs::rename(path, &rotated).map_err(io)?;
-        self.file = private_file(path, true).map_err(io)?;
-        self.size = 0;
-        let from = rotated
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        self.append(
-            self.seq + 1,
+        let staged = staging_path(path);
+        let seq = self.next_seq()?;
+        let (line, line_hash) = self.encode(
+            seq,
             &Genesis {
                 genesis: "rotated".into(),
-                from,
+                from: rotated
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned()),
             },
         )?;
+        let prepared = (|| {
+            let mut file = new_private_file(&staged)?;
+            file.write_all(format!("{line}\n").as_bytes())?;
+            file.sync_data()?;
+            let syncer = Syncer {
+                file: file.try_clone()?,
+                head: self.head.try_clone()?,
+                synced_seq: seq,
+                last_sync: Instant::now(),
+            };
+            Ok((file, syncer))
+        })();
+        let (file, syncer) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(io(e));
+            }
+        };
+        std::fs::rename(path, &rotated).map_err(io)?;
+        if let Err(e) = std::fs::rename(&staged, path) {
+            // Put the full file back: it stays the log until a rotation works.
+            let _ = std::fs::rename(&rotated, path);
+            let _ = std::fs::remove_file(&staged);
+            return Err(io(e));
+        }
+        self.file = file;
+        self.size = line.len() as u64 + 1;
+        self.seq = seq;
+        self.last_hash = line_hash;
+        self.write_head()?;
         self.sync(path)?;
         tracing::info!(rotated = %rotated.display(), "audit log rotated");
-        Ok(())
+        Ok(syncer)
     }
 }
 
@@ -467,6 +518,39 @@ fn private_file(path: &Path, append: bool) -> std::io::Result<File> {
         options.read(true).write(true).truncate(false);
     }
     options.open(path)
+}
+
+/// Completes or undoes a rotation a crash interrupted (see [`Writer::rotate`]): a prepared
+/// next file is put in place if the full one was already moved, and removed otherwise.
+fn finish_rotation(path: &Path) -> std::io::Result<()> {
+    let staged = staging_path(path);
+    if !staged.exists() {
+        return Ok(());
+    }
+    if path.exists() {
+        std::fs::remove_file(&staged)
+    } else {
+        tracing::warn!(log = %path.display(), "finishing an audit log rotation a crash interrupted");
+        std::fs::rename(&staged, path)
+    }
+}
+
+/// Creates `path` afresh (mode 0600) for appending, replacing what a failed rotation left.
+fn new_private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Where a rotation prepares the next file.
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
 }
 
 fn head_path(path: &Path) -> PathBuf {
@@ -577,6 +661,10 @@ pub struct Verified {
     /// Whether a head file was next to it, so that records cut off its end would have been
     /// found (rotated files have none: the next file's genesis links to them).
     pub head_checked: bool,
+    /// The last record is one past what the head file names. A crash between writing a record
+    /// and its head leaves this, but so does a record appended by someone who can write the
+    /// log (the chain has no key): the record is intact but not confirmed.
+    pub last_unconfirmed: bool,
 }
 
 /// Checks the chain of one audit file (and, when its head file is next to it, that nothing
@@ -584,10 +672,20 @@ pub struct Verified {
 pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
     let text = std::fs::read(path)
         .map_err(|e| Error::io(format!("reading the audit log {}", path.display()), e))?;
-    let text = String::from_utf8_lossy(&text);
     let broken = |line: usize, reason: String| Ok(Err(Broken { line, reason }));
+    // The agent writes UTF-8 only: a line that is not was edited. (Hashing a lossy copy would
+    // let bytes be swapped for other invalid ones unseen.)
+    let text = match String::from_utf8(text) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            return broken(line, "not UTF-8: the line was edited".into());
+        }
+    };
     let mut previous: Option<(String, u64)> = None;
     let mut first_prev = String::new();
+    let mut last_prev = String::new();
     let mut count = 0u64;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     for (i, raw) in lines.iter().enumerate() {
@@ -602,7 +700,7 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
             return broken(number, "not an audit record: the line was edited".into());
         };
         if let Some((prev_hash, prev_seq)) = &previous {
-            if parsed.seq != prev_seq + 1 {
+            if prev_seq.checked_add(1) != Some(parsed.seq) {
                 return broken(
                     number,
                     format!(
@@ -630,16 +728,18 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
             first_prev = parsed.prev.clone();
         }
         previous = Some((hash(line), parsed.seq));
+        last_prev = parsed.prev;
         count += 1;
     }
     let head = read_head(&head_path(path));
     let head_checked = head.is_some();
+    let mut one_ahead = false;
     if let (Some(head), Some((last_hash, last_seq))) = (head, &previous) {
         // The agent writes a record before its head: after a crash between the two, the log
         // is one record ahead of the head, which is not tampering.
-        let one_ahead = head.seq + 1 == *last_seq
-            && lines.len() >= 2
-            && lines[lines.len() - 2].strip_suffix('\n').map(hash) == Some(head.hash.clone());
+        // The last record's `prev` names the record before it (in this file, or in the rotated
+        // one when the last is a rotation's genesis); the loop checked it against this file's.
+        one_ahead = head.seq.checked_add(1) == Some(*last_seq) && *last_prev == head.hash;
         if !one_ahead && head.seq != *last_seq {
             return broken(
                 lines.len(),
@@ -662,6 +762,7 @@ pub fn verify(path: &Path) -> Result<Result<Verified, Broken>, Error> {
         first_prev,
         last_hash,
         head_checked,
+        last_unconfirmed: one_ahead,
     }))
 }
 
@@ -745,13 +846,124 @@ mod chain_tests {
         drop(log);
         // As if the agent died after writing record 2 but before its head.
         std::fs::write(head_path(&s.path), head).expect("old head");
-        assert!(
-            verify(&s.path).expect("read").is_ok(),
-            "one record ahead is fine"
-        );
+        let verified = verify(&s.path)
+            .expect("read")
+            .expect("one record ahead is intact");
+        assert!(verified.last_unconfirmed, "but not confirmed by the head");
         let log = AuditLog::open(&s).expect("reopens");
         log.record(&record(3)).expect("continues");
-        assert_eq!(verify(&s.path).expect("read").expect("intact").records, 4);
+        let verified = verify(&s.path).expect("read").expect("intact");
+        assert_eq!(verified.records, 4);
+        assert!(!verified.last_unconfirmed);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_an_edit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        log.record(&record(2)).expect("write");
+        drop(log);
+        let mut bytes = std::fs::read(&s.path).expect("read");
+        let second_line = bytes.iter().position(|&b| b == b'\n').expect("a line") + 5;
+        bytes[second_line] = 0xff;
+        std::fs::write(&s.path, bytes).expect("edited");
+        let broken = verify(&s.path).expect("read").expect_err("edited");
+        assert_eq!(broken.line, 2, "{}", broken.reason);
+        assert!(broken.reason.contains("not UTF-8"), "{}", broken.reason);
+    }
+
+    /// `verify` over the rotated files in order, then the log.
+    fn verify_all(s: &config::Audit) -> Verified {
+        let mut files: Vec<PathBuf> = (1..)
+            .map(|n| rotated_path(&s.path, n))
+            .take_while(|p| p.exists())
+            .collect();
+        files.push(s.path.clone());
+        let mut last = None;
+        for file in &files {
+            let verified = verify(file).expect("read").expect("intact");
+            if let Some(last_hash) = last {
+                assert_eq!(
+                    verified.first_prev,
+                    last_hash,
+                    "{} continues",
+                    file.display()
+                );
+            }
+            last = Some(verified.last_hash.clone());
+            if file == &s.path {
+                return verified;
+            }
+        }
+        unreachable!("the log is the last file")
+    }
+
+    #[test]
+    fn a_rotation_that_cannot_make_the_new_file_keeps_the_log_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(dir.path());
+        s.max_bytes = 600;
+        let log = AuditLog::open(&s).expect("open");
+        // A directory where the next file is prepared: creating it fails, as it would with
+        // no file descriptors left.
+        std::fs::create_dir(staging_path(&s.path)).expect("a directory in the way");
+        let mut refused = 0;
+        for i in 1..=4 {
+            refused += usize::from(log.record(&record(i)).is_err());
+        }
+        assert!(refused > 0, "the full log could not rotate");
+        assert!(
+            s.path.exists() && !rotated_path(&s.path, 1).exists(),
+            "nothing moved"
+        );
+        std::fs::remove_dir(staging_path(&s.path)).expect("the way is clear");
+        log.record(&record(5)).expect("rotates now");
+        assert!(rotated_path(&s.path, 1).exists(), "rotated");
+        log.record(&record(6)).expect("goes on in the new file");
+        drop(log);
+        verify_all(&s);
+        AuditLog::open(&s)
+            .expect("reopens")
+            .record(&record(7))
+            .expect("continues");
+        verify_all(&s);
+    }
+
+    #[test]
+    fn a_rotation_a_crash_interrupted_is_finished_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(dir.path());
+        s.max_bytes = 400;
+        let log = AuditLog::open(&s).expect("open");
+        let mut i = 0;
+        while !rotated_path(&s.path, 1).exists() {
+            i += 1;
+            log.record(&record(i)).expect("write");
+        }
+        drop(log);
+        // As if the agent died between the two renames, before the head named the genesis:
+        // the full file moved, the new one (its genesis) still staged, the head one behind.
+        let full = std::fs::read_to_string(rotated_path(&s.path, 1)).expect("rotated");
+        let last = full.lines().last().expect("a record");
+        let line: Line<serde_json::Value> = serde_json::from_str(last).expect("a record");
+        std::fs::rename(&s.path, staging_path(&s.path)).expect("staged again");
+        let head = format!("{{\"seq\":{},\"hash\":\"{}\"}}", line.seq, hash(last));
+        std::fs::write(head_path(&s.path), head).expect("the head before the genesis");
+        let log = AuditLog::open(&s).expect("finishes the rotation");
+        log.record(&record(100)).expect("continues");
+        drop(log);
+        assert!(!staging_path(&s.path).exists());
+        verify_all(&s);
+        // A staged file left while the log is still in place is dropped.
+        std::fs::write(staging_path(&s.path), "half a rotation").expect("staged");
+        AuditLog::open(&s)
+            .expect("opens")
+            .record(&record(101))
+            .expect("continues");
+        assert!(!staging_path(&s.path).exists());
+        verify_all(&s);
     }
 
     #[test]

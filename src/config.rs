@@ -131,7 +131,8 @@ pub enum Fsync {
     /// Before every answer.
     #[default]
     Always,
-    /// At most `fsync_interval_ms` apart.
+    /// With the first record written `fsync_interval_ms` or more after the last sync, and at
+    /// shutdown (there is no timer).
     Interval,
 }
 

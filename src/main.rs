@@ -548,14 +548,22 @@ fn run(command: Command) -> anyhow::Result<()> {
                             );
                         }
                         println!(
-                            "{}: {} records, chain intact{}",
+                            "{}: {} records, chain intact{}{}",
                             file.display(),
                             verified.records,
                             if verified.head_checked {
                                 ""
                             } else {
                                 " (no head file next to it: records cut off its end could not \
-                                 be detected; normal for a rotated file)"
+                                 be detected; normal for a rotated file, a sign of tampering \
+                                 for the live log)"
+                            },
+                            if verified.last_unconfirmed {
+                                "; the last record is not confirmed by the head file (left by \
+                                 a crash between writing a record and its head, or appended by \
+                                 someone who can write the log)"
+                            } else {
+                                ""
                             }
                         );
                         last_hash = Some(verified.last_hash);

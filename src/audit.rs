@@ -176,6 +176,14 @@ impl AuditLog {
                     })?;
                 let seq = last.seq;
                 let last_hash = hash(&line);
+                if head_before.is_none() {
+                    tracing::warn!(
+                        log = %path.display(),
+                        "the audit log has records but no head file: records cut off its end \
+                         before now cannot be detected; a new head file starts from its last \
+                         record"
+                    );
+                }
                 if let Some(head) = head_before {
                     // A crash between writing a record and its head leaves the log exactly one
                     // record ahead: the head then names the record before the last (in this

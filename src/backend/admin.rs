@@ -47,6 +47,19 @@ impl KeyInfo {
     }
 }
 
+/// The one signing key among `matching` (those named `id`): [`Error::NotOnToken`] for none,
+/// `FAILED_PRECONDITION` for several, with `hint` on how to name one.
+pub fn the_one<K>(mut matching: Vec<K>, id: &str, hint: &str) -> Result<K, Error> {
+    match matching.len() {
+        0 => Err(Error::NotOnToken(id.to_owned())),
+        1 => Ok(matching.remove(0)),
+        n => Err(Error::FailedPrecondition(format!(
+            "{n} signing keys carry the label '{}'{hint}",
+            id.escape_debug()
+        ))),
+    }
+}
+
 /// Key management on one token. Every method makes its own HSM calls; nothing is cached.
 pub trait KeyAdmin {
     /// Every private and secret key on the token, sorted by id.

@@ -35,18 +35,11 @@ impl Pkcs11Admin {
 
     /// The one private or secret key labelled `id`.
     fn find(&self, id: &str) -> Result<FoundKey, Error> {
-        let mut matching: Vec<FoundKey> = discover::find_keys(self.session()?)?
+        let matching = discover::find_keys(self.session()?)?
             .into_iter()
             .filter(|k| k.label.as_deref() == Some(id) && k.is_signing_key())
             .collect();
-        match matching.len() {
-            0 => Err(Error::NotOnToken(id.to_owned())),
-            1 => Ok(matching.remove(0)),
-            n => Err(Error::FailedPrecondition(format!(
-                "{n} signing keys carry the label '{}'",
-                id.escape_debug()
-            ))),
-        }
+        crate::backend::admin::the_one(matching, id, "")
     }
 }
 

@@ -58,18 +58,11 @@ impl YubiHsmAdmin {
     /// The one signing key named `id` (a label or `0xNNNN`).
     fn find(&self, id: &str) -> Result<FoundKey, Error> {
         let key_ref = KeyRef::parse(id);
-        let mut matching: Vec<FoundKey> = discover::find_keys(&self.client)?
+        let matching = discover::find_keys(&self.client)?
             .into_iter()
             .filter(|k| key_ref.matches(k) && k.is_signing_key())
             .collect();
-        match matching.len() {
-            0 => Err(Error::NotOnToken(id.to_owned())),
-            1 => Ok(matching.remove(0)),
-            n => Err(Error::FailedPrecondition(format!(
-                "{n} signing keys carry the label '{}'; name one by its object id (0xNNNN)",
-                id.escape_debug()
-            ))),
-        }
+        crate::backend::admin::the_one(matching, id, "; name one by its object id (0xNNNN)")
     }
 
     /// Checks that `id` can be a new key's label and that no signing key has it; returns the

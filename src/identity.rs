@@ -37,12 +37,13 @@ impl Identity {
                 sans: Vec::new(),
             };
         };
-        let cn = certificate
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned);
+        // A subject with several CNs names nobody by CN: which one a rule should see is
+        // ambiguous (its SANs still count).
+        let mut cns = certificate.subject().iter_common_name();
+        let cn = match (cns.next(), cns.next()) {
+            (Some(cn), None) => cn.as_str().ok().map(str::to_owned),
+            _ => None,
+        };
         let sans = certificate
             .subject_alternative_name()
             .ok()
@@ -96,4 +97,61 @@ pub struct Caller {
     pub identity: Identity,
     /// Through which listener (`unix:/run/signet.sock`, `tls:0.0.0.0:50443`, …).
     pub listener: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `spooler.internal` with subject CN `spooler`, and with a
+    /// second CN `admin` when `two_cns`. rcgen writes one attribute per type, so the second is
+    /// written as an OU whose type (2.5.4.11) is then turned into CN (2.5.4.3), the same length
+    /// in DER; the signature no longer verifies, which only the TLS layer checks, before this.
+    fn certificate(two_cns: bool) -> Vec<u8> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["spooler.internal".to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "spooler");
+        if two_cns {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationalUnitName, "admin");
+        }
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut der = params
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .to_vec();
+        if two_cns {
+            // In the issuer and in the subject (the same name: self-signed).
+            let ou = [0x06, 0x03, 0x55, 0x04, 0x0b];
+            while let Some(at) = der.windows(ou.len()).position(|w| w == ou) {
+                der[at + 4] = 0x03;
+            }
+        }
+        der
+    }
+
+    fn names(der: &[u8]) -> (Option<String>, Vec<String>) {
+        match Identity::from_certificate_der(der) {
+            Identity::Certificate { cn, sans } => (cn, sans),
+            other => panic!("a certificate identity: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_certificate_names_its_one_cn_and_its_sans() {
+        let (cn, sans) = names(&certificate(false));
+        assert_eq!(cn.as_deref(), Some("spooler"));
+        assert_eq!(sans, ["spooler.internal"]);
+    }
+
+    #[test]
+    fn several_cns_name_nobody_by_cn() {
+        let (cn, sans) = names(&certificate(true));
+        assert_eq!(cn, None);
+        assert_eq!(sans, ["spooler.internal"], "its SANs still count");
+    }
 }

@@ -60,6 +60,17 @@ pub fn the_one<K>(mut matching: Vec<K>, id: &str, hint: &str) -> Result<K, Error
     }
 }
 
+/// Refuses `keys public` for an HMAC key, which has none.
+pub fn has_public_key(id: &str, algorithm: &Result<Algorithm, String>) -> Result<(), Error> {
+    if *algorithm == Ok(Algorithm::HmacSha256) {
+        return Err(Error::FailedPrecondition(format!(
+            "key '{}' is an HMAC key; it has no public key",
+            id.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
 /// Key management on one token. Every method makes its own HSM calls; nothing is cached.
 pub trait KeyAdmin {
     /// Every private and secret key on the token, sorted by id.

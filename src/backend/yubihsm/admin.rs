@@ -257,12 +257,7 @@ impl KeyAdmin for YubiHsmAdmin {
 
     fn public_key(&self, id: &str) -> Result<PublicKey, Error> {
         let key = self.find(id)?;
-        if key.algorithm == Ok(Algorithm::HmacSha256) {
-            return Err(Error::FailedPrecondition(format!(
-                "key '{}' is an HMAC key; it has no public key",
-                id.escape_debug()
-            )));
-        }
+        crate::backend::admin::has_public_key(id, &key.algorithm)?;
         discover::public_key_of(&self.client, &key)
     }
 

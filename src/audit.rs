@@ -22,6 +22,20 @@ use tokio::sync::watch;
 use crate::config::{self, Fsync, OnAuditFailure};
 use crate::error::Error;
 
+/// How an audited call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Allowed, and the answer (a signature) was produced and handed to the transport.
+    Allowed,
+    /// Refused by the policy.
+    Denied,
+    /// Allowed, but it failed; the code says how.
+    Failed,
+    /// An answer recorded as allowed (the record `answers_seq` names) was not delivered.
+    Undelivered,
+}
+
 /// What one audited call was and how it ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
@@ -40,11 +54,15 @@ pub struct Record {
     /// SHA-256 of the signed bytes (never the bytes themselves), hex.
     pub message_sha256: Option<String>,
     /// `allowed` (signed), `denied` (policy), or `failed` (allowed, but an error).
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// The gRPC status code name (`OK`, `PERMISSION_DENIED`, …).
     pub code: &'static str,
     /// From the call's arrival to its answer, in microseconds.
     pub latency_us: u64,
+    /// For an `undelivered` record: the `seq` of the record of the answer that was not
+    /// delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers_seq: Option<u64>,
     /// Denials not recorded just before this one (see [`AuditLog::record_denial`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed_denials: Option<u64>,
@@ -287,11 +305,13 @@ impl AuditLog {
 
     /// Appends the records, then makes sure they are synced (per the fsync policy), sharing
     /// one fsync with every record appended meanwhile.
-    fn append_and_sync(&self, records: &[&Record]) -> Result<(), Error> {
+    fn append_and_sync(&self, records: &[&Record]) -> Result<Vec<u64>, Error> {
+        let mut written = Vec::with_capacity(records.len());
         let seq = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             for record in records {
                 let rotated = writer.write_record(record, &self.settings)?;
+                written.push(writer.seq);
                 self.appended.store(writer.seq, Ordering::Release);
                 if let Some(fresh) = rotated {
                     // The old file was synced before it was renamed; sync the new one from now.
@@ -300,12 +320,14 @@ impl AuditLog {
             }
             writer.seq
         };
-        self.sync_upto(seq, false)
+        self.sync_upto(seq, false)?;
+        Ok(written)
     }
 
     /// Records several calls (the items of a batch) with one sync; failures as in
     /// [`record`](Self::record).
-    pub fn record_all(&self, records: &[Record]) -> Result<(), Error> {
+    /// Returns the `seq` of each record written (none where a failure was allowed).
+    pub fn record_all(&self, records: &[Record]) -> Result<Vec<u64>, Error> {
         let refs: Vec<&Record> = records.iter().collect();
         self.outcome(self.append_and_sync(&refs))
     }
@@ -341,16 +363,16 @@ impl AuditLog {
     /// When that fails: `AuditUnavailable` with `on_failure = "deny"`, or a logged error and
     /// `Ok` with `"allow"`.
     pub fn record(&self, record: &Record) -> Result<(), Error> {
-        self.outcome(self.append_and_sync(&[record]))
+        self.outcome(self.append_and_sync(&[record])).map(drop)
     }
 
     /// Turns a write result into the call's result per `on_failure`, and keeps health in step.
-    fn outcome(&self, result: Result<(), Error>) -> Result<(), Error> {
+    fn outcome(&self, result: Result<Vec<u64>, Error>) -> Result<Vec<u64>, Error> {
         match result {
-            Ok(()) => {
+            Ok(written) => {
                 self.health
                     .send_if_modified(|ok| !std::mem::replace(ok, true));
-                Ok(())
+                Ok(written)
             }
             Err(e) => {
                 tracing::error!(error = %e, "writing an audit record failed");
@@ -360,7 +382,7 @@ impl AuditLog {
                             .send_if_modified(|ok| std::mem::replace(ok, false));
                         Err(Error::AuditUnavailable(e.to_string()))
                     }
-                    OnAuditFailure::Allow => Ok(()),
+                    OnAuditFailure::Allow => Ok(Vec::new()),
                 }
             }
         }
@@ -797,7 +819,8 @@ mod tests_support {
             key_id: "k".into(),
             algorithm: Some("ed25519"),
             message_sha256: Some(hex::encode([i as u8; 32])),
-            outcome: "allowed",
+            outcome: Outcome::Allowed,
+            answers_seq: None,
             code: "OK",
             latency_us: i,
             suppressed_denials: None,

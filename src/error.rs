@@ -178,6 +178,25 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The canonical name of the gRPC code this kind is answered with (`INVALID_ARGUMENT`,
+    /// …), as the audit log, the metrics and the log write it.
+    pub fn code_name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorKind::NotFound => "NOT_FOUND",
+            ErrorKind::AlreadyExists => "ALREADY_EXISTS",
+            ErrorKind::FailedPrecondition => "FAILED_PRECONDITION",
+            ErrorKind::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorKind::Unavailable => "UNAVAILABLE",
+            ErrorKind::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorKind::Unauthenticated => "UNAUTHENTICATED",
+            ErrorKind::PermissionDenied => "PERMISSION_DENIED",
+            ErrorKind::Internal => "INTERNAL",
+        }
+    }
+}
+
 impl Error {
     /// The kind of this error; the gRPC layer maps kinds to status codes.
     pub fn kind(&self) -> ErrorKind {

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod public_key;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod signer;
 pub mod sqooler;
 pub mod swt3;

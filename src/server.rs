@@ -17,13 +17,14 @@ use crate::backend::yubihsm::YubiHsmBackend;
 use crate::backend::{Backend, HsmState};
 use crate::config::{self, Config, Listener};
 use crate::error::Error;
+use crate::grpc::delivery::DeliveryLayer;
 use crate::grpc::proto::signer_server::SignerServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
-use crate::grpc::service::Access;
 use crate::grpc::service::SignerService;
 use crate::grpc::{oversize, stamps};
 use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
+use crate::service::Service;
 use crate::signer::{self, Signer};
 
 /// The most calls one HTTP/2 connection may have in flight.
@@ -100,17 +101,15 @@ pub async fn serve_until(
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
-    let access = Access {
-        policy: Arc::new(Policy::new(&config.clients)),
-        audit: audit.clone(),
-        metrics: Arc::clone(&metrics),
-    };
-    let signer_service = SignerServer::new(SignerService::new(
+    let service = Arc::new(Service::new(
         Arc::clone(&signer),
-        access,
-        &config.limits,
-    ))
-    .max_decoding_message_size(decode_limit);
+        Arc::new(Policy::new(&config.clients)),
+        audit.clone(),
+        Arc::clone(&metrics),
+        config.limits.max_batch_items,
+    ));
+    let signer_service = SignerServer::new(SignerService::new(service, &config.limits))
+        .max_decoding_message_size(decode_limit);
 
     // Health is set before any listener accepts, so a probe at start-up gets SERVING or
     // NOT_SERVING, never "service not registered"; once all listen, it follows the HSM and the
@@ -151,6 +150,7 @@ pub async fn serve_until(
             .layer(tower::util::MapResponseLayer::new(oversize::layer(
                 config.limits.max_message_bytes,
             )))
+            .layer(DeliveryLayer::new(audit.clone()))
             .add_service(health_service.clone())
             .add_service(reflection.clone())
             .add_service(reflection_v1alpha.clone())

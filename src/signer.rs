@@ -2,7 +2,7 @@
 //! the SWT3 formula, and verify-after-sign. Every HSM call goes through the [`Executor`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -156,12 +156,12 @@ impl Signer {
     /// Mints and signs many SWT3 anchors in one go, each with its own result.
     pub async fn fingerprint_batch(
         &self,
-        items: Vec<(String, Result<Anchor<'_>, Error>)>,
+        items: Vec<(String, Anchor<'_>)>,
         deadline: Instant,
     ) -> Vec<Result<Witness, Error>> {
         let calls = items
             .into_iter()
-            .map(|(key_id, anchor)| anchor.and_then(|a| self.prepare_fingerprint(&key_id, a)))
+            .map(|(key_id, anchor)| self.prepare_fingerprint(&key_id, anchor))
             .collect();
         self.run_batch(calls, deadline)
             .await
@@ -182,14 +182,23 @@ impl Signer {
     }
 
     /// Runs the prepared calls on the workers in up to `workers` chunks; keeps the order.
+    ///
+    /// Each item's result is kept as soon as it is done, so a batch that reaches its deadline
+    /// answers what it finished; the rest answer `DEADLINE_EXCEEDED`. A worker starts no item
+    /// once the deadline has passed or the batch was answered, and a result that comes back
+    /// after that is dropped, never delivered.
     async fn run_batch(
         &self,
         calls: Vec<Result<HsmCall, Error>>,
         deadline: Instant,
     ) -> Vec<Result<Done, Error>> {
-        let mut results: Vec<Option<Result<Done, Error>>> = calls.iter().map(|_| None).collect();
+        let slots = Arc::new(Mutex::new(Slots {
+            results: calls.iter().map(|_| None).collect(),
+            answered: false,
+        }));
         let mut chunks: Vec<Vec<(usize, HsmCall)>> =
             (0..self.workers).map(|_| Vec::new()).collect();
+        let mut early = Vec::new();
         let mut next = 0;
         for (index, call) in calls.into_iter().enumerate() {
             match call {
@@ -197,44 +206,55 @@ impl Signer {
                     chunks[next % self.workers].push((index, call));
                     next += 1;
                 }
-                Err(e) => results[index] = Some(Err(e)),
+                Err(e) => early.push((index, e)),
             }
         }
         let runs = chunks.into_iter().filter(|c| !c.is_empty()).map(|chunk| {
             let indexes: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
             let bytes = chunk.iter().map(|(_, c)| c.bytes()).sum();
+            let slots = Arc::clone(&slots);
             let run = self.executor.run(deadline, bytes, move |backend| {
-                Ok(chunk
-                    .into_iter()
-                    .map(|(_, call)| {
-                        if Instant::now() >= deadline {
-                            return Err(Error::DeadlineExceeded("call could start"));
-                        }
-                        let raw = call.run(backend)?;
-                        Ok((call, raw))
-                    })
-                    .collect::<Vec<_>>())
+                for (index, call) in chunk {
+                    if Instant::now() >= deadline || lock(&slots).answered {
+                        break;
+                    }
+                    let result = call.run(backend).map(|raw| (call, raw));
+                    let mut slots = lock(&slots);
+                    if slots.answered {
+                        break;
+                    }
+                    slots.results[index] = Some(result);
+                }
+                Ok(())
             });
             async move { (indexes, run.await) }
         });
-        for (indexes, outcome) in futures_util::future::join_all(runs).await {
-            match outcome {
-                Ok(done) => {
-                    for (index, result) in indexes.into_iter().zip(done) {
-                        results[index] = Some(result);
-                    }
-                }
-                Err(e) => {
-                    let kind_message = e.to_string();
-                    for index in indexes {
-                        results[index] = Some(Err(same_error(&e, &kind_message)));
-                    }
+        let outcomes = futures_util::future::join_all(runs).await;
+        let mut results = {
+            let mut slots = lock(&slots);
+            slots.answered = true;
+            std::mem::take(&mut slots.results)
+        };
+        for (index, e) in early {
+            results[index] = Some(Err(e));
+        }
+        // A chunk that failed as a whole (queue full, shutting down, deadline) fails each of its
+        // items that got no result of its own.
+        for (indexes, outcome) in outcomes {
+            let failure = outcome.err();
+            for index in indexes {
+                if results[index].is_none() {
+                    results[index] = Some(Err(failure
+                        .as_ref()
+                        .map_or(Error::DeadlineExceeded("call finished"), |e| {
+                            same_error(e, &e.to_string())
+                        })));
                 }
             }
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("a batch item got no result".into()))))
+            .map(|r| r.unwrap_or(Err(Error::DeadlineExceeded("call finished"))))
             .collect()
     }
 
@@ -296,6 +316,17 @@ impl Signer {
 
 /// A finished HSM call and its raw result.
 type Done = (HsmCall, Vec<u8>);
+
+/// The results of a batch's items as the workers finish them.
+struct Slots {
+    results: Vec<Option<Result<Done, Error>>>,
+    /// The batch was answered: later results are dropped and no item is started.
+    answered: bool,
+}
+
+fn lock(slots: &Mutex<Slots>) -> std::sync::MutexGuard<'_, Slots> {
+    slots.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One checked HSM operation: what to sign with which key, and how to check and encode the
 /// result.

@@ -3,6 +3,8 @@
 //! `server` know tonic.
 
 pub mod client;
+pub mod convert;
+pub mod delivery;
 pub mod oversize;
 pub mod service;
 pub mod stamps;

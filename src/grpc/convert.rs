@@ -1,0 +1,155 @@
+//! Proto messages to operations and answers back to proto messages: the only place that
+//! knows both the generated types and the domain types.
+
+use tonic::Status;
+
+use super::proto;
+use crate::error::Error;
+use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
+use crate::public_key::PublicKey;
+use crate::service::{FingerprintOp, Minted, SignOp, Signed};
+
+/// A Sign request (or SignBatch item) as an operation.
+pub fn sign_op(request: proto::SignRequest) -> SignOp {
+    SignOp {
+        format: signature_format(request.signature_format),
+        key_id: request.key_id,
+        message: request.message,
+        message_crc32c: request.message_crc32c,
+    }
+}
+
+/// A Fingerprint request (or FingerprintBatch item) as an operation.
+pub fn fingerprint_op(request: proto::FingerprintRequest) -> FingerprintOp {
+    FingerprintOp {
+        key_id: request.key_id,
+        tenant_id: request.tenant_id,
+        procedure_id: request.procedure_id,
+        factors: [request.factor_a, request.factor_b, request.factor_c],
+        timestamp_ms: request.timestamp_ms,
+        agent_id: request.agent_id,
+    }
+}
+
+/// The answer to a Sign.
+pub fn sign_response(signed: Signed) -> proto::SignResponse {
+    let signature = signed.signature;
+    proto::SignResponse {
+        signature_crc32c: crc32c::crc32c(&signature.bytes),
+        verified_message_crc32c: signed.crc32c_checked,
+        signature: signature.bytes,
+        key_id: signed.key_id,
+        algorithm: algorithm(signature.algorithm).into(),
+        signature_format: match signature.format {
+            SignatureFormat::Raw => proto::SignatureFormat::Raw,
+            SignatureFormat::Der => proto::SignatureFormat::Der,
+        }
+        .into(),
+    }
+}
+
+/// The answer to a Fingerprint.
+pub fn fingerprint_response(minted: Minted) -> proto::FingerprintResponse {
+    proto::FingerprintResponse {
+        fingerprint: minted.witness.fingerprint,
+        signature: minted.witness.signature,
+        timestamp_ms: minted.witness.timestamp_ms,
+        key_id: minted.key_id,
+    }
+}
+
+/// The answer to a SignBatch: one result per item, in order.
+pub fn sign_batch_response(results: Vec<Result<Signed, Error>>) -> proto::SignBatchResponse {
+    use proto::sign_batch_result::Result as One;
+    let results = results
+        .into_iter()
+        .map(|r| proto::SignBatchResult {
+            result: Some(match r {
+                Ok(signed) => One::Signature(sign_response(signed)),
+                Err(e) => One::Error(item_error(e)),
+            }),
+        })
+        .collect();
+    proto::SignBatchResponse { results }
+}
+
+/// The answer to a FingerprintBatch: one result per item, in order.
+pub fn fingerprint_batch_response(
+    results: Vec<Result<Minted, Error>>,
+) -> proto::FingerprintBatchResponse {
+    use proto::fingerprint_batch_result::Result as One;
+    let results = results
+        .into_iter()
+        .map(|r| proto::FingerprintBatchResult {
+            result: Some(match r {
+                Ok(minted) => One::Fingerprint(fingerprint_response(minted)),
+                Err(e) => One::Error(item_error(e)),
+            }),
+        })
+        .collect();
+    proto::FingerprintBatchResponse { results }
+}
+
+/// The answer to a GetPublicKey.
+pub fn public_key_response(
+    key: &KeyDescriptor,
+    public_key: &PublicKey,
+) -> Result<proto::GetPublicKeyResponse, Error> {
+    Ok(proto::GetPublicKeyResponse {
+        algorithm: algorithm(key.algorithm).into(),
+        raw: public_key.raw(),
+        spki_der: public_key.spki_der()?,
+        pem: public_key.pem()?,
+        jwk: public_key.jwk(&key.id),
+        jwk_thumbprint: public_key.jwk_thumbprint(),
+        key_id: key.id.clone(),
+    })
+}
+
+/// The answer to a ListKeys.
+pub fn list_keys_response(keys: Vec<KeyDescriptor>) -> proto::ListKeysResponse {
+    let keys = keys
+        .into_iter()
+        .map(|k| proto::KeyInfo {
+            algorithm: algorithm(k.algorithm).into(),
+            has_public_key: k.public_key.is_some(),
+            key_id: k.id,
+        })
+        .collect();
+    proto::ListKeysResponse { keys }
+}
+
+/// One batch item's failure, exactly as the unary call would answer it.
+fn item_error(error: Error) -> proto::ItemError {
+    let status = Status::from(error);
+    proto::ItemError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+    }
+}
+
+fn algorithm(a: Algorithm) -> proto::Algorithm {
+    match a {
+        Algorithm::Ed25519 => proto::Algorithm::Ed25519,
+        Algorithm::EcdsaP256Sha256 => proto::Algorithm::EcdsaP256Sha256,
+        Algorithm::HmacSha256 => proto::Algorithm::HmacSha256,
+    }
+}
+
+fn signature_format(value: Option<i32>) -> Result<SignatureFormat, Error> {
+    let Some(value) = value else {
+        return Ok(SignatureFormat::Raw);
+    };
+    match proto::SignatureFormat::try_from(value) {
+        Ok(proto::SignatureFormat::Raw) => Ok(SignatureFormat::Raw),
+        Ok(proto::SignatureFormat::Der) => Ok(SignatureFormat::Der),
+        Ok(proto::SignatureFormat::Unspecified) => Err(Error::InvalidArgument(
+            "signature_format is SIGNATURE_FORMAT_UNSPECIFIED: set RAW or DER, or leave the \
+             field out for RAW"
+                .into(),
+        )),
+        Err(_) => Err(Error::InvalidArgument(format!(
+            "signature_format {value} is not a known SignatureFormat"
+        ))),
+    }
+}

@@ -3,6 +3,8 @@
 //! `server` know tonic.
 
 pub mod client;
+pub mod codec;
+pub mod limits;
 pub mod oversize;
 pub mod service;
 pub mod stamps;

@@ -14,6 +14,8 @@ use prost::{DecodeError, Message, Name};
 use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
 use tonic::{Code, Status};
 
+use crate::error::Error;
+
 /// The codec the generated client and server use (`codec_path` in `build.rs`): `T` is encoded,
 /// `U` decoded.
 #[derive(Debug, Clone, Copy)]
@@ -72,11 +74,11 @@ fn refusal(name: &'static str, error: &DecodeError) -> Status {
             error = %why,
             "refused a request that is not a valid protobuf message"
         );
-        Status::new(
-            Code::InvalidArgument,
-            format!("the request is not a valid {name}: {why}"),
-        )
+        Status::from(Error::InvalidArgument(format!(
+            "the request is not a valid {name}: {why}"
+        )))
     } else {
+        // The command-line client's side: no agent log to point to, so the reason stays.
         Status::new(
             Code::Internal,
             format!("the answer is not a valid {name}: {why}"),

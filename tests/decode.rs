@@ -186,14 +186,26 @@ async fn undecodable_requests_are_invalid_arguments_logged_once() {
         .await
         .expect("stop");
     assert!(exit.success(), "{log}");
-    let refusals: Vec<serde_json::Value> = log
+    let lines: Vec<serde_json::Value> = log
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+        .collect();
+    let refusals: Vec<&serde_json::Value> = lines
+        .iter()
         .filter(|line| {
             line["fields"]["message"] == "refused a request that is not a valid protobuf message"
         })
         .collect();
     assert_eq!(refusals.len(), cases.len(), "one line per refusal:\n{log}");
+    let warnings = lines
+        .iter()
+        .filter(|line| line["level"] == "WARN" || line["level"] == "ERROR")
+        .count();
+    assert_eq!(
+        warnings,
+        cases.len(),
+        "nothing else is logged for them:\n{log}"
+    );
     for (line, (_, _, message_type, detail)) in refusals.iter().zip(&cases) {
         assert_eq!(line["level"], "WARN", "{line}");
         assert_eq!(line["fields"]["message_type"], *message_type, "{line}");

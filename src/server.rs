@@ -106,7 +106,7 @@ pub async fn serve_until(
         Arc::new(Policy::new(&config.clients)),
         audit.clone(),
         Arc::clone(&metrics),
-        config.limits.max_batch_items,
+        &config.limits,
     ));
     let signer_service = SignerServer::new(SignerService::new(service, &config.limits))
         .max_decoding_message_size(decode_limit);

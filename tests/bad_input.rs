@@ -35,3 +35,67 @@ async fn default_limit_is_one_mebibyte() {
         .expect_err("8 MiB");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 }
+
+/// A SignBatch's messages count together against `limits.max_message_bytes`, as one Sign's
+/// message does: exactly the limit in all is signed, one byte more refuses the whole batch.
+/// (Needs `signet::grpc::limits::check_batch_bytes` called by the service's SignBatch.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_carries_at_most_the_message_limit_in_all() {
+    use common::requests::sign_request;
+    use common::Verifier;
+    use signet::grpc::proto::{sign_batch_result, SignBatchRequest};
+
+    let token = TestToken::new().with_verifiable_keys();
+    token.edit_config(|text| format!("{text}\n[limits]\nmax_message_bytes = 4096\n"));
+    let agent = token.start_agent().await;
+    let verifier = Verifier::fetch(agent.channel().await).await;
+    let mut client = agent.client().await;
+
+    // 4 × 1024 bytes: exactly the limit.
+    let items: Vec<_> = ["ed", "ec", "hmac", "ed"]
+        .iter()
+        .zip(0u8..)
+        .map(|(key, i)| sign_request(key, &[i; 1024]))
+        .collect();
+    let results = client
+        .sign_batch(SignBatchRequest {
+            items: items.clone(),
+        })
+        .await
+        .expect("a batch of exactly the limit")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), items.len());
+    for (item, result) in items.iter().zip(&results) {
+        match &result.result {
+            Some(sign_batch_result::Result::Signature(signed)) => assert!(
+                verifier.verify(&item.key_id, &item.message, &signed.signature),
+                "{} verifies",
+                item.key_id
+            ),
+            other => panic!("item {} was not signed: {other:?}", item.key_id),
+        }
+    }
+
+    // One byte more, spread over the items (none is over the limit alone): refused whole.
+    let mut over = items;
+    over.push(sign_request("ed", b"!"));
+    let status = client
+        .sign_batch(SignBatchRequest { items: over })
+        .await
+        .expect_err("4097 bytes in all must be refused (is check_batch_bytes called?)");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "the batch's messages total 4097 bytes, over this agent's limit of 4096 bytes for one \
+         request; nothing was signed"
+    );
+    // One item over the limit alone is over it in all.
+    let status = client
+        .sign_batch(SignBatchRequest {
+            items: vec![sign_request("ed", &[1; 4097])],
+        })
+        .await
+        .expect_err("an item over the limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}

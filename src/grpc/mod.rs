@@ -3,6 +3,7 @@
 //! `server` know tonic.
 
 pub mod client;
+pub mod codec;
 pub mod convert;
 pub mod delivery;
 pub mod oversize;

@@ -16,6 +16,7 @@ pub use call::{Call, Rpc};
 pub use delivery::Delivery;
 
 use crate::audit::{AuditLog, Outcome, Record};
+use crate::config::Limits;
 use crate::error::Error;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::metrics::Metrics;
@@ -32,6 +33,7 @@ pub struct Service {
     audit: Option<Arc<AuditLog>>,
     metrics: Arc<Metrics>,
     max_batch_items: usize,
+    max_message_bytes: usize,
 }
 
 /// A `Sign` (or one `SignBatch` item) as the transport delivered it.
@@ -91,14 +93,15 @@ impl Service {
         policy: Arc<Policy>,
         audit: Option<Arc<AuditLog>>,
         metrics: Arc<Metrics>,
-        max_batch_items: usize,
+        limits: &Limits,
     ) -> Self {
         Service {
             signer,
             policy,
             audit,
             metrics,
-            max_batch_items,
+            max_batch_items: limits.max_batch_items,
+            max_message_bytes: limits.max_message_bytes,
         }
     }
 
@@ -201,6 +204,10 @@ impl Service {
         ops: Vec<SignOp>,
     ) -> Result<Vec<Result<Signed, Error>>, Error> {
         self.check_batch(call, ops.len())?;
+        let total = ops
+            .iter()
+            .fold(0usize, |sum, op| sum.saturating_add(op.message.len()));
+        check_batch_bytes(total, self.max_message_bytes)?;
         let mut items = Vec::with_capacity(ops.len());
         let mut work = Vec::new();
         for op in ops {
@@ -408,6 +415,26 @@ fn settle_items<T, R>(
         .collect()
 }
 
+/// Refuses, with `RESOURCE_EXHAUSTED` and before any item is authorised or audited, a
+/// `SignBatch` whose messages total more than `max_message_bytes`: they count together, as one
+/// `Sign`'s message does.
+///
+/// `max_message_bytes` is what an operator allows one call to make the agent hold and sign.
+/// Counted per item, one batch could carry `max_batch_items` times that (1000 MiB with the
+/// defaults), more than `limits.max_queued_bytes` holds, so an accepted batch would fail item
+/// by item on an idle agent. Counted together, a batch within the bound always fits the
+/// queue's byte budget, and the encoded request fits the transport's decoding limit
+/// (`max_message_bytes` + 64 KiB for key ids and framing) unless its key ids alone take more.
+fn check_batch_bytes(total: usize, max_message_bytes: usize) -> Result<(), Error> {
+    if total > max_message_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "the batch's messages total {total} bytes, over this agent's limit of \
+             {max_message_bytes} bytes for one request; nothing was signed"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a message whose CRC32C is not the `expected` one the client sent, if it sent one.
 fn check_crc32c(message: &[u8], expected: Option<u32>) -> Result<(), Error> {
     let Some(expected) = expected else {
@@ -440,5 +467,24 @@ fn payload_sha256(witness: &Witness, agent_id: Option<&str>) -> String {
     match agent_id {
         Some(agent) => sha256_hex(format!("{}:{agent}", witness.fingerprint).as_bytes()),
         None => sha256_hex(witness.fingerprint.as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn the_messages_of_a_batch_count_together() {
+        assert!(check_batch_bytes(0, 100).is_ok());
+        assert!(check_batch_bytes(100, 100).is_ok());
+        let err = check_batch_bytes(101, 100).expect_err("over the bound");
+        assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+        assert_eq!(
+            err.to_string(),
+            "the batch's messages total 101 bytes, over this agent's limit of 100 bytes for \
+             one request; nothing was signed"
+        );
     }
 }

@@ -25,7 +25,7 @@ use crate::error::Error;
 use denials::DenialBudget;
 use writer::{Syncer, Writer};
 
-pub use record::Record;
+pub use record::{Outcome, Record};
 pub use verify::{verify, Broken, Verified};
 
 /// The open audit log.
@@ -60,12 +60,14 @@ impl AuditLog {
         })
     }
 
-    /// Records a denial, at most [`DENIALS_PER_SECOND`](denials::DENIALS_PER_SECOND) a second; the ones over the budget are
-    /// only counted, into the next denial record that is written.
-    pub fn record_denial(&self, record: &Record) -> Result<(), Error> {
+    /// Records a denial, at most [`DENIALS_PER_SECOND`](denials::DENIALS_PER_SECOND) a
+    /// second; the ones over the budget are only counted, into the next denial record that is
+    /// written. Returns the record's number, or `None` when it was only counted (or, with
+    /// `on_failure = "allow"`, could not be written).
+    pub fn record_denial(&self, record: &Record) -> Result<Option<u64>, Error> {
         let mut record = record.clone();
         if !self.admit_denial(&mut record) {
-            return Ok(());
+            return Ok(None);
         }
         self.record(&record)
     }
@@ -88,14 +90,16 @@ impl AuditLog {
     }
 
     /// Appends the records, then makes sure they are synced (per the fsync policy), sharing
-    /// one fsync with every record appended meanwhile.
-    fn append_and_sync(&self, records: &[&Record]) -> Result<(), Error> {
+    /// one fsync with every record appended meanwhile. The numbers of the records appended
+    /// go into `written` (on an error, those appended before it).
+    fn append_and_sync(&self, records: &[&Record], written: &mut Vec<u64>) -> Result<(), Error> {
         let seq = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             for record in records {
-                let rotated = writer.write_record(record, &self.settings)?;
+                written.push(writer.write_record(record)?);
                 self.appended.store(writer.seq, Ordering::Release);
-                if let Some(fresh) = rotated {
+                if let Some(fresh) = writer.rotate_if_full(&self.settings)? {
+                    self.appended.store(writer.seq, Ordering::Release);
                     // The old file was synced before it was renamed; sync the new one from now.
                     *self.syncer.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
                 }
@@ -106,10 +110,16 @@ impl AuditLog {
     }
 
     /// Records several calls (the items of a batch) with one sync; failures as in
-    /// [`record`](Self::record).
-    pub fn record_all(&self, records: &[Record]) -> Result<(), Error> {
+    /// [`record`](Self::record). Returns each record's number, in order (`None` for those not
+    /// written when writing failed with `on_failure = "allow"`).
+    pub fn record_all(&self, records: &[Record]) -> Result<Vec<Option<u64>>, Error> {
         let refs: Vec<&Record> = records.iter().collect();
-        self.outcome(self.append_and_sync(&refs))
+        let mut written = Vec::with_capacity(records.len());
+        let result = self.append_and_sync(&refs, &mut written);
+        self.outcome(result)?;
+        let mut numbers: Vec<Option<u64>> = written.into_iter().map(Some).collect();
+        numbers.resize(records.len(), None);
+        Ok(numbers)
     }
 
     /// Syncs unless record `seq` already is (or, with `fsync = "interval"`, unless the last
@@ -139,11 +149,15 @@ impl AuditLog {
         self.health.subscribe()
     }
 
-    /// Appends `record` (synced per the fsync policy) and rotates the file when it is full.
+    /// Appends `record` (synced per the fsync policy) and rotates the file when it is full;
+    /// returns its number, by which a later record (an `undelivered` one) can name it.
     /// When that fails: `AuditUnavailable` with `on_failure = "deny"`, or a logged error and
-    /// `Ok` with `"allow"`.
-    pub fn record(&self, record: &Record) -> Result<(), Error> {
-        self.outcome(self.append_and_sync(&[record]))
+    /// `Ok(None)` with `"allow"`.
+    pub fn record(&self, record: &Record) -> Result<Option<u64>, Error> {
+        let mut written = Vec::with_capacity(1);
+        let result = self.append_and_sync(&[record], &mut written);
+        self.outcome(result)?;
+        Ok(written.first().copied())
     }
 
     /// Turns a write result into the call's result per `on_failure`, and keeps health in step.
@@ -194,10 +208,11 @@ mod tests_support {
             key_id: "k".into(),
             algorithm: Some("ed25519"),
             message_sha256: Some(hex::encode([i as u8; 32])),
-            outcome: "allowed",
+            outcome: Outcome::Allowed,
             code: "OK",
             latency_us: i,
             suppressed_denials: None,
+            undelivered_seq: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What one audited call was and how it ended.
 #[derive(Debug, Clone, Serialize)]
@@ -21,8 +21,8 @@ pub struct Record {
     pub algorithm: Option<&'static str>,
     /// SHA-256 of the signed bytes (never the bytes themselves), hex.
     pub message_sha256: Option<String>,
-    /// `allowed` (signed), `denied` (policy), or `failed` (allowed, but an error).
-    pub outcome: &'static str,
+    /// How the call ended.
+    pub outcome: Outcome,
     /// The gRPC status code name (`OK`, `PERMISSION_DENIED`, …).
     pub code: &'static str,
     /// From the call's arrival to its answer, in microseconds.
@@ -30,6 +30,47 @@ pub struct Record {
     /// Denials not recorded just before this one (see [`AuditLog::record_denial`](super::AuditLog::record_denial)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed_denials: Option<u64>,
+    /// With [`Outcome::Undelivered`]: the `seq` of the earlier record whose answer did not
+    /// reach the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undelivered_seq: Option<u64>,
+}
+
+/// How an audited call ended, as the record's `outcome` says it.
+///
+/// An `allowed` record means the agent produced the answer and handed it to the transport; if
+/// the call was then cancelled or the client vanished before the answer left, an
+/// `undelivered` record follows, naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Allowed by the policy and answered (signed).
+    Allowed,
+    /// Refused by the policy.
+    Denied,
+    /// Allowed (or not yet decided), but it ended in an error.
+    Failed,
+    /// The answer of an earlier `allowed` record (named by `undelivered_seq`) was not
+    /// delivered: the call was cancelled or the client went away after it was recorded.
+    Undelivered,
+}
+
+impl Outcome {
+    /// The name the log uses (`allowed`, `denied`, `failed`, `undelivered`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+            Outcome::Undelivered => "undelivered",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Record {
@@ -37,5 +78,69 @@ impl Record {
     pub fn with_latency(mut self, arrived: Instant) -> Self {
         self.latency_us = arrived.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
         self
+    }
+
+    /// The record saying that the answer recorded as record `seq` (this record, as written)
+    /// did not reach the caller; `code` is the gRPC code name the call ended with.
+    pub fn undelivered(&self, seq: u64, code: &'static str) -> Record {
+        Record {
+            outcome: Outcome::Undelivered,
+            code,
+            suppressed_denials: None,
+            undelivered_seq: Some(seq),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_written_as_the_log_has_always_named_them() {
+        for (outcome, name) in [
+            (Outcome::Allowed, "allowed"),
+            (Outcome::Denied, "denied"),
+            (Outcome::Failed, "failed"),
+            (Outcome::Undelivered, "undelivered"),
+        ] {
+            let json = serde_json::to_string(&outcome).expect("serialise");
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(outcome.as_str(), name);
+            assert_eq!(outcome.to_string(), name);
+            let back: Outcome = serde_json::from_str(&json).expect("deserialise");
+            assert_eq!(back, outcome);
+        }
+        assert!(serde_json::from_str::<Outcome>("\"Allowed\"").is_err());
+    }
+
+    #[test]
+    fn an_undelivered_record_names_the_answer_it_withdraws() {
+        let allowed = Record {
+            client: Some("c".into()),
+            identity: "uid=1".into(),
+            listener: "unix:/s".into(),
+            rpc: "Sign",
+            key_id: "k".into(),
+            algorithm: Some("ed25519"),
+            message_sha256: Some("ab".repeat(32)),
+            outcome: Outcome::Allowed,
+            code: "OK",
+            latency_us: 7,
+            suppressed_denials: None,
+            undelivered_seq: None,
+        };
+        let json = serde_json::to_value(&allowed).expect("json");
+        assert_eq!(json["outcome"], "allowed");
+        assert!(
+            json.get("undelivered_seq").is_none(),
+            "records other than undelivered ones are written as before: {json}"
+        );
+        let json = serde_json::to_value(allowed.undelivered(41, "CANCELLED")).expect("json");
+        assert_eq!(json["outcome"], "undelivered");
+        assert_eq!(json["code"], "CANCELLED");
+        assert_eq!(json["undelivered_seq"], 41);
+        assert_eq!(json["key_id"], "k");
     }
 }

@@ -176,4 +176,57 @@ mod tests {
         assert_eq!(broken.line, 2, "{}", broken.reason);
         assert!(broken.reason.contains("not UTF-8"), "{}", broken.reason);
     }
+
+    #[test]
+    fn a_log_with_an_undelivered_record_verifies_clean() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        let allowed = record(1);
+        let seq = log.record(&allowed).expect("write").expect("a number");
+        assert_eq!(seq, 1, "the first record after the genesis");
+        let withdrawn = allowed.undelivered(seq, "CANCELLED");
+        assert_eq!(log.record(&withdrawn).expect("write"), Some(2));
+        let batch = log.record_all(&[record(3), record(4)]).expect("write");
+        assert_eq!(batch, vec![Some(3), Some(4)]);
+        drop(log);
+        let verified = verify(&s.path).expect("read").expect("intact");
+        assert_eq!(verified.records, 5);
+        assert!(verified.head_checked && !verified.last_unconfirmed);
+        let text = std::fs::read_to_string(&s.path).expect("log");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        assert_eq!(lines[1]["outcome"], "allowed");
+        assert_eq!(lines[2]["outcome"], "undelivered");
+        assert_eq!(lines[2]["undelivered_seq"], lines[1]["seq"]);
+        assert!(lines[1].get("undelivered_seq").is_none());
+    }
+
+    #[test]
+    fn a_log_written_before_typed_outcomes_still_verifies() {
+        // Lines as earlier versions wrote them, chained by hand.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.jsonl");
+        let mut text = String::new();
+        let mut prev = "00".repeat(32);
+        let bodies = [
+            r#""genesis":"new""#,
+            r#""client":"c","identity":"uid=1","listener":"unix:/s","rpc":"Sign","key_id":"k","algorithm":"ed25519","message_sha256":null,"outcome":"allowed","code":"OK","latency_us":3"#,
+            r#""client":null,"identity":"uid=2","listener":"unix:/s","rpc":"Sign","key_id":"k","algorithm":null,"message_sha256":null,"outcome":"denied","code":"PERMISSION_DENIED","latency_us":1,"suppressed_denials":4"#,
+        ];
+        for (seq, body) in bodies.iter().enumerate() {
+            let line = format!(
+                r#"{{"seq":{seq},"time":"2026-11-01T00:00:00.000Z","prev":"{prev}",{body}}}"#
+            );
+            prev = hash(&line);
+            text.push_str(&line);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).expect("old log");
+        let verified = verify(&path).expect("read").expect("intact");
+        assert_eq!(verified.records, 3);
+        assert_eq!(verified.last_hash, prev);
+    }
 }

@@ -146,14 +146,19 @@ impl Writer {
         Ok(writer)
     }
 
-    /// Appends the record (not synced: see [`AuditLog::append_and_sync`](super::AuditLog::append_and_sync)); rotates the file
-    /// when it is full and returns, then, the [`Syncer`] of the new file.
-    pub(super) fn write_record(
+    /// Appends the record (not synced: see
+    /// [`AuditLog::append_and_sync`](super::AuditLog::append_and_sync)) and returns its number.
+    pub(super) fn write_record(&mut self, record: &Record) -> Result<u64, Error> {
+        let seq = self.next_seq()?;
+        self.append(seq, record)?;
+        Ok(seq)
+    }
+
+    /// Rotates the file when it is full, and returns, then, the [`Syncer`] of the new file.
+    pub(super) fn rotate_if_full(
         &mut self,
-        record: &Record,
         settings: &config::Audit,
     ) -> Result<Option<Syncer>, Error> {
-        self.append(self.next_seq()?, record)?;
         if self.size >= settings.max_bytes {
             return self.rotate(&settings.path).map(Some);
         }

@@ -12,7 +12,7 @@ use tonic::transport::server::UdsConnectInfo;
 use super::proto::{self, signer_server};
 use super::stamps::{Arrival, ListenerName};
 use super::status::{code_name, code_of};
-use crate::audit::{AuditLog, Record};
+use crate::audit::{AuditLog, Outcome, Record};
 use crate::config::{Limits, Operation};
 use crate::error::Error;
 use crate::identity::{Caller, Identity};
@@ -169,7 +169,8 @@ impl SignerService {
                 tracing::warn!(caller = %identity, rpc, key = %key_id.escape_debug(), "denied: {denied}");
                 let mut record = self.record_of(call, rpc, key_id);
                 record.client = self.access.policy.client_of(identity);
-                (record.outcome, record.code) = ("denied", code_name(code_of(denied.kind())));
+                (record.outcome, record.code) =
+                    (Outcome::Denied, code_name(code_of(denied.kind())));
                 if let Err(e) = self.write(record.with_latency(call.arrived), true).await {
                     tracing::error!(error = %e, "the denial could not be audited");
                 }
@@ -182,12 +183,12 @@ impl SignerService {
             Ok((value, done)) => {
                 record.algorithm = done.algorithm.map(Algorithm::name);
                 record.message_sha256 = done.message_sha256;
-                (record.outcome, record.code) = ("allowed", "OK");
+                (record.outcome, record.code) = (Outcome::Allowed, "OK");
                 Ok(value)
             }
             Err(e) => {
                 self.note_failure(&e);
-                (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
+                (record.outcome, record.code) = (Outcome::Failed, code_name(code_of(e.kind())));
                 Err(e)
             }
         };
@@ -287,10 +288,11 @@ impl SignerService {
             key_id: key_id.to_owned(),
             algorithm: None,
             message_sha256: None,
-            outcome: "failed",
+            outcome: Outcome::Failed,
             code: "UNKNOWN",
             latency_us: 0,
             suppressed_denials: None,
+            undelivered_seq: None,
         }
     }
 
@@ -302,9 +304,9 @@ impl SignerService {
         };
         self.on_writer(move || {
             if denial {
-                audit.record_denial(&record)
+                audit.record_denial(&record).map(drop)
             } else {
-                audit.record(&record)
+                audit.record(&record).map(drop)
             }
         })
         .await
@@ -349,7 +351,7 @@ impl SignerService {
         let mut record = self.record_of(call, rpc, key_id);
         if let Err(e) = check_key_id(key_id) {
             record.key_id = String::new();
-            (record.outcome, record.code) = ("failed", code_name(code_of(e.kind())));
+            (record.outcome, record.code) = (Outcome::Failed, code_name(code_of(e.kind())));
             return (record, Err(e));
         }
         match self
@@ -363,7 +365,8 @@ impl SignerService {
             }
             Err(denied) => {
                 record.client = self.access.policy.client_of(&call.caller.identity);
-                (record.outcome, record.code) = ("denied", code_name(code_of(denied.kind())));
+                (record.outcome, record.code) =
+                    (Outcome::Denied, code_name(code_of(denied.kind())));
                 (record, Err(denied))
             }
         }
@@ -378,9 +381,12 @@ impl SignerService {
         let records: Vec<Record> = records
             .into_iter()
             .map(|r| r.with_latency(call.arrived))
-            .filter_map(|mut r| (r.outcome != "denied" || audit.admit_denial(&mut r)).then_some(r))
+            .filter_map(|mut r| {
+                (r.outcome != Outcome::Denied || audit.admit_denial(&mut r)).then_some(r)
+            })
             .collect();
-        self.on_writer(move || audit.record_all(&records)).await
+        self.on_writer(move || audit.record_all(&records).map(drop))
+            .await
     }
 
     /// Whether `operation` with `key_id` is allowed (for the calls that are not audited).
@@ -463,8 +469,8 @@ fn check_crc32c(message: &[u8], expected: Option<u32>) -> Result<(), Error> {
 
 /// Marks a batch item's record failed with `error`'s code, unless the policy denied it.
 fn failed_unless_denied(record: &mut Record, error: &Error) {
-    if record.outcome != "denied" {
-        (record.outcome, record.code) = ("failed", code_name(code_of(error.kind())));
+    if record.outcome != Outcome::Denied {
+        (record.outcome, record.code) = (Outcome::Failed, code_name(code_of(error.kind())));
     }
 }
 
@@ -669,7 +675,7 @@ impl SignerService {
             let result = match outcome {
                 Ok(signature) => {
                     record.algorithm = Some(signature.algorithm.name());
-                    (record.outcome, record.code) = ("allowed", "OK");
+                    (record.outcome, record.code) = (Outcome::Allowed, "OK");
                     proto::sign_batch_result::Result::Signature(sign_response(
                         record.key_id.clone(),
                         signature,
@@ -725,7 +731,7 @@ impl SignerService {
             let result = match witness {
                 Ok(witness) => {
                     record.algorithm = Some(Algorithm::HmacSha256.name());
-                    (record.outcome, record.code) = ("allowed", "OK");
+                    (record.outcome, record.code) = (Outcome::Allowed, "OK");
                     let payload = match &item.agent_id {
                         Some(agent) => format!("{}:{agent}", witness.fingerprint),
                         None => witness.fingerprint.clone(),

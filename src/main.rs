@@ -566,6 +566,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                                 ""
                             }
                         );
+                        if let Some(live) = &verified.live {
+                            let pid = live
+                                .holder
+                                .pid
+                                .map_or("an unknown pid".into(), |p| format!("pid {p}"));
+                            println!(
+                                "{}: the log is live (written by {pid}): records may be \
+                                 appended while it is read; {} record(s) after the last the \
+                                 head file confirmed were being appended{}",
+                                file.display(),
+                                live.unconfirmed,
+                                if live.partial {
+                                    ", and one still being written was left out"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
                         last_hash = Some(verified.last_hash);
                     }
                     Err(broken) => bail!(

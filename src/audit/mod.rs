@@ -10,6 +10,7 @@
 
 mod chain;
 mod denials;
+mod lock;
 mod record;
 mod verify;
 mod writer;
@@ -23,10 +24,12 @@ use tokio::sync::watch;
 use crate::config::{self, Fsync, OnAuditFailure};
 use crate::error::Error;
 use denials::DenialBudget;
+use lock::WriterLock;
 use writer::{Syncer, Writer};
 
+pub use lock::{holder, Holder};
 pub use record::{Outcome, Record};
-pub use verify::{verify, Broken, Verified};
+pub use verify::{verify, Broken, Live, Verified};
 
 /// The open audit log.
 pub struct AuditLog {
@@ -39,13 +42,18 @@ pub struct AuditLog {
     appended: AtomicU64,
     health: watch::Sender<bool>,
     denials: Mutex<DenialBudget>,
+    /// Held for as long as the log is open: no other agent writes it meanwhile.
+    _lock: WriterLock,
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log and continues its chain. Refuses a log that ends with a
-    /// partial record or is shorter than its head file says: an operator must look first.
+    /// Opens (or creates) the log and continues its chain, holding its lock until dropped.
+    /// Refuses a log another process holds (naming its pid), or one that ends with a partial
+    /// record or is shorter than its head file says: an operator must look first.
     pub fn open(settings: &config::Audit) -> Result<Self, Error> {
         let path = &settings.path;
+        // Before anything is read or repaired: another agent may be writing this log.
+        let lock = WriterLock::acquire(path)?;
         let writer = Writer::open(path)?;
         let syncer = writer
             .syncer()
@@ -57,6 +65,7 @@ impl AuditLog {
             syncer: Mutex::new(syncer),
             health: watch::channel(true).0,
             denials: Mutex::new(DenialBudget::default()),
+            _lock: lock,
         })
     }
 

@@ -573,12 +573,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                                 .map_or("an unknown pid".into(), |p| format!("pid {p}"));
                             println!(
                                 "{}: the log is live (written by {pid}): records may be \
-                                 appended while it is read; {} record(s) after the last the \
-                                 head file confirmed were being appended{}",
+                                 appended while it is read, and the last may not be confirmed \
+                                 by the head file yet{}{}",
                                 file.display(),
-                                live.unconfirmed,
+                                match live.unconfirmed {
+                                    0 => String::new(),
+                                    n => format!(
+                                        "; {n} record(s) after the one the head file named \
+                                         were appended meanwhile (chained, not yet confirmed)"
+                                    ),
+                                },
                                 if live.partial {
-                                    ", and one still being written was left out"
+                                    "; one still being written was left out"
                                 } else {
                                     ""
                                 }

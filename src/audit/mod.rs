@@ -7,6 +7,9 @@
 //! `seq` and hash, so a log cut at a line boundary is detected too. Records are written (and,
 //! with `fsync = "always"`, synced) before the call's answer leaves; if that fails, the call
 //! fails closed with `UNAVAILABLE` (unless `on_failure = "allow"`) and health reports it.
+//!
+//! One agent writes a log: it holds the lock on `<path>.lock` (see [`holder`]) from before it
+//! reads the log until it exits, and a second agent on the same log refuses to start.
 
 mod chain;
 mod denials;
@@ -69,9 +72,8 @@ impl AuditLog {
         })
     }
 
-    /// Records a denial, at most [`DENIALS_PER_SECOND`](denials::DENIALS_PER_SECOND) a
-    /// second; the ones over the budget are only counted, into the next denial record that is
-    /// written. Returns the record's number, or `None` when it was only counted (or, with
+    /// Records a denial, at most 100 a second; the ones over the budget are only counted, into
+    /// the next denial record that is written. Returns the record's number, or `None` when it was only counted (or, with
     /// `on_failure = "allow"`, could not be written).
     pub fn record_denial(&self, record: &Record) -> Result<Option<u64>, Error> {
         let mut record = record.clone();

@@ -92,12 +92,22 @@ impl WriterLock {
 }
 
 /// Who writes the log at `path` now: `None` when no process holds its lock (or it has no
-/// lock file: a rotated file, or a log no agent of this version wrote).
+/// lock file: a rotated file, or a log no agent of this version wrote; or this user may not
+/// open it).
 pub fn holder(path: &Path) -> Result<Option<Holder>, Error> {
     let lock = lock_path(path);
     let file = match File::open(&lock) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // No lock file, or one this user may not open (mode 0600, another owner): no writer
+        // can be seen, and the log is read as one at rest.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(None)
+        }
         Err(e) => {
             return Err(Error::io(
                 format!("opening the audit log's lock file {}", lock.display()),

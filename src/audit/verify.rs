@@ -121,6 +121,7 @@ fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
 /// rotation, starts right after it); whatever follows was appended meanwhile.
 fn verify_live(path: &Path, holder: Holder) -> Result<Result<Verified, Broken>, Error> {
     let head_file = head_path(path);
+    let mut damage_seen = 0;
     for _ in 0..LIVE_ATTEMPTS {
         let head = read_head(&head_file);
         if head.is_none() && head_file.exists() {
@@ -150,15 +151,20 @@ fn verify_live(path: &Path, holder: Holder) -> Result<Result<Verified, Broken>, 
             continue;
         }
         match check_live(&text[..complete], head, holder, complete < text.len()) {
+            // Damage stays where it is; a head file read while the agent rewrote it (a torn
+            // read that still parses) does not: look twice more before calling it damage.
+            Some(Err(_)) if damage_seen < 2 => damage_seen += 1,
             Some(result) => return Ok(result),
-            None => std::thread::sleep(Duration::from_millis(10)),
+            None => {}
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
     Err(Error::io(
         format!("reading the live audit log {}", path.display()),
         std::io::Error::other(format!(
             "it changed under the reader on each of {LIVE_ATTEMPTS} tries (rotated more than \
-             once between reading its head file and the log); run verify again"
+             once between reading its head file and the log, or its head file not readable as \
+             one); run verify again"
         )),
     ))
 }

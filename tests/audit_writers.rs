@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::requests::sign_request;
 use common::{path_str, Agent, TestToken};
@@ -50,6 +51,34 @@ fn verify(token: &TestToken, files: &[&Path]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs `signet serve` with `config` until it exits (`true`) or serves on `socket` (`false`, and
+/// it is stopped); returns that and its standard error.
+fn refused_or_serving(token: &TestToken, config: &Path, socket: &Path) -> (bool, String) {
+    let stderr_path = token.dir.path().join("refused.log");
+    let mut child = token
+        .command()
+        .args(["serve", "--config", path_str(config)])
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn signet serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break !status.success();
+        }
+        if socket.exists() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        refused,
+        std::fs::read_to_string(&stderr_path).expect("stderr"),
+    )
+}
+
 /// Signs with `ed` through `agent` and checks the signature with ed25519-dalek.
 async fn signs(agent: &Agent, message: &[u8]) {
     let verifier = common::Verifier::fetch(agent.channel().await).await;
@@ -70,9 +99,8 @@ async fn a_second_agent_on_the_same_log_is_refused_and_a_killed_ones_lock_is_not
 
     // The second agent: same log, its own socket.
     let (second, second_socket) = second_config(&token);
-    let out = token.signet(&["serve", "--config", path_str(&second)]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the second agent started:\n{stderr}");
+    let (refused, stderr) = refused_or_serving(&token, &second, &second_socket);
+    assert!(refused, "the second agent started:\n{stderr}");
     let log = audit_path(&token);
     assert!(
         stderr.contains(&log.display().to_string())
@@ -133,7 +161,7 @@ async fn verify_on_a_log_written_under_load_says_it_is_live_and_passes() {
         let (ok, text) = verify(&token, &[&log]);
         assert!(ok, "a false alarm on a live log: {text}");
         assert!(text.contains(&live), "{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
         records_in(&log) > written_before,

@@ -566,6 +566,30 @@ fn run(command: Command) -> anyhow::Result<()> {
                                 ""
                             }
                         );
+                        if let Some(live) = &verified.live {
+                            let pid = live
+                                .holder
+                                .pid
+                                .map_or("an unknown pid".into(), |p| format!("pid {p}"));
+                            println!(
+                                "{}: the log is live (written by {pid}): records may be \
+                                 appended while it is read, and the last may not be confirmed \
+                                 by the head file yet{}{}",
+                                file.display(),
+                                match live.unconfirmed {
+                                    0 => String::new(),
+                                    n => format!(
+                                        "; {n} record(s) after the one the head file named \
+                                         were appended meanwhile (chained, not yet confirmed)"
+                                    ),
+                                },
+                                if live.partial {
+                                    "; one still being written was left out"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
                         last_hash = Some(verified.last_hash);
                     }
                     Err(broken) => bail!(

@@ -153,7 +153,7 @@ mod tests {
             outcome: Outcome::Allowed,
             code: "OK",
             latency_us: 1,
-            answers_seq: None,
+            undelivered_seq: None,
             suppressed_denials: None,
         }
     }
@@ -177,7 +177,7 @@ mod tests {
                     .record_all(std::slice::from_ref(&record))
                     .expect("write");
                 if let Some(delivery) = request.extensions().get::<Delivery>() {
-                    delivery.answered(seqs.into_iter().zip([record]));
+                    delivery.answered(seqs.into_iter().flatten().zip([record]));
                 }
                 if hang {
                     std::future::pending::<()>().await;
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(written.len(), 3, "{written:?}");
         assert_eq!(written[2]["outcome"], "undelivered");
         assert_eq!(written[2]["code"], "CANCELLED");
-        assert_eq!(written[2]["answers_seq"], written[1]["seq"]);
+        assert_eq!(written[2]["undelivered_seq"], written[1]["seq"]);
 
         // Cancelled after its record was written but before it answered: the same.
         let mut hanging = layer.layer(answering(Arc::clone(&audit), true));

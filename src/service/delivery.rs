@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::audit::{AuditLog, Outcome, Record};
+use crate::audit::{AuditLog, Record};
 
 /// Shared between the transport (which marks the answer delivered) and the gate (which names
 /// the records that claim an answer). The last holder to let go settles it.
@@ -78,13 +78,9 @@ impl Drop for Ticket {
         let records: Vec<Record> = state
             .answered
             .into_iter()
-            .map(|(seq, mut record)| {
-                record.outcome = Outcome::Undelivered;
-                record.code = "CANCELLED";
-                record.answers_seq = Some(seq);
-                record.latency_us = latency_us;
-                record.suppressed_denials = None;
-                record
+            .map(|(seq, record)| Record {
+                latency_us,
+                ..record.undelivered(seq, "CANCELLED")
             })
             .collect();
         tracing::warn!(

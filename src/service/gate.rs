@@ -185,7 +185,7 @@ impl Service {
             outcome: Outcome::Failed,
             code: "UNKNOWN",
             latency_us: 0,
-            answers_seq: None,
+            undelivered_seq: None,
             suppressed_denials: None,
         }
     }
@@ -215,7 +215,8 @@ impl Service {
                 delivery.answered(
                     seqs.into_iter()
                         .zip(records)
-                        .filter(|(_, r)| r.outcome == Outcome::Allowed),
+                        .filter(|(_, r)| r.outcome == Outcome::Allowed)
+                        .filter_map(|(seq, r)| Some((seq?, r))),
                 );
             }
             Ok(())

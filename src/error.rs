@@ -3,6 +3,10 @@
 //! Messages of the client-facing variants are safe to return to callers: they never contain
 //! paths, PKCS#11 return codes, PINs or key material. Everything else carries its cause for the
 //! log and is reduced to a short message at the gRPC edge (see `grpc::status`).
+//!
+//! HSM failures of either backend are one [`HsmError`]: what happened ([`HsmFault`]), the call,
+//! and the vendor's error as its source. This module knows no vendor type: each backend's
+//! table (`backend/pkcs11/ckr.rs`, `backend/yubihsm/fault.rs`) makes the fault.
 
 /// Every failure Signet knows about.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +180,17 @@ impl Error {
     /// Whether the HSM refused the login or authentication (never retried).
     pub fn is_login_refused(&self) -> bool {
         self.fault() == Some(HsmFault::LoginRefused)
+    }
+
+    /// This error with the HSM fault `from` changed to `to`; any other error as it is.
+    pub fn refault(self, from: HsmFault, to: HsmFault) -> Error {
+        match self {
+            Error::Hsm(mut e) if e.fault == from => {
+                e.fault = to;
+                Error::Hsm(e)
+            }
+            e => e,
+        }
     }
 
     /// Wraps an I/O error with what was being done.

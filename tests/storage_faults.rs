@@ -75,7 +75,13 @@ async fn start_agent(token: &TestToken, unprivileged: bool) -> Agent {
         "setpriv is needed to run the agent as an unprivileged user (the test runs as root, \
          which chmod does not stop); install it with: sudo apt-get install -y util-linux"
     );
-    Agent::spawn(command, &token.config, token.socket.clone(), token.dir.path()).await
+    Agent::spawn(
+        command,
+        &token.config,
+        token.socket.clone(),
+        token.dir.path(),
+    )
+    .await
 }
 
 /// Signs with `key` until it works (the agent may still be finishing its reconnection),
@@ -198,7 +204,10 @@ async fn keys_sign_again_after_the_token_directory_is_unreadable_for_a_while() {
     let store = token_store(&token);
     let mode = {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&store).expect("metadata").permissions().mode();
+        let mode = std::fs::metadata(&store)
+            .expect("metadata")
+            .permissions()
+            .mode();
         format!("{:o}", mode & 0o7777)
     };
     rides_out(

@@ -26,13 +26,15 @@ use tokio::sync::watch;
 
 use super::lookup::{self, Wanted};
 use super::session::SessionPool;
-use super::{ckr, classify, discover, finalize, find_token, initialize, login, mechanism, Token};
+use super::{ckr, classify, discover, finalize, find_token, initialize, login, Token};
 use crate::backend::supervisor::{Supervised, Supervisor};
 use crate::backend::{Backend, HsmState};
 use crate::config;
-use crate::error::{Error, HsmError, HsmFault};
+use crate::error::Error;
 use crate::key::KeyDescriptor;
 use crate::secret::Secret;
+
+mod sign;
 
 /// How often the supervisor checks that the token still answers while nothing fails.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -193,79 +195,6 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or(Error::Recovering)
-    }
-
-    /// Signs on `connection`. A key without a handle, or whose handle the token says is not
-    /// valid, is looked up again first (see [`lookup::find_again`]) and the call made once more.
-    fn sign_on(
-        &self,
-        connection: &Connection,
-        key: &KeyDescriptor,
-        input: &[u8],
-    ) -> Result<Vec<u8>, Error> {
-        let mechanism = mechanism(key.algorithm);
-        let sign = |handle| {
-            connection
-                .pool
-                .with_session(|session| session.sign(&mechanism, handle, input).map_err(classify))
-        };
-        let handle = match connection.handle(&key.id) {
-            Some(handle) => handle,
-            None => self.find_again(connection, key)?,
-        };
-        match sign(handle) {
-            Err(e) if e.fault() == Some(HsmFault::KeyGone) => {
-                tracing::warn!(
-                    key = %key.id,
-                    error = %e,
-                    "the token says the key's handle is not valid; looking the key up again"
-                );
-                let handle = self.find_again(connection, key)?;
-                sign(handle).map_err(|e| match e {
-                    // Found again, yet its new handle is refused too: the token is not sound.
-                    Error::Hsm(HsmError {
-                        fault: HsmFault::KeyGone,
-                        op,
-                        source,
-                    }) => HsmError {
-                        fault: HsmFault::Lost,
-                        op,
-                        source,
-                    }
-                    .into(),
-                    e => e,
-                })
-            }
-            other => other,
-        }
-    }
-
-    /// Looks `key` up on a working session of `connection` and records its (new) handle;
-    /// `KeyGone` only when the token answers and no longer has the key.
-    fn find_again(
-        &self,
-        connection: &Connection,
-        key: &KeyDescriptor,
-    ) -> Result<ObjectHandle, Error> {
-        connection.lock_handles().remove(&key.id);
-        let wanted = Wanted {
-            descriptor: key,
-            object_id: self.object_ids.get(&key.id).map_or(&[], |id| id.as_slice()),
-        };
-        let found = connection.pool.with_session(|session| {
-            lookup::find_again(&self.pkcs11, connection.slot, session, &wanted)
-        })?;
-        let Some(handle) = found else {
-            tracing::error!(
-                key = %key.id,
-                "the key is no longer on the token (the token answers, and has no such key); \
-                 calls for it answer NOT_FOUND, and each looks again"
-            );
-            return Err(Error::KeyGone(key.id.clone()));
-        };
-        tracing::info!(key = %key.id, "found the key again on the token");
-        connection.lock_handles().insert(key.id.clone(), handle);
-        Ok(handle)
     }
 
     /// Marks `connection` lost (unless another caller already replaced it) and wakes the

@@ -221,3 +221,70 @@ async fn keys_sign_again_after_the_token_directory_is_unreadable_for_a_while() {
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
 }
+
+/// The SoftHSM2 object files in `store`.
+fn object_files(store: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(store)
+        .expect("the token's directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "object"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_missing_for_a_while_is_found_again_without_a_restart() {
+    // The `hmac` key's object file is the one its import adds (attributes of private objects
+    // are encrypted, so the file cannot be told by its label).
+    let token = TestToken::new();
+    token.generate("ed25519", "ed");
+    token.generate("p256", "ec");
+    let before = object_files(&token_store(&token));
+    token.import_hmac("hmac", common::HMAC_SECRET);
+    let added: Vec<PathBuf> = object_files(&token_store(&token))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    let [file] = &added[..] else {
+        panic!("importing the HMAC key added one object file: {added:?}")
+    };
+    let agent = start_agent(&token, false).await;
+    let verifier = Verifier::fetch(agent.channel().await).await;
+    signs_again(&agent, &verifier, "hmac").await;
+
+    // Only the HMAC key's object leaves the token (the token itself still answers): a working
+    // session confirms it is gone, so NOT_FOUND, while the other keys sign on.
+    let away = token.dir.path().join("hmac.object");
+    std::fs::rename(file, &away).expect("move the key's object away");
+    // SoftHSM2 reads its token directory again only after a write to the token (it keeps a
+    // generation counter): another key is made with the key commands each time.
+    token.generate("ed25519", "unrelated-1");
+    let mut client = agent.client().await;
+    for _ in 0..3 {
+        let status = client
+            .sign(sign_request("hmac", b"while it is away"))
+            .await
+            .expect_err("the key is not on the token");
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+        assert!(
+            status.message().contains("no longer on the token")
+                && !status.message().contains("restart"),
+            "{status:?}"
+        );
+    }
+    for key in ["ed", "ec"] {
+        signs_again(&agent, &verifier, key).await;
+    }
+
+    // Back on the token: the next call finds the key again, under a new handle (absence is
+    // not remembered).
+    std::fs::rename(&away, file).expect("move the key's object back");
+    token.generate("ed25519", "unrelated-2");
+    signs_again(&agent, &verifier, "hmac").await;
+    assert!(
+        agent.log_text().contains("found the key again"),
+        "{}",
+        agent.log_text()
+    );
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+}

@@ -283,6 +283,11 @@ impl Shared {
                 ),
             }
         }
+        if handles.len() < self.keys.len() {
+            // A search on a token whose storage went away finds nothing: that is an outage
+            // (this attempt fails and is tried again), not missing keys.
+            lookup::token_answers(&self.pkcs11, slot)?;
+        }
         Ok(Connection {
             pool: SessionPool::new(self.pkcs11.clone(), slot, session),
             slot,

@@ -3,9 +3,10 @@
 //! Messages of the client-facing variants are safe to return to callers: they never contain
 //! paths, PKCS#11 return codes, PINs or key material. Everything else carries its cause for the
 //! log and is reduced to a short message at the gRPC edge (see `grpc::status`).
-
-use cryptoki::context::Function;
-use cryptoki::error::RvError;
+//!
+//! HSM failures of either backend are one [`HsmError`]: what happened ([`HsmFault`]), the call,
+//! and the vendor's error as its source. This module knows no vendor type: each backend's
+//! table (`backend/pkcs11/ckr.rs`, `backend/yubihsm/fault.rs`) makes the fault.
 
 /// Every failure Signet knows about.
 #[derive(Debug, thiserror::Error)]
@@ -19,10 +20,11 @@ pub enum Error {
     /// No private or secret key with this id is on the token (key commands).
     #[error("no key with id '{}' is on the token", .0.escape_debug())]
     NotOnToken(String),
-    /// The key was served at start-up but is no longer on the token (destroyed since).
+    /// The key was served at start-up, and a working session on the token confirmed it is no
+    /// longer there (destroyed, or replaced by a different key under the same label).
     #[error(
-        "key '{}' is no longer on the token (destroyed after the agent started); restart the \
-         agent to refresh its key list",
+        "key '{}' is no longer on the token (it was destroyed or replaced after the agent \
+         started)",
         .0.escape_debug()
     )]
     KeyGone(String),
@@ -45,51 +47,10 @@ pub enum Error {
     /// A limit was reached: message size, queue depth.
     #[error("{0}")]
     ResourceExhausted(String),
-    /// The HSM (or the path to it) is not answering; retrying later may succeed.
-    #[error("HSM unavailable during C_{function:?}: {rv:?} ({rv})")]
-    HsmUnavailable {
-        /// The PKCS#11 function that failed.
-        function: Function,
-        /// The return value of that function.
-        rv: RvError,
-    },
-    /// The HSM returned an error that is neither the caller's fault nor a lost device.
-    #[error("HSM error during C_{function:?}: {rv:?} ({rv})")]
-    Hsm {
-        /// The PKCS#11 function that failed.
-        function: Function,
-        /// The return value of that function.
-        rv: RvError,
-    },
-    /// The YubiHSM2 or its connector is not answering (connector down, device unplugged,
-    /// session lost); retrying later may succeed.
-    #[error(
-        "YubiHSM unavailable during {operation}: {}",
-        crate::backend::yubihsm::describe(source)
-    )]
-    YubiHsmUnavailable {
-        /// The YubiHSM command or step that failed.
-        operation: &'static str,
-        /// The `yubihsm` client's error.
-        #[source]
-        source: yubihsm::client::Error,
-    },
-    /// The YubiHSM2 refused a command for a reason that is neither the caller's fault nor a
-    /// lost connection.
-    #[error(
-        "YubiHSM error during {operation}: {}",
-        crate::backend::yubihsm::describe(source)
-    )]
-    YubiHsm {
-        /// The YubiHSM command or step that failed.
-        operation: &'static str,
-        /// The `yubihsm` client's error.
-        #[source]
-        source: yubihsm::client::Error,
-    },
-    /// The PKCS#11 library failed outside a PKCS#11 call (loading, conversions).
-    #[error("PKCS#11 library error: {0}")]
-    Pkcs11Library(#[source] cryptoki::error::Error),
+    /// An HSM (PKCS#11 module or YubiHSM) call failed; [`HsmError::fault`] says how, and the
+    /// vendor's error is kept as the source for the log.
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
     /// A signature produced by the HSM did not verify against the key's public key and was
     /// withheld.
     #[error("signature from key '{key_id}' failed verify-after-sign and was withheld")]
@@ -118,10 +79,6 @@ pub enum Error {
     /// The agent lost its HSM login and will not retry by itself (the PIN was refused).
     #[error("{0}")]
     HsmFailed(String),
-    /// The token refused the login (wrong, locked, expired or malformed PIN, or any other
-    /// answer that is not a lost connection). Never retried: HSMs lock PINs after failures.
-    #[error("{0}")]
-    LoginRefused(String),
     /// The call's deadline passed before its HSM work could start or finish.
     #[error("the deadline passed before the HSM {0}")]
     DeadlineExceeded(&'static str),
@@ -211,45 +168,48 @@ impl Error {
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::FailedPrecondition(_) | Error::KeySizeRange => ErrorKind::FailedPrecondition,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
-            Error::HsmUnavailable { .. }
-            | Error::YubiHsmUnavailable { .. }
-            | Error::ShuttingDown
+            Error::Hsm(e) => e.fault.kind(),
+            Error::ShuttingDown
             | Error::Recovering
             | Error::HsmFailed(_)
             | Error::AuditUnavailable(_) => ErrorKind::Unavailable,
-            Error::Hsm { .. }
-            | Error::YubiHsm { .. }
-            | Error::Pkcs11Library(_)
-            | Error::SignatureCheckFailed { .. }
+            Error::SignatureCheckFailed { .. }
             | Error::Config(_)
             | Error::Startup(_)
-            | Error::LoginRefused(_)
             | Error::Io { .. }
             | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 
-    /// Whether the connection to the HSM is gone (device removed, sessions closed, module
-    /// finalised, logged out): the sessions must be discarded and the connection re-made.
-    pub fn is_connection_loss(&self) -> bool {
-        use cryptoki::error::RvError::*;
-        if let Error::YubiHsmUnavailable { .. } = self {
-            return true;
+    /// What went wrong in the HSM, when this is an HSM error.
+    pub fn fault(&self) -> Option<HsmFault> {
+        match self {
+            Error::Hsm(e) => Some(e.fault),
+            _ => None,
         }
-        matches!(
-            self,
-            Error::HsmUnavailable {
-                rv: DeviceError
-                    | DeviceRemoved
-                    | TokenNotPresent
-                    | TokenNotRecognized
-                    | SessionHandleInvalid
-                    | SessionClosed
-                    | CryptokiNotInitialized
-                    | UserNotLoggedIn,
-                ..
+    }
+
+    /// Whether the connection to the HSM is gone (device removed, sessions closed, module
+    /// finalised, logged out, storage unreadable): the sessions must be discarded and the
+    /// connection re-made.
+    pub fn is_connection_loss(&self) -> bool {
+        self.fault() == Some(HsmFault::Lost)
+    }
+
+    /// Whether the HSM refused the login or authentication (never retried).
+    pub fn is_login_refused(&self) -> bool {
+        self.fault() == Some(HsmFault::LoginRefused)
+    }
+
+    /// This error with the HSM fault `from` changed to `to`; any other error as it is.
+    pub fn refault(self, from: HsmFault, to: HsmFault) -> Error {
+        match self {
+            Error::Hsm(mut e) if e.fault == from => {
+                e.fault = to;
+                Error::Hsm(e)
             }
-        )
+            e => e,
+        }
     }
 
     /// Wraps an I/O error with what was being done.
@@ -257,6 +217,90 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+}
+
+/// What happened in an HSM call, independent of the vendor. Each backend has one table from its
+/// vendor's codes to these (`backend/pkcs11/ckr.rs`, `backend/yubihsm/fault.rs`); nothing else
+/// reads vendor codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HsmFault {
+    /// The device, its sessions, the module's initialisation or the token's storage went away:
+    /// the connection must be re-made; retrying later may succeed.
+    Lost,
+    /// The device is out of sessions or memory, or cancelled the call: retry later; the
+    /// connection itself still works.
+    Busy,
+    /// The HSM says the key (or object) handle is not valid. Not proof the key is gone: a
+    /// backend confirms on a working session before it answers [`Error::KeyGone`].
+    KeyGone,
+    /// The HSM refused the data passed in (length or content).
+    BadInput,
+    /// The key or the credentials Signet uses may not do this operation.
+    NotPermitted,
+    /// The HSM refused the login or authentication (wrong, locked or expired PIN or password,
+    /// unknown authentication key). Never retried: HSMs lock credentials after failures.
+    LoginRefused,
+    /// Anything else; the source has the detail.
+    Other,
+}
+
+impl HsmFault {
+    /// What a caller can do next about this fault.
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            HsmFault::Lost | HsmFault::Busy => ErrorKind::Unavailable,
+            HsmFault::KeyGone => ErrorKind::NotFound,
+            HsmFault::BadInput => ErrorKind::InvalidArgument,
+            HsmFault::NotPermitted => ErrorKind::FailedPrecondition,
+            HsmFault::LoginRefused | HsmFault::Other => ErrorKind::Internal,
+        }
+    }
+
+    /// A short description, safe to show to a caller (no codes, paths or secrets).
+    pub fn describe(self) -> &'static str {
+        match self {
+            HsmFault::Lost => "the HSM is unavailable",
+            HsmFault::Busy => "the HSM is busy",
+            HsmFault::KeyGone => "the key is not usable on the HSM",
+            HsmFault::BadInput => {
+                "the HSM refused the message: its length or content is not accepted by this \
+                 key's mechanism"
+            }
+            HsmFault::NotPermitted => "the HSM does not allow this operation with this key",
+            HsmFault::LoginRefused => "the HSM refused the login",
+            HsmFault::Other => "the HSM reported an error",
+        }
+    }
+}
+
+/// A failed HSM call: what happened ([`HsmFault`]), which call (`C_Sign`, `Sign EdDSA`), and the
+/// vendor's error as the source. Its `Display` (for logs and operators) includes the source; the
+/// gRPC layer answers callers with [`HsmFault::describe`] only.
+#[derive(Debug, thiserror::Error)]
+#[error("{} during {op}: {source}", .fault.describe())]
+pub struct HsmError {
+    /// What happened.
+    pub fault: HsmFault,
+    /// The HSM call or step that failed.
+    pub op: &'static str,
+    /// The vendor's error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl HsmError {
+    /// An HSM error of `fault` during `op`, caused by `source`.
+    pub fn new(
+        fault: HsmFault,
+        op: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        HsmError {
+            fault,
+            op,
+            source: source.into(),
         }
     }
 }

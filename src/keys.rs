@@ -391,10 +391,8 @@ pub fn list_json(keys: &[KeyInfo], missing: &[String]) -> String {
 mod tests {
     use std::cell::RefCell;
 
-    use cryptoki::context::Function;
-    use cryptoki::error::RvError;
-
     use super::*;
+    use crate::error::{HsmError, HsmFault};
 
     fn found(label: &str, object_id: Option<&str>) -> KeyInfo {
         KeyInfo {
@@ -486,10 +484,12 @@ mod tests {
         }
         fn destroy(&self, id: &str) -> Result<usize, Error> {
             if self.refuse_destroy {
-                return Err(Error::Hsm {
-                    function: Function::DestroyObject,
-                    rv: RvError::ActionProhibited,
-                });
+                return Err(HsmError::new(
+                    HsmFault::Other,
+                    "C_DestroyObject",
+                    "CKR_ACTION_PROHIBITED",
+                )
+                .into());
             }
             self.created.borrow_mut().retain(|k| k != id);
             self.destroyed.borrow_mut().push(id.into());
@@ -500,10 +500,12 @@ mod tests {
     impl FakeToken {
         fn import(&self, id: &str) -> Result<(), Error> {
             if self.refuse_import {
-                return Err(Error::Hsm {
-                    function: Function::CreateObject,
-                    rv: RvError::TemplateInconsistent,
-                });
+                return Err(HsmError::new(
+                    HsmFault::Other,
+                    "C_CreateObject",
+                    "CKR_TEMPLATE_INCONSISTENT",
+                )
+                .into());
             }
             self.created.borrow_mut().push(id.into());
             Ok(())

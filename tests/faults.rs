@@ -81,10 +81,12 @@ impl Backend for FaultyDevice {
             mode = self.changed.wait(mode).expect("mode");
         }
         match *mode {
-            Mode::Gone => Err(Error::HsmUnavailable {
-                function: cryptoki::context::Function::Sign,
-                rv: cryptoki::error::RvError::DeviceRemoved,
-            }),
+            Mode::Gone => Err(signet::error::HsmError::new(
+                signet::error::HsmFault::Lost,
+                "C_Sign",
+                "C_Sign returned CKR_DEVICE_REMOVED",
+            )
+            .into()),
             Mode::Corrupt => {
                 let mut signature = self.key.sign(input).to_bytes().to_vec();
                 signature[7] ^= 0x10;

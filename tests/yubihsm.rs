@@ -20,7 +20,6 @@ use common::{sign_load, Device, Verifier, HMAC_SECRET};
 use signet::backend::yubihsm::admin::YubiHsmAdmin;
 use signet::backend::yubihsm::{Device as YubiDevice, Timing, YubiHsmBackend};
 use signet::backend::{Backend, HsmState};
-use signet::error::Error;
 use signet::key::Algorithm;
 use signet::secret::Secret;
 use tokio::sync::watch;
@@ -122,7 +121,7 @@ fn a_wrong_password_is_tried_once_and_explained() {
     )
     .err()
     .expect("refused");
-    assert!(matches!(e, Error::LoginRefused(_)), "{e:?}");
+    assert!(e.is_login_refused(), "{e:?}");
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! The one mapping from [`Error`] to a gRPC [`Status`]. Client-facing errors keep their message;
-//! HSM and internal failures are logged with their cause and answered with a short message
-//! that reveals no path, PKCS#11 code or secret.
+//! HSM and internal failures are logged with their cause (the vendor's error and its source
+//! chain) and answered with a short message that reveals no path, PKCS#11 code or secret.
 
 use tonic::{Code, Status};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, HsmError};
 
 /// The gRPC code of each kind of error.
 pub fn code_of(kind: ErrorKind) -> Code {
@@ -45,9 +45,40 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// An error and its sources, joined with ": ", for the log.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Logs an HSM error with its vendor detail and answers with what the fault says, no more.
+fn hsm_message(e: &HsmError, kind: ErrorKind) -> String {
+    let detail = chain(&*e.source);
+    match kind {
+        ErrorKind::Internal => {
+            tracing::error!(op = e.op, fault = ?e.fault, error = %detail, "HSM error")
+        }
+        _ => tracing::warn!(op = e.op, fault = ?e.fault, error = %detail, "HSM error"),
+    }
+    match kind {
+        ErrorKind::Unavailable => "the HSM is unavailable; retry later".to_owned(),
+        ErrorKind::Internal => "internal error; the agent's log has the details".to_owned(),
+        _ => e.fault.describe().to_owned(),
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let code = code_of(error.kind());
+        if let Error::Hsm(e) = &error {
+            return Status::new(code, hsm_message(e, error.kind()));
+        }
         let message = match error.kind() {
             ErrorKind::Unavailable => match error {
                 Error::ShuttingDown => {
@@ -90,8 +121,17 @@ impl From<Error> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cryptoki::context::Function;
-    use cryptoki::error::RvError;
+    use crate::error::HsmFault;
+
+    /// An HSM error as a vendor table would make it, with details that must stay in the log.
+    fn hsm(fault: HsmFault) -> Error {
+        HsmError::new(
+            fault,
+            "C_Sign",
+            "C_Sign returned CKR_GENERAL_ERROR for /var/lib/softhsm/tokens",
+        )
+        .into()
+    }
 
     #[test]
     fn each_kind_has_its_code() {
@@ -108,36 +148,15 @@ mod tests {
                 Error::ResourceExhausted("x".into()),
                 Code::ResourceExhausted,
             ),
-            (
-                Error::HsmUnavailable {
-                    function: Function::Sign,
-                    rv: RvError::DeviceRemoved,
-                },
-                Code::Unavailable,
-            ),
-            (
-                Error::Hsm {
-                    function: Function::Sign,
-                    rv: RvError::GeneralError,
-                },
-                Code::Internal,
-            ),
+            (hsm(HsmFault::Lost), Code::Unavailable),
+            (hsm(HsmFault::Busy), Code::Unavailable),
+            (hsm(HsmFault::KeyGone), Code::NotFound),
+            (hsm(HsmFault::BadInput), Code::InvalidArgument),
+            (hsm(HsmFault::NotPermitted), Code::FailedPrecondition),
+            (hsm(HsmFault::LoginRefused), Code::Internal),
+            (hsm(HsmFault::Other), Code::Internal),
             (
                 Error::SignatureCheckFailed { key_id: "k".into() },
-                Code::Internal,
-            ),
-            (
-                Error::YubiHsmUnavailable {
-                    operation: "Sign EdDSA",
-                    source: yubihsm::client::ErrorKind::ConnectorError.into(),
-                },
-                Code::Unavailable,
-            ),
-            (
-                Error::YubiHsm {
-                    operation: "Sign EdDSA",
-                    source: yubihsm::client::ErrorKind::ResponseError.into(),
-                },
                 Code::Internal,
             ),
         ];
@@ -148,13 +167,33 @@ mod tests {
 
     #[test]
     fn hsm_details_stay_out_of_the_message() {
-        let status = Status::from(Error::Hsm {
-            function: Function::Sign,
-            rv: RvError::GeneralError,
-        });
-        assert!(!status.message().contains("CKR"), "{}", status.message());
-        assert!(!status.message().contains("Sign"), "{}", status.message());
+        for fault in [
+            HsmFault::Lost,
+            HsmFault::Busy,
+            HsmFault::KeyGone,
+            HsmFault::BadInput,
+            HsmFault::NotPermitted,
+            HsmFault::LoginRefused,
+            HsmFault::Other,
+        ] {
+            let status = Status::from(hsm(fault));
+            for secret in ["CKR", "C_Sign", "/var"] {
+                assert!(
+                    !status.message().contains(secret),
+                    "{fault:?}: {}",
+                    status.message()
+                );
+            }
+        }
         let status = Status::from(Error::Config("/etc/signet/pin".into()));
         assert!(!status.message().contains("/etc"), "{}", status.message());
+        // A confirmed gone key says so, and gives no restart advice.
+        let status = Status::from(Error::KeyGone("ed".into()));
+        assert!(status.message().contains("no longer on the token"));
+        assert!(
+            !status.message().contains("restart"),
+            "{}",
+            status.message()
+        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 mod ckr;
 pub mod discover;
+mod lookup;
 pub mod provision;
 pub mod raw;
 mod serving;
@@ -13,7 +14,6 @@ mod session;
 use std::path::Path;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::session::{Session, UserType};
@@ -147,10 +147,7 @@ fn load(module: &Path) -> Result<Pkcs11, Error> {
 
 /// `C_Initialize` with OS locking; a module that is already initialised is fine.
 fn initialize(pkcs11: &Pkcs11) -> Result<(), Error> {
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
-        Err(e) => Err(classify(e)),
-    }
+    ckr::initialized(pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)))
 }
 
 fn find_token(pkcs11: &Pkcs11, selector: &TokenSelector) -> Result<Slot, Error> {
@@ -218,39 +215,10 @@ fn softhsm_hint(pkcs11: &Pkcs11) -> String {
     }
 }
 
+/// Logs in as the user: exactly one `C_Login` attempt (see [`ckr::logged_in`]).
 fn login(session: &Session, pin: &Secret) -> Result<(), Error> {
     let auth = AuthPin::from(pin.expose().to_owned());
-    match session.login(UserType::User, Some(&auth)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Error::LoginRefused(
-            "the token refused the PIN (CKR_PIN_INCORRECT). Signet made exactly one login attempt \
-             and will not retry, because HSMs lock the PIN after a few failures. Check the PIN \
-             source named in backend.pin"
-                .into(),
-        )),
-        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::LoginRefused(
-            "the token's user PIN is locked (CKR_PIN_LOCKED): the security officer must unlock \
-             or reset it before Signet can log in"
-                .into(),
-        )),
-        Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(Error::LoginRefused(
-            "the token's user PIN has expired (CKR_PIN_EXPIRED): set a new PIN on the token".into(),
-        )),
-        Err(CkError::Pkcs11(rv @ (RvError::PinLenRange | RvError::PinInvalid), _)) => {
-            Err(Error::LoginRefused(format!(
-                "the token refused the PIN's format ({rv}); check the PIN source named in \
-                 backend.pin (a stray character or newline?)"
-            )))
-        }
-        Err(e) => match classify(e) {
-            // The token went away during the login: that is an outage, not a refusal.
-            lost if lost.is_connection_loss() => Err(lost),
-            other => Err(Error::LoginRefused(format!(
-                "logging in to the token failed: {other}. Signet made one attempt and will not \
-                 retry a login the token refused"
-            ))),
-        },
-    }
+    ckr::logged_in(session.login(UserType::User, Some(&auth)))
 }
 
 fn finalize(pkcs11: Pkcs11) {

@@ -8,25 +8,33 @@
 //! exponential backoff. While serving, the supervisor probes the login session every
 //! [`PROBE_INTERVAL`], so an outage is noticed even when no call is made. A refused PIN is never
 //! retried: the state turns [`HsmState::Failed`] with what the operator must do.
+//!
+//! A key is declared gone only after a working session confirms it ([`lookup`]): when the token
+//! says a key's handle is not valid, or a reconnect could not find the key, the next call looks
+//! it up again by label and `CKA_ID`; found, the call goes on with the new handle; the lookup
+//! failing is an outage (`UNAVAILABLE`, connection lost); only a token that answers and no
+//! longer has the key makes the call `NOT_FOUND`. Absence is never remembered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::ObjectHandle;
+use cryptoki::slot::Slot;
 use tokio::sync::watch;
 
-use super::discover::{self, Verdict};
+use super::lookup::{self, Wanted};
 use super::session::SessionPool;
-use super::{classify, finalize, find_token, initialize, login, mechanism, Token};
+use super::{ckr, classify, discover, finalize, find_token, initialize, login, Token};
 use crate::backend::supervisor::{Supervised, Supervisor};
 use crate::backend::{Backend, HsmState};
 use crate::config;
 use crate::error::Error;
 use crate::key::KeyDescriptor;
 use crate::secret::Secret;
+
+mod sign;
 
 /// How often the supervisor checks that the token still answers while nothing fails.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -40,10 +48,23 @@ pub struct Pkcs11Backend {
 }
 
 /// One working connection: a pool of sessions sharing one login, and the key handles found
-/// through it. Replaced as a whole after a loss.
+/// through it (a key missing here is looked up again by the next call). Replaced as a whole
+/// after a loss.
 struct Connection {
     pool: SessionPool,
-    handles: HashMap<String, ObjectHandle>,
+    slot: Slot,
+    handles: Mutex<HashMap<String, ObjectHandle>>,
+}
+
+impl Connection {
+    fn handle(&self, key_id: &str) -> Option<ObjectHandle> {
+        self.lock_handles().get(key_id).copied()
+    }
+
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectHandle>> {
+        // Inserts and removals only: a poisoned map is still consistent.
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 struct Shared {
@@ -90,7 +111,8 @@ impl Pkcs11Backend {
         } = token;
         let connection = Connection {
             pool: SessionPool::new(pkcs11.clone(), slot, session),
-            handles,
+            slot,
+            handles: Mutex::new(handles),
         };
         let shared = Arc::new(Shared {
             pkcs11,
@@ -130,22 +152,7 @@ impl Backend for Pkcs11Backend {
             .find(|k| k.id == key_id)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let connection = self.shared.current()?;
-        let handle = *connection
-            .handles
-            .get(key_id)
-            .ok_or_else(|| Error::KeyGone(key_id.to_owned()))?;
-        let mechanism = mechanism(descriptor.algorithm);
-        let result = connection.pool.with_session(|session| {
-            session
-                .sign(&mechanism, handle, input)
-                .map_err(|e| match e {
-                    CkError::Pkcs11(
-                        RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
-                        _,
-                    ) => Error::KeyGone(key_id.to_owned()),
-                    e => classify(e),
-                })
-        });
+        let result = self.shared.sign_on(&connection, descriptor, input);
         if let Err(e) = &result {
             if e.is_connection_loss() {
                 self.shared.lost(&connection, e);
@@ -248,9 +255,8 @@ impl Shared {
         if reset {
             // Nothing uses the module now: finalising closes whatever the lost connection left
             // open (sessions the HSM still holds), so none leak across outages.
-            match self.pkcs11.clone().finalize() {
-                Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
-                Err(e) => tracing::warn!(error = %e, "finalising the module before reconnecting"),
+            if let Err(e) = ckr::finalized(self.pkcs11.clone().finalize()) {
+                tracing::warn!(error = %e, "finalising the module before reconnecting");
             }
         }
         initialize(&self.pkcs11)?;
@@ -261,31 +267,31 @@ impl Shared {
         let verdicts = discover::assess(&session, &found);
         let mut handles = HashMap::new();
         for key in &self.keys {
-            let again = found.iter().zip(&verdicts).find_map(|(f, v)| match v {
-                Verdict::Served(public_key)
-                    if f.label.as_deref() == Some(key.id.as_str())
-                        && Some(&f.id) == self.object_ids.get(&key.id)
-                        && f.algorithm.as_ref().ok() == Some(&key.algorithm)
-                        && *public_key == key.public_key =>
-                {
-                    Some(f.handle)
-                }
-                _ => None,
-            });
-            match again {
+            let wanted = Wanted {
+                descriptor: key,
+                object_id: self.object_ids.get(&key.id).map_or(&[], |id| id.as_slice()),
+            };
+            match wanted.among(&found, &verdicts) {
                 Some(handle) => {
                     handles.insert(key.id.clone(), handle);
                 }
-                None => tracing::error!(
+                None => tracing::warn!(
                     key = %key.id,
-                    "after reconnecting, the key is gone or no longer the key that was served; \
-                     it answers NOT_FOUND until the agent restarts"
+                    "after reconnecting, the key was not found (or is no longer the key that was \
+                     served); each call for it looks again, and answers NOT_FOUND only if the \
+                     token confirms it is gone"
                 ),
             }
         }
+        if handles.len() < self.keys.len() {
+            // A search on a token whose storage went away finds nothing: that is an outage
+            // (this attempt fails and is tried again), not missing keys.
+            lookup::token_answers(&self.pkcs11, slot)?;
+        }
         Ok(Connection {
             pool: SessionPool::new(self.pkcs11.clone(), slot, session),
-            handles,
+            slot,
+            handles: Mutex::new(handles),
         })
     }
 }
@@ -295,10 +301,15 @@ impl Supervised for Shared {
         &self.supervisor
     }
 
-    /// Checks the login session.
+    /// Checks the login session, and that the token answers for itself (its storage is
+    /// readable).
     fn probe(&self) {
         if let Ok(connection) = self.current() {
-            if let Err(e) = connection.pool.probe() {
+            let probe = connection
+                .pool
+                .probe()
+                .and_then(|()| lookup::token_answers(&self.pkcs11, connection.slot));
+            if let Err(e) = probe {
                 if e.is_connection_loss() {
                     self.lost(&connection, &e);
                 }
@@ -311,9 +322,12 @@ impl Supervised for Shared {
     fn reconnect(&self) -> impl FnMut() -> Result<(), Error> + '_ {
         let reset = self.drain_lost_connections();
         move || {
-            let connection = self.connect(reset).map_err(|e| match e {
-                Error::LoginRefused(why) => self.fail(why),
-                e => e,
+            let connection = self.connect(reset).map_err(|e| {
+                if e.is_login_refused() {
+                    self.fail(e.to_string())
+                } else {
+                    e
+                }
             })?;
             *self.connection.write().unwrap_or_else(|p| p.into_inner()) =
                 Some(Arc::new(connection));

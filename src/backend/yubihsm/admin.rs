@@ -8,7 +8,8 @@ use yubihsm::object::{self, Label};
 use yubihsm::{asymmetric, Capability, Client, Domain};
 
 use super::discover::{self, format_id, FoundKey, KeyRef};
-use super::{classify, device_error, sign, Device};
+use super::fault::creation_error;
+use super::{classify, sign, Device};
 use crate::backend::admin::{KeyAdmin, KeyInfo};
 use crate::config;
 use crate::error::Error;
@@ -120,24 +121,6 @@ fn free_object_id(used: &std::collections::HashSet<u16>) -> Result<u16, Error> {
     (1..=0xfffe)
         .find(|candidate| !used.contains(candidate))
         .ok_or_else(|| Error::ResourceExhausted("the YubiHSM has no free object id".into()))
-}
-
-/// Maps a failed put or generate: an existing object id or a full device say so.
-fn creation_error(operation: &'static str, id: &str, e: yubihsm::client::Error) -> Error {
-    match device_error(&e) {
-        Some(yubihsm::device::ErrorKind::ObjectExists) => Error::AlreadyExists(id.to_owned()),
-        Some(yubihsm::device::ErrorKind::StorageFailed) => {
-            Error::ResourceExhausted("the YubiHSM's object storage is full".into())
-        }
-        Some(yubihsm::device::ErrorKind::InsufficientPermissions) => Error::FailedPrecondition(
-            "the authentication key lacks the capability or domain to create this key (it \
-             needs GENERATE_ASYMMETRIC_KEY, GENERATE_HMAC_KEY, PUT_ASYMMETRIC_KEY or \
-             PUT_HMAC_KEY, the signing capability in its delegated capabilities, and \
-             backend.domain)"
-                .into(),
-        ),
-        _ => classify(operation, e),
-    }
 }
 
 impl KeyAdmin for YubiHsmAdmin {

@@ -9,12 +9,12 @@
 
 pub mod admin;
 pub mod discover;
+mod fault;
 mod serving;
 
-use yubihsm::client::ErrorKind as ClientKind;
-use yubihsm::device::ErrorKind as DeviceKind;
 use yubihsm::{Client, Connector, Credentials};
 
+pub use fault::{classify, describe};
 pub use serving::{Timing, YubiHsmBackend};
 
 use crate::config::{self, YubiHsmConnector};
@@ -65,30 +65,7 @@ impl Device {
     /// the client (a closed session is reopened by the caller, deliberately).
     pub fn open_session(&self) -> Result<Client, Error> {
         Client::open(self.connector.clone(), self.credentials.clone(), false)
-            .map_err(|e| self.open_error(e))
-    }
-
-    fn open_error(&self, e: yubihsm::client::Error) -> Error {
-        let auth_key = self.credentials.authentication_key_id;
-        match (*e.kind(), device_error(&e)) {
-            (_, Some(DeviceKind::SessionsFull)) => Error::YubiHsmUnavailable {
-                operation: "opening a session (all 16 sessions of the device are in use; they \
-                            expire after 30 s idle)",
-                source: e,
-            },
-            (_, Some(DeviceKind::ObjectNotFound)) => Error::LoginRefused(format!(
-                "the YubiHSM has no authentication key with object id {auth_key}; check \
-                 backend.auth_key"
-            )),
-            (ClientKind::AuthenticationError, _) | (_, Some(DeviceKind::AuthenticationFailed)) => {
-                Error::LoginRefused(format!(
-                "the YubiHSM refused the password of authentication key {auth_key} ({e}). Signet \
-                 made exactly one authentication attempt and will not retry; check the password \
-                 source named in backend.password and backend.auth_key"
-            ))
-            }
-            _ => classify("opening a session", e),
-        }
+            .map_err(|e| fault::open_error(self.credentials.authentication_key_id, e))
     }
 }
 
@@ -132,82 +109,6 @@ fn usb(_: &str) -> Result<Connector, Error> {
     ))
 }
 
-/// The device's own error code inside a client error, if the device answered with one.
-pub fn device_error(e: &yubihsm::client::Error) -> Option<DeviceKind> {
-    e.device_error()
-}
-
-/// A `yubihsm` error for people: the crate's Display repeats each layer's kind ("protocol
-/// error: protocol error: I/O error: I/O error") and its HTTP client keeps the OS error
-/// ("Connection refused (os error 111)") only in its Debug form, so the innermost cause is
-/// spelled out from there when it is; otherwise the Display as it is.
-pub fn describe(error: &yubihsm::client::Error) -> String {
-    let mut innermost: &dyn std::error::Error = error;
-    while let Some(source) = innermost.source() {
-        innermost = source;
-    }
-    let debug = format!("{innermost:?}");
-    let detail = debug
-        .split_once("description: Some(\"")
-        .and_then(|(_, rest)| rest.split_once("\")"))
-        .map(|(detail, _)| detail);
-    match detail {
-        Some(detail) => format!("{innermost}: {detail}"),
-        None => error.to_string(),
-    }
-}
-
-/// Sorts a failed command into a connection loss (connector down, session gone, a broken
-/// secure channel: re-make the connection) or an HSM error. The client reports I/O errors of
-/// the HTTP connection (connection refused, reset) as protocol errors.
-pub fn classify(operation: &'static str, source: yubihsm::client::Error) -> Error {
-    let lost = matches!(
-        *source.kind(),
-        ClientKind::ConnectorError
-            | ClientKind::ClosedSessionError
-            | ClientKind::CreateFailed
-            | ClientKind::ProtocolError
-    ) || matches!(
-        device_error(&source),
-        Some(DeviceKind::InvalidSession | DeviceKind::SessionFailed | DeviceKind::SessionsFull)
-    );
-    if lost {
-        Error::YubiHsmUnavailable { operation, source }
-    } else if matches!(
-        device_error(&source),
-        Some(DeviceKind::InsufficientPermissions)
-    ) {
-        Error::FailedPrecondition(format!(
-            "the YubiHSM refused {operation}: the key or the authentication key Signet uses \
-             lacks the capability (the authentication key needs sign-eddsa, sign-ecdsa and \
-             sign-hmac for the keys it serves)"
-        ))
-    } else {
-        Error::YubiHsm { operation, source }
-    }
-}
-
-/// Whether a command failed because the session is gone (expired on the device, or aborted by
-/// the client) while the connector still answers: a new session fixes it. A real device
-/// answers a command on a session it no longer knows with an unencrypted error frame, which
-/// the client reports as a response error without a device error code; a new session and one
-/// retry are harmless for any other such error (signing is idempotent).
-fn session_gone(e: &Error) -> bool {
-    match e {
-        Error::YubiHsmUnavailable { source, .. } | Error::YubiHsm { source, .. } => {
-            matches!(
-                *source.kind(),
-                ClientKind::ClosedSessionError | ClientKind::AuthenticationError
-            ) || (*source.kind() == ClientKind::ResponseError && device_error(source).is_none())
-                || matches!(
-                    device_error(source),
-                    Some(DeviceKind::InvalidSession | DeviceKind::SessionFailed)
-                )
-        }
-        _ => false,
-    }
-}
-
 /// Signs `input` with the key `object_id` (the input rules of [`crate::backend::Backend::sign`]);
 /// ECDSA signatures come back from the device in DER and are returned as the 64-byte r‖s.
 pub fn sign(
@@ -249,39 +150,6 @@ pub fn sign(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lost_connections_and_gone_sessions_are_told_from_hsm_errors() {
-        for kind in [
-            ClientKind::ConnectorError,
-            ClientKind::ClosedSessionError,
-            ClientKind::CreateFailed,
-            ClientKind::ProtocolError,
-        ] {
-            let e = classify("Sign EdDSA", kind.into());
-            assert!(e.is_connection_loss(), "{kind:?}: {e}");
-            assert_eq!(e.kind(), crate::error::ErrorKind::Unavailable);
-        }
-        for kind in [ClientKind::ResponseError, ClientKind::DeviceError] {
-            let e = classify("Sign EdDSA", kind.into());
-            assert!(!e.is_connection_loss(), "{kind:?}: {e}");
-            assert_eq!(e.kind(), crate::error::ErrorKind::Internal);
-        }
-        assert!(session_gone(&classify(
-            "Echo",
-            ClientKind::ClosedSessionError.into()
-        )));
-        // A real device's unencrypted answer to an unknown session.
-        assert!(session_gone(&classify(
-            "Echo",
-            ClientKind::ResponseError.into()
-        )));
-        assert!(!session_gone(&classify(
-            "Echo",
-            ClientKind::DeviceError.into()
-        )));
-        assert!(!session_gone(&Error::Recovering));
-    }
 
     #[test]
     fn long_whole_messages_are_refused_before_the_device_sees_them() {

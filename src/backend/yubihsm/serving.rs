@@ -11,6 +11,10 @@
 //!   `NOT_SERVING`), and the supervisor opens a new session with bounded exponential backoff,
 //!   finds the keys again and checks that each is still the key that was served.
 //! - **Refused authentication** is never retried: the state turns [`HsmState::Failed`].
+//! - **A key is gone only when the device confirms it.** A command that answers "object not
+//!   found", or a key a reconnect did not find, makes the call look the key up again on the
+//!   session; found, the call goes on; only a device that answers the lookup and no longer has
+//!   the key makes the call `NOT_FOUND`. Absence is never remembered.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,14 +25,18 @@ use tokio::sync::watch;
 use yubihsm::Client;
 
 use super::discover::{self, ServedKey};
-use super::{classify, device_error, session_gone, sign, Device};
+use super::fault::session_gone;
+use super::{classify, Device};
 use crate::backend::supervisor::{Supervised, Supervisor};
-use crate::backend::verdict::Verdict;
 use crate::backend::{Backend, HsmState};
 use crate::config;
-use crate::error::Error;
+use crate::error::{Error, HsmError, HsmFault};
 use crate::key::KeyDescriptor;
 use crate::secret::Secret;
+
+mod sign;
+
+use sign::find_served;
 
 /// How long a shutdown waits for the supervisor to leave a device call.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
@@ -96,10 +104,13 @@ impl YubiHsmBackend {
         timing: Timing,
     ) -> Result<Self, Error> {
         let client = device.open_session().map_err(|e| match e {
-            Error::YubiHsmUnavailable { operation, source } => Error::Startup(format!(
-                "cannot reach the YubiHSM ({operation}: {}); check that yubihsm-connector runs \
-                 at backend.connector and the device is plugged in",
-                super::describe(&source)
+            Error::Hsm(HsmError {
+                fault: HsmFault::Lost,
+                op,
+                source,
+            }) => Error::Startup(format!(
+                "cannot reach the YubiHSM ({op}: {source}); check that yubihsm-connector runs at \
+                 backend.connector and the device is plugged in"
             )),
             other => other,
         })?;
@@ -149,28 +160,14 @@ impl Backend for YubiHsmBackend {
     }
 
     fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
-        let algorithm = self
+        let served = self
             .shared
-            .keys
+            .served
             .iter()
-            .find(|k| k.id == key_id)
-            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?
-            .algorithm;
+            .find(|k| k.descriptor.id == key_id)
+            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let mut guard = self.shared.serving_session()?;
-        let result = self.shared.with_session(&mut guard, |session| {
-            let object_id = *session
-                .object_ids
-                .get(key_id)
-                .ok_or_else(|| Error::KeyGone(key_id.to_owned()))?;
-            sign(&session.client, algorithm, object_id, input).map_err(|e| {
-                match device_error_of(&e) {
-                    Some(yubihsm::device::ErrorKind::ObjectNotFound) => {
-                        Error::KeyGone(key_id.to_owned())
-                    }
-                    _ => e,
-                }
-            })
-        });
+        let result = self.shared.sign_on(&mut guard, served, input);
         if let Err(e) = &result {
             if e.is_connection_loss() {
                 self.shared.lost(&mut guard, e);
@@ -193,15 +190,6 @@ impl Backend for YubiHsmBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-    }
-}
-
-fn device_error_of(e: &Error) -> Option<yubihsm::device::ErrorKind> {
-    match e {
-        Error::YubiHsm { source, .. } | Error::YubiHsmUnavailable { source, .. } => {
-            device_error(source)
-        }
-        _ => None,
     }
 }
 
@@ -277,7 +265,7 @@ impl Shared {
                 }
                 Ok(())
             }
-            Err(Error::LoginRefused(why)) => Err(self.fail(guard, why)),
+            Err(e) if e.is_login_refused() => Err(self.fail(guard, e.to_string())),
             Err(e) => Err(e),
         }
     }
@@ -310,42 +298,16 @@ impl Shared {
         let verdicts = discover::assess(&client, self.device.auth_key(), &found)?;
         let mut object_ids = HashMap::new();
         for served in &self.served {
-            let key = &served.descriptor;
-            let again = found.iter().zip(&verdicts).find(|(f, v)| match v {
-                Verdict::Served(public_key) => {
-                    f.object_id == served.object_id
-                        && f.object_type == served.object_type
-                        && f.sequence == served.sequence
-                        && f.name() == key.id
-                        && f.algorithm.as_ref().ok() == Some(&key.algorithm)
-                        && *public_key == key.public_key
+            match find_served(&client, served, &found, &verdicts)? {
+                Some(object_id) => {
+                    object_ids.insert(served.descriptor.id.clone(), object_id);
                 }
-                _ => false,
-            });
-            match again {
-                Some((f, _)) => {
-                    object_ids.insert(key.id.clone(), f.object_id);
-                }
-                None => {
-                    // A connection lost while its public key was read is an outage, not a
-                    // changed key: fail this attempt so the backoff tries again.
-                    if let Some(f) = found.iter().find(|f| {
-                        f.object_id == served.object_id && f.object_type == served.object_type
-                    }) {
-                        if key.public_key.is_some() {
-                            if let Err(e) = discover::public_key_of(&client, f) {
-                                if e.is_connection_loss() {
-                                    return Err(e);
-                                }
-                            }
-                        }
-                    }
-                    tracing::error!(
-                        key = %key.id,
-                        "after reconnecting, the key is gone or no longer the key that was \
-                         served; it answers NOT_FOUND until the agent restarts"
-                    )
-                }
+                None => tracing::warn!(
+                    key = %served.descriptor.id,
+                    "after reconnecting, the key was not found (or is no longer the key that was \
+                     served); each call for it looks again, and answers NOT_FOUND only if the \
+                     device confirms it is gone"
+                ),
             }
         }
         Ok(Session {
@@ -393,9 +355,12 @@ impl Supervised for Shared {
     /// Makes new sessions; refused authentication is final.
     fn reconnect(&self) -> impl FnMut() -> Result<(), Error> + '_ {
         || {
-            let session = self.connect().map_err(|e| match e {
-                Error::LoginRefused(why) => self.fail(&mut self.lock(), why),
-                e => e,
+            let session = self.connect().map_err(|e| {
+                if e.is_login_refused() {
+                    self.fail(&mut self.lock(), e.to_string())
+                } else {
+                    e
+                }
             })?;
             *self.lock() = Some(session);
             self.sessions_opened.fetch_add(1, Ordering::Relaxed);

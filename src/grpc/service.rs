@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use sha2::{Digest, Sha256};
-use tonic::transport::server::UdsConnectInfo;
 
 use super::proto::{self, signer_server};
-use super::stamps::{Arrival, ListenerName};
+use super::stamps::{Arrival, Peer};
 use super::status::{code_name, code_of};
 use crate::audit::{AuditLog, Record};
 use crate::config::{Limits, Operation};
@@ -56,26 +55,14 @@ struct Call {
 
 impl Call {
     /// The caller's identity (unix peer credentials, a verified client certificate, or none)
-    /// and the listener, from what the transport and the stamps put in the request.
+    /// and the listener, which the server put in the request when it accepted the connection.
     fn of<T>(request: &Request<T>) -> Self {
-        let identity = if let Some(certificates) = request.peer_certs() {
-            certificates.first().map_or(Identity::Anonymous, |c| {
-                Identity::from_certificate_der(c.as_ref())
-            })
-        } else if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
-            info.peer_cred
-                .map_or(Identity::Anonymous, |cred| Identity::Unix {
-                    uid: cred.uid(),
-                    gid: cred.gid(),
-                    pid: cred.pid(),
-                })
-        } else {
-            Identity::Anonymous
-        };
-        let listener = request
+        let (identity, listener) = request
             .extensions()
-            .get::<ListenerName>()
-            .map_or_else(String::new, |l| l.0.to_string());
+            .get::<Peer>()
+            .map_or((Identity::Anonymous, String::new()), |peer| {
+                (peer.identity.clone(), peer.listener.to_string())
+            });
         let arrived = request
             .extensions()
             .get::<Arrival>()

@@ -22,8 +22,8 @@ use tonic::service::Routes;
 use tonic::Status;
 
 use super::tls;
-use crate::grpc::stamps::{self, Peer};
 use crate::grpc::oversize;
+use crate::grpc::stamps::{self, Peer};
 use crate::identity::Identity;
 
 /// How long a refused connection is kept open for its first call, so that the client reads
@@ -140,9 +140,7 @@ async fn http<IO>(
                 tower::service_fn(move |_: http::Request<Incoming>| {
                     answered.notify_one();
                     let status = Status::resource_exhausted(message.clone());
-                    std::future::ready(Ok::<_, Infallible>(
-                        status.into_http::<tonic::body::Body>(),
-                    ))
+                    std::future::ready(Ok::<_, Infallible>(status.into_http::<tonic::body::Body>()))
                 })
             };
             let connection = listener

@@ -66,6 +66,10 @@ fn counter(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The warning that starts an episode of failed accepts, and the line that ends it.
+const FAILS: &str = "accepting connections fails";
+const AGAIN: &str = "accepting connections again";
+
 /// How often `needle` appears in the agent's log.
 fn times_logged(agent: &Agent, needle: &str) -> usize {
     agent.log_text().matches(needle).count()
@@ -186,7 +190,16 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     .await;
     let verifier = Verifier::fetch(agent.channel().await).await;
     let pid = agent.pid();
-    let idle = open_fds(pid);
+    // Until the connections of the start-up probes and of the verifier are closed.
+    let mut idle = open_fds(pid);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = open_fds(pid);
+        if now == idle {
+            break;
+        }
+        idle = now;
+    }
     assert!(
         idle + 8 < NOFILE,
         "the agent uses {idle} file descriptors idle; raise NOFILE in this test"
@@ -218,16 +231,17 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     let used = cpu_ticks(pid) - before;
     let window_ticks = window.as_secs() * ticks_per_second();
     assert!(
-        used * 5 < window_ticks,
+        used * 10 < window_ticks,
         "the agent used {used} of {window_ticks} clock ticks while out of descriptors: a busy \
          accept loop\n{}",
         agent.log_text()
     );
-    assert_eq!(
-        times_logged(&agent, "accepting connections fails"),
-        1,
-        "one warning for the episode:\n{}",
-        agent.log_text()
+    // Once per episode (an earlier connection closing late may end one and start another).
+    let log = agent.log_text();
+    assert!(
+        log.matches(FAILS).count() >= 1
+            && log.matches(FAILS).count() == log.matches(AGAIN).count() + 1,
+        "a warning when an episode starts, a line when it ends:\n{log}"
     );
 
     // Closed: the agent accepts again, says so once, and its keys sign.

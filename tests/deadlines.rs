@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::raw_h2::{self, Answer};
 use common::requests::{published_fingerprint_request, sign_request};
 use common::{TestToken, Verifier};
@@ -19,6 +21,9 @@ const DEADLINE_EXCEEDED: i32 = 4;
 
 /// Deadlines that have passed before the request's body is read.
 const TINY: [&str; 6] = ["0m", "0n", "1n", "1u", "0S", "0H"];
+
+/// How long after its headers a request's body is sent.
+const BODY_AFTER: Duration = Duration::from_millis(5);
 
 /// Calls each of `TINY` `rounds` times, `PARALLEL` at a time, and returns every answer with the
 /// timeout it was given.
@@ -35,8 +40,16 @@ async fn answers(
         for _ in 0..rounds {
             let (send, message) = (send.clone(), message.clone());
             calls.spawn(async move {
-                let answer =
-                    raw_h2::call(&send, path, &[("grpc-timeout", timeout)], &message).await;
+                // The body a little after the headers, as a slow client sends it: the
+                // deadline passes while the agent waits for it.
+                let answer = raw_h2::call(
+                    &send,
+                    path,
+                    &[("grpc-timeout", timeout)],
+                    &message,
+                    BODY_AFTER,
+                )
+                .await;
                 (timeout, answer)
             });
         }
@@ -154,12 +167,15 @@ async fn a_batch_over_its_deadline_answers_every_item() {
     let batch = SignBatchRequest {
         items: messages.iter().map(|m| sign_request("ed", m)).collect(),
     };
-    for timeout in ["1m", "20m", "50m"] {
+    // Each item signed in time or answered DEADLINE_EXCEEDED; the last one's body arrives
+    // after its deadline.
+    for (timeout, body_after) in [("1m", 0), ("20m", 0), ("50m", 0), ("20m", 30)] {
         let answer = raw_h2::call(
             &send,
             "/signet.v1.Signer/SignBatch",
             &[("grpc-timeout", timeout)],
             &batch,
+            Duration::from_millis(body_after),
         )
         .await;
         if answer.status == DEADLINE_EXCEEDED {
@@ -188,6 +204,7 @@ async fn a_batch_over_its_deadline_answers_every_item() {
             "/signet.v1.Signer/Sign",
             &[("grpc-timeout", "1m")],
             &sign_request("ed", b"just in time"),
+            Duration::ZERO,
         )
         .await;
         match answer.status {

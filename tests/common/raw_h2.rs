@@ -2,6 +2,7 @@
 //! given (any `grpc-timeout` value) and to read exactly the status the agent answered.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -36,12 +37,14 @@ impl Answer {
     }
 }
 
-/// Calls `path` (`/signet.v1.Signer/Sign`) with `message` and the extra `headers`.
+/// Calls `path` (`/signet.v1.Signer/Sign`) with `message` and the extra `headers`; the body
+/// follows the headers after `body_after` (a slow client).
 pub async fn call(
     send: &SendRequest<Bytes>,
     path: &str,
     headers: &[(&str, &str)],
     message: &impl prost::Message,
+    body_after: Duration,
 ) -> Answer {
     let mut request = http::Request::post(format!("http://signet.invalid{path}"))
         .header("content-type", "application/grpc")
@@ -60,6 +63,9 @@ pub async fn call(
     let mut frame = vec![0];
     frame.extend_from_slice(&u32::try_from(encoded.len()).expect("size").to_be_bytes());
     frame.extend_from_slice(&encoded);
+    if !body_after.is_zero() {
+        tokio::time::sleep(body_after).await;
+    }
     body.send_data(Bytes::from(frame), true)
         .expect("send the body");
     let (parts, mut recv) = response.await.expect("a response").into_parts();

@@ -30,7 +30,7 @@ const BODY_AFTER: Duration = Duration::from_millis(5);
 async fn answers(
     socket: &std::path::Path,
     path: &'static str,
-    message: impl prost::Message + Clone + Send + 'static,
+    message: impl prost::Message + Clone + 'static,
     rounds: usize,
 ) -> Vec<(&'static str, Answer)> {
     let send = raw_h2::connect(socket).await;

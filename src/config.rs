@@ -826,6 +826,8 @@ mod tests {
     fn limits_and_lists_are_checked() {
         assert!(err(&format!("{MINIMAL}\n[limits]\nmax_message_bytes = 0"))
             .contains("max_message_bytes"));
+        assert!(err(&format!("{MINIMAL}\n[limits]\nmax_connections = 0"))
+            .contains("limits.max_connections must be between 1 and"));
         assert!(err(&MINIMAL.replace("token =", "sessions = 0\ntoken =")).contains("sessions"));
         assert!(
             err(&MINIMAL.replace("token =", "keys = [\"a\", \"a\"]\ntoken =")).contains("twice")

@@ -179,3 +179,34 @@ impl<'a> Episode<'a> {
         self.pause = FIRST_PAUSE;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_doubles_to_a_second_and_starts_over_after_an_episode() {
+        let mut episode = Episode::new("unix:test.sock");
+        let why = "Too many open files";
+        let pauses: Vec<u128> = (0..9).map(|_| episode.happened(&why).as_millis()).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert_eq!(episode.count, 9);
+        episode.ended();
+        assert_eq!(episode.count, 0);
+        assert_eq!(episode.happened(&why), FIRST_PAUSE);
+    }
+
+    #[test]
+    fn only_errors_of_the_one_connection_are_retried_at_once() {
+        let kind = |k: io::ErrorKind| at_once(&io::Error::from(k));
+        assert!(kind(io::ErrorKind::ConnectionAborted));
+        assert!(kind(io::ErrorKind::ConnectionReset));
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM back off.
+        for errno in [24, 23, 105, 12] {
+            assert!(
+                !at_once(&io::Error::from_raw_os_error(errno)),
+                "errno {errno}"
+            );
+        }
+    }
+}

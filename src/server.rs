@@ -6,6 +6,7 @@
 //! `CANCELLED` where the agent answers `DEADLINE_EXCEEDED`: the agent alone keeps deadlines.
 
 mod connection;
+mod health;
 mod listen;
 mod tls;
 
@@ -13,11 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use health::{follow_health, set_health};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tonic::service::Routes;
-use tonic_health::server::HealthReporter;
 
 use crate::audit::AuditLog;
 use crate::backend::pkcs11::Pkcs11Backend;
@@ -32,6 +33,7 @@ use crate::grpc::service::SignerService;
 use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
 use crate::signer::{self, Signer};
+use health::{follow_health, set_health};
 
 /// The most calls one HTTP/2 connection may have in flight.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
@@ -257,43 +259,6 @@ pub async fn serve_until(
     stopped
 }
 
-/// Keeps the health service in step with the HSM and the audit log: `SERVING` only while the
-/// backend serves and audit records can be written.
-async fn follow_health(
-    mut hsm: watch::Receiver<HsmState>,
-    audit: Option<watch::Receiver<bool>>,
-    health: HealthReporter,
-) {
-    let (_always, always_ok) = watch::channel(true);
-    let mut audit = audit.unwrap_or(always_ok);
-    let mut hsm_open = true;
-    loop {
-        let state = hsm.borrow_and_update().clone();
-        let audit_ok = *audit.borrow_and_update();
-        match &state {
-            HsmState::Serving => tracing::info!("HSM serving"),
-            HsmState::Recovering => tracing::warn!("HSM connection lost; health NOT_SERVING"),
-            HsmState::Failed(why) => {
-                tracing::error!(reason = %why, "HSM failed; health NOT_SERVING")
-            }
-        }
-        if !audit_ok {
-            tracing::error!("the audit log cannot be written; health NOT_SERVING");
-        }
-        set_health(&health, state == HsmState::Serving && audit_ok).await;
-        tokio::select! {
-            changed = hsm.changed(), if hsm_open => hsm_open = changed.is_ok(),
-            changed = audit.changed() => if changed.is_err() { return },
-        }
-        if !hsm_open && hsm.has_changed().is_err() {
-            // The backend has no state to report; only the audit log can change health now.
-            if audit.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
 /// Shuts the signer down on a blocking thread: the HSM workers finish and stop, the sessions
 /// close and the module is finalised, whoever else still holds the signer.
 async fn close_signer(signer: Arc<Signer>) {
@@ -304,14 +269,6 @@ async fn close_signer(signer: Arc<Signer>) {
         Ok(Err(e)) => tracing::error!(error = %e, "closing the HSM failed"),
         Err(_) => tracing::error!("closing the HSM did not finish in time; exiting anyway"),
     }
-}
-
-async fn set_health(health: &HealthReporter, serving: bool) {
-    use tonic_health::ServingStatus::{NotServing, Serving};
-    let status = if serving { Serving } else { NotServing };
-    // "" is the whole server, as grpc-health-probe and load balancers ask by default.
-    health.set_service_status("", status).await;
-    health.set_service_status("signet.v1.Signer", status).await;
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns the future that completes on the

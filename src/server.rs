@@ -33,7 +33,6 @@ use crate::grpc::service::SignerService;
 use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
 use crate::signer::{self, Signer};
-use health::{follow_health, set_health};
 
 /// The most calls one HTTP/2 connection may have in flight.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;

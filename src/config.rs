@@ -229,6 +229,10 @@ pub struct Limits {
     /// `None`: half the CPUs, at least one (see [`Limits::io_threads`]).
     #[serde(default, rename = "io_threads")]
     pub io_threads_setting: Option<usize>,
+    /// The most connections one listener holds open; a connection beyond it is answered
+    /// RESOURCE_EXHAUSTED on its first call and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Limits {
@@ -251,8 +255,17 @@ impl Default for Limits {
             request_timeout_ms: default_request_timeout_ms(),
             max_batch_items: default_max_batch_items(),
             io_threads_setting: None,
+            max_connections: default_max_connections(),
         }
     }
+}
+
+/// Connections per listener: well above what the agent's clients need, and far below the file
+/// descriptors the agent's unit allows, so one local user cannot exhaust them.
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 fn default_max_message_bytes() -> usize {
@@ -564,6 +577,13 @@ impl Config {
                 )));
             }
         }
+        if !(1..=1 << 20).contains(&limits.max_connections) {
+            return Err(Error::Config(format!(
+                "limits.max_connections must be between 1 and {}, got {}",
+                1 << 20,
+                limits.max_connections
+            )));
+        }
         let p = match &self.backend {
             Backend::Pkcs11(p) => p,
             Backend::Yubihsm(y) => return validate_yubihsm(y),
@@ -806,6 +826,8 @@ mod tests {
     fn limits_and_lists_are_checked() {
         assert!(err(&format!("{MINIMAL}\n[limits]\nmax_message_bytes = 0"))
             .contains("max_message_bytes"));
+        assert!(err(&format!("{MINIMAL}\n[limits]\nmax_connections = 0"))
+            .contains("limits.max_connections must be between 1 and"));
         assert!(err(&MINIMAL.replace("token =", "sessions = 0\ntoken =")).contains("sessions"));
         assert!(
             err(&MINIMAL.replace("token =", "keys = [\"a\", \"a\"]\ntoken =")).contains("twice")

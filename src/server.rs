@@ -1,15 +1,24 @@
 //! Runs the agent: opens the backend, binds the listeners, serves `signet.v1.Signer` with the
 //! standard health and reflection services, and shuts down in order on SIGTERM or SIGINT.
+//!
+//! The gRPC routes are served over hyper's HTTP/2 directly (see [`listen`] and [`connection`]),
+//! not through tonic's transport server, whose own `grpc-timeout` timer would answer
+//! `CANCELLED` where the agent answers `DEADLINE_EXCEEDED`: the agent alone keeps deadlines.
 
-use std::path::{Path, PathBuf};
+mod connection;
+mod health;
+mod listen;
+mod tls;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use health::{follow_health, set_health};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::{Server, ServerTlsConfig};
-use tonic_health::server::HealthReporter;
+use tonic::service::Routes;
 
 use crate::audit::AuditLog;
 use crate::backend::pkcs11::Pkcs11Backend;
@@ -21,7 +30,6 @@ use crate::grpc::delivery::DeliveryLayer;
 use crate::grpc::proto::signer_server::SignerServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::service::SignerService;
-use crate::grpc::{oversize, stamps};
 use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
 use crate::service::Service;
@@ -119,69 +127,72 @@ pub async fn serve_until(
         && audit_health.as_ref().is_none_or(|ok| *ok.borrow());
     set_health(&health, serving_now).await;
 
+    let routes = Routes::new(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(signer_service)
+        .prepare();
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        // Bounds the requests one connection can have in flight (and so the memory held for
+        // their bodies before the executor's byte budget applies).
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {
         let name: Arc<str> = listener.name().into();
-        let mut builder = Server::builder();
-        if let Listener::Tls {
-            cert,
-            key,
-            client_ca,
-            ..
-        } = listener
-        {
-            builder = builder
-                .tls_config(tls_config(cert, key, client_ca)?)
-                .map_err(|e| {
-                    Error::Config(format!(
-                        "listen: {name}: the TLS configuration is invalid: {e}"
-                    ))
-                })?;
-        }
-        let router = builder
-            // Bounds the requests one connection can have in flight (and so the memory tonic
-            // holds for their bodies before the executor's byte budget applies).
-            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-            .layer(tower::util::MapRequestLayer::new(stamps::stamp))
-            .layer(tower::util::MapRequestLayer::new(stamps::listener(
-                Arc::clone(&name),
-            )))
-            .layer(tower::util::MapResponseLayer::new(oversize::layer(
-                config.limits.max_message_bytes,
-            )))
-            .layer(DeliveryLayer::new(audit.clone()))
-            .add_service(health_service.clone())
-            .add_service(reflection.clone())
-            .add_service(reflection_v1alpha.clone())
-            .add_service(signer_service.clone());
-        let stop = wait_for(shutdown_rx.clone());
-        match listener {
+        let tls = match listener {
+            Listener::Tls {
+                cert,
+                key,
+                client_ca,
+                ..
+            } => Some(
+                tls::acceptor(&name, cert, key, client_ca)
+                    .inspect_err(|_| sockets.iter().for_each(remove_socket))?,
+            ),
+            _ => None,
+        };
+        let bound = match listener {
             Listener::Unix {
                 path,
                 mode,
                 uid,
                 gid,
             } => {
-                let incoming = bind_unix(path, mode.as_deref(), *uid, *gid)
+                let bound = bind_unix(path, mode.as_deref(), *uid, *gid)
                     .inspect_err(|_| sockets.iter().for_each(remove_socket))?;
                 sockets.push(path.clone());
-                tracing::info!(address = %name, "listening");
-                servers.spawn(router.serve_with_incoming_shutdown(incoming, stop));
+                listen::Bound::Unix(bound)
             }
             Listener::Tcp { address, .. } | Listener::Tls { address, .. } => {
-                let tcp = match TcpListener::bind(address).await {
-                    Ok(tcp) => tcp,
+                match TcpListener::bind(address).await {
+                    Ok(tcp) => listen::Bound::Tcp(tcp),
                     Err(e) => {
                         sockets.iter().for_each(remove_socket);
                         return Err(Error::io(format!("binding {address}"), e));
                     }
-                };
-                tracing::info!(address = %name, "listening");
-                servers
-                    .spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop));
+                }
             }
-        }
+        };
+        tracing::info!(address = %name, "listening");
+        let shared = Arc::new(connection::Listener {
+            name,
+            routes: routes.clone(),
+            http2: http2.clone(),
+            max_message_bytes: config.limits.max_message_bytes,
+            delivery: DeliveryLayer::new(audit.clone()),
+            max_connections: config.limits.max_connections,
+            tls,
+        });
+        servers.spawn(listen::accept_loop(
+            bound,
+            shared,
+            Arc::clone(&metrics),
+            shutdown_rx.clone(),
+        ));
     }
     if let Some(settings) = &config.metrics {
         let tcp = match TcpListener::bind(settings.address).await {
@@ -204,7 +215,6 @@ pub async fn serve_until(
         };
         servers.spawn(async move {
             metrics::http::serve(tcp, sources, stop).await;
-            Ok::<(), tonic::transport::Error>(())
         });
     }
     let health_follows_hsm =
@@ -223,10 +233,8 @@ pub async fn serve_until(
     let _ = shutdown_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIME, async {
         while let Some(result) = servers.join_next().await {
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "a listener failed"),
-                Err(e) => tracing::error!(error = %e, "a listener task failed"),
+            if let Err(e) = result {
+                tracing::error!(error = %e, "a listener task failed");
             }
         }
     })
@@ -238,7 +246,7 @@ pub async fn serve_until(
         );
         servers.abort_all();
     }
-    drop(signer_service);
+    drop(routes);
     close_signer(signer).await;
     if let Some(audit) = &audit {
         audit.flush();
@@ -248,55 +256,6 @@ pub async fn serve_until(
     }
     tracing::info!("stopped");
     stopped
-}
-
-/// Keeps the health service in step with the HSM and the audit log: `SERVING` only while the
-/// backend serves and audit records can be written.
-async fn follow_health(
-    mut hsm: watch::Receiver<HsmState>,
-    audit: Option<watch::Receiver<bool>>,
-    health: HealthReporter,
-) {
-    let (_always, always_ok) = watch::channel(true);
-    let mut audit = audit.unwrap_or(always_ok);
-    let mut hsm_open = true;
-    loop {
-        let state = hsm.borrow_and_update().clone();
-        let audit_ok = *audit.borrow_and_update();
-        match &state {
-            HsmState::Serving => tracing::info!("HSM serving"),
-            HsmState::Recovering => tracing::warn!("HSM connection lost; health NOT_SERVING"),
-            HsmState::Failed(why) => {
-                tracing::error!(reason = %why, "HSM failed; health NOT_SERVING")
-            }
-        }
-        if !audit_ok {
-            tracing::error!("the audit log cannot be written; health NOT_SERVING");
-        }
-        set_health(&health, state == HsmState::Serving && audit_ok).await;
-        tokio::select! {
-            changed = hsm.changed(), if hsm_open => hsm_open = changed.is_ok(),
-            changed = audit.changed() => if changed.is_err() { return },
-        }
-        if !hsm_open && hsm.has_changed().is_err() {
-            // The backend has no state to report; only the audit log can change health now.
-            if audit.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// The server TLS settings: its certificate and key, and the CA that client certificates must
-/// chain to (which makes client certificates required).
-fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerTlsConfig, Error> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
-    };
-    let key = zeroize::Zeroizing::new(read(key)?);
-    Ok(ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(read(cert)?, &*key))
-        .client_ca_root(tonic::transport::Certificate::from_pem(read(client_ca)?)))
 }
 
 /// Shuts the signer down on a blocking thread: the HSM workers finish and stop, the sessions
@@ -309,19 +268,6 @@ async fn close_signer(signer: Arc<Signer>) {
         Ok(Err(e)) => tracing::error!(error = %e, "closing the HSM failed"),
         Err(_) => tracing::error!("closing the HSM did not finish in time; exiting anyway"),
     }
-}
-
-async fn set_health(health: &HealthReporter, serving: bool) {
-    use tonic_health::ServingStatus::{NotServing, Serving};
-    let status = if serving { Serving } else { NotServing };
-    // "" is the whole server, as grpc-health-probe and load balancers ask by default.
-    health.set_service_status("", status).await;
-    health.set_service_status("signet.v1.Signer", status).await;
-}
-
-async fn wait_for(mut shutdown: watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means stop.
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns the future that completes on the
@@ -346,7 +292,7 @@ fn bind_unix(
     mode: Option<&str>,
     uid: Option<u32>,
     gid: Option<u32>,
-) -> Result<UnixListenerStream, Error> {
+) -> Result<UnixListener, Error> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -374,7 +320,7 @@ fn bind_unix(
         std::os::unix::fs::chown(path, uid, gid)
             .map_err(|e| Error::io(format!("setting the owner of {}", path.display()), e))?;
     }
-    Ok(UnixListenerStream::new(listener))
+    Ok(listener)
 }
 
 fn remove_socket(path: &PathBuf) {

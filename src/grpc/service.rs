@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::proto::{self, signer_server};
-use super::stamps::{Arrival, ListenerName};
+use super::stamps::{Arrival, Peer};
 use crate::config::Limits;
 use crate::error::Error;
 use crate::identity::{Caller, Identity};
@@ -71,27 +70,18 @@ impl SignerService {
 }
 
 /// The caller's identity (unix peer credentials, a verified client certificate, or none) and
-/// the listener, from what the transport and the stamps put in the request.
+/// the listener, which the server put in the request when it accepted the connection.
 fn caller_of<T>(request: &Request<T>) -> Caller {
-    let identity = if let Some(certificates) = request.peer_certs() {
-        certificates.first().map_or(Identity::Anonymous, |c| {
-            Identity::from_certificate_der(c.as_ref())
-        })
-    } else if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
-        info.peer_cred
-            .map_or(Identity::Anonymous, |cred| Identity::Unix {
-                uid: cred.uid(),
-                gid: cred.gid(),
-                pid: cred.pid(),
-            })
-    } else {
-        Identity::Anonymous
-    };
-    let listener = request
-        .extensions()
-        .get::<ListenerName>()
-        .map_or_else(String::new, |l| l.0.to_string());
-    Caller { identity, listener }
+    request.extensions().get::<Peer>().map_or_else(
+        || Caller {
+            identity: Identity::Anonymous,
+            listener: String::new(),
+        },
+        |peer| Caller {
+            identity: peer.identity.clone(),
+            listener: peer.listener.to_string(),
+        },
+    )
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n), as the gRPC

@@ -38,6 +38,8 @@ pub async fn serve(listener: TcpListener, sources: Sources, mut stop: watch::Rec
     let sources = Arc::new(sources);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
+    // Failed accepts in a row: logged when the first fails and when one succeeds again.
+    let mut failing: u64 = 0;
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => match slot {
@@ -50,14 +52,29 @@ pub async fn serve(listener: TcpListener, sources: Sources, mut stop: watch::Rec
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    // Out of file descriptors, for example: do not spin on it.
-                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    // Out of file descriptors, for example: do not spin on it, and say it once.
+                    if failing == 0 {
+                        tracing::warn!(
+                            error = %e,
+                            "metrics listener: accepting connections fails; retrying every \
+                             100 ms (logged once until an accept succeeds)"
+                        );
+                    }
+                    failing += 1;
+                    sources.metrics.accept_failed("metrics");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             () = stopped(&mut stop) => break,
         };
+        if failing > 0 {
+            tracing::info!(
+                times = failing,
+                "metrics listener: accepting connections again"
+            );
+            failing = 0;
+        }
         while connections.try_join_next().is_some() {}
         let sources = Arc::clone(&sources);
         connections.spawn(async move {

@@ -1,5 +1,6 @@
 //! The agent's Prometheus metrics: requests by RPC, key and outcome, latency, queue and
-//! session use, HSM state, verify-after-sign and audit failures. No message contents, no
+//! session use, HSM state, verify-after-sign and audit failures, refused connections and
+//! failed accepts. No message contents, no
 //! caller-chosen strings: a key id that the agent does not serve is counted as `(other)`.
 
 pub mod http;
@@ -36,6 +37,11 @@ struct KeyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -62,6 +68,8 @@ pub struct Metrics {
     busy: Gauge,
     workers: Gauge,
     hsm_state: Family<StateLabels, Gauge>,
+    connections_refused: Family<ListenerLabels, Counter>,
+    accept_errors: Family<ListenerLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -125,8 +133,22 @@ impl Metrics {
             "1 for the HSM's current state (serving, recovering, failed), 0 for the others",
             hsm_state.clone(),
         );
+        let connections_refused = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused because their listener had limits.max_connections, by listener",
+            connections_refused.clone(),
+        );
+        let accept_errors = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts (out of file descriptors or memory), by listener",
+            accept_errors.clone(),
+        );
         Metrics {
             registry,
+            connections_refused,
+            accept_errors,
             requests,
             latency,
             verify_failures,
@@ -170,6 +192,24 @@ impl Metrics {
         self.audit_failures.inc();
     }
 
+    /// Counts a connection refused on `listener` (a configured listener's name).
+    pub fn connection_refused(&self, listener: &str) {
+        self.connections_refused
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed accept on `listener` (a configured listener's name).
+    pub fn accept_failed(&self, listener: &str) {
+        self.accept_errors
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+            .inc();
+    }
+
     /// The text exposition, with the gauges set from `load` and `state` first.
     pub fn render(&self, load: Load, state: &HsmState) -> String {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
@@ -206,6 +246,9 @@ mod tests {
         metrics.latency("Sign", Duration::from_micros(300));
         metrics.verify_failed("k1");
         metrics.audit_failed();
+        metrics.connection_refused("unix:/run/signet.sock");
+        metrics.accept_failed("unix:/run/signet.sock");
+        metrics.accept_failed("unix:/run/signet.sock");
         let text = metrics.render(
             Load {
                 queued: 3,
@@ -220,6 +263,8 @@ mod tests {
             r#"signet_request_duration_seconds_count{rpc="Sign"} 1"#,
             r#"signet_verify_after_sign_failures_total{key="k1"} 1"#,
             "signet_audit_write_failures_total 1",
+            r#"signet_connections_refused_total{listener="unix:/run/signet.sock"} 1"#,
+            r#"signet_accept_errors_total{listener="unix:/run/signet.sock"} 2"#,
             "signet_queue_depth 3",
             "signet_sessions_busy 1",
             "signet_sessions 2",

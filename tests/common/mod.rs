@@ -12,6 +12,7 @@ pub mod in_process;
 pub mod output;
 pub mod ports;
 pub mod raw;
+pub mod raw_h2;
 pub mod requests;
 pub mod sqooler;
 #[cfg(feature = "yubihsm-mock")]

@@ -1,0 +1,189 @@
+//! One accepted connection, in its own task: the peer's identity (unix peer credentials, or the
+//! TLS handshake and its verified client certificate), then HTTP/2 with the gRPC routes until
+//! the client closes it or the agent shuts down. A connection over its listener's limit is
+//! answered `RESOURCE_EXHAUSTED` on its first call instead, and closed.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulConnection;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
+use tokio_rustls::TlsAcceptor;
+use tonic::service::Routes;
+use tonic::Status;
+
+use super::tls;
+use crate::grpc::delivery::DeliveryLayer;
+use crate::grpc::oversize;
+use crate::grpc::stamps::{self, Peer};
+use crate::identity::Identity;
+
+/// How long a refused connection is kept open for its first call, so that the client reads
+/// the refusal rather than a closed connection.
+const REFUSAL_TIME: Duration = Duration::from_secs(5);
+
+/// What every connection of one listener shares.
+pub(super) struct Listener {
+    /// The listener's name (`unix:/run/signet.sock`, …).
+    pub name: Arc<str>,
+    /// Health, reflection and the Signer service.
+    pub routes: Routes,
+    /// HTTP/2 settings (streams per connection, timers).
+    pub http2: http2::Builder<TokioExecutor>,
+    /// The message limit, for the oversize rewrite.
+    pub max_message_bytes: usize,
+    /// Delivery tickets, so the audit log learns of answers that never left.
+    pub delivery: DeliveryLayer,
+    /// The listener's `limits.max_connections`, for the refusal message.
+    pub max_connections: usize,
+    /// The TLS side, for a TLS listener.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// An accepted socket.
+pub(super) enum Socket {
+    /// From a unix listener.
+    Unix(UnixStream),
+    /// From a TCP or TLS listener.
+    Tcp(TcpStream),
+}
+
+/// Whether a connection is served, holding one of its listener's connection slots until it
+/// closes, or refused (holding one of the few slots for refusals).
+pub(super) enum Admission {
+    /// Within `limits.max_connections`.
+    Serve(OwnedSemaphorePermit),
+    /// Over the limit: one `RESOURCE_EXHAUSTED` answer, then closed.
+    Refuse(OwnedSemaphorePermit),
+}
+
+/// Serves one connection until it closes, or until `shutdown` and then its in-flight calls
+/// finish (the listener aborts it if they take longer than the drain time).
+pub(super) async fn run(
+    listener: Arc<Listener>,
+    socket: Socket,
+    admission: Admission,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    match socket {
+        Socket::Unix(stream) => {
+            let identity = stream
+                .peer_cred()
+                .map_or(Identity::Anonymous, |cred| Identity::Unix {
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                    pid: cred.pid(),
+                });
+            http(&listener, stream, identity, admission, shutdown).await;
+        }
+        Socket::Tcp(stream) => {
+            let Some(acceptor) = &listener.tls else {
+                return http(&listener, stream, Identity::Anonymous, admission, shutdown).await;
+            };
+            let handshake = tokio::select! {
+                done = tls::handshake(acceptor, stream) => done,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match handshake {
+                Ok((stream, identity)) => {
+                    http(&listener, stream, identity, admission, shutdown).await;
+                }
+                Err(error) => {
+                    tracing::debug!(listener = %listener.name, %error, "TLS handshake failed");
+                }
+            }
+        }
+    }
+}
+
+/// HTTP/2 over an established connection.
+async fn http<IO>(
+    listener: &Listener,
+    io: IO,
+    identity: Identity,
+    admission: Admission,
+    shutdown: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match admission {
+        Admission::Serve(_slot) => {
+            let peer = Arc::new(Peer {
+                identity,
+                listener: Arc::clone(&listener.name),
+            });
+            let service = tower::ServiceBuilder::new()
+                .map_request(stamps::stamp::<Incoming>)
+                .map_request(stamps::peer::<Incoming>(peer))
+                .map_response(oversize::layer(listener.max_message_bytes))
+                .layer(listener.delivery.clone())
+                .service(listener.routes.clone());
+            let connection = listener
+                .http2
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            drive(listener, connection, shutdown, std::future::pending()).await;
+        }
+        Admission::Refuse(_slot) => {
+            let answered = Arc::new(Notify::new());
+            let message = format!(
+                "this listener already has {} connections (limits.max_connections); \
+                 try again later",
+                listener.max_connections
+            );
+            let refusal = {
+                let answered = Arc::clone(&answered);
+                tower::service_fn(move |_: http::Request<Incoming>| {
+                    answered.notify_one();
+                    let status = Status::resource_exhausted(message.clone());
+                    std::future::ready(Ok::<_, Infallible>(status.into_http::<tonic::body::Body>()))
+                })
+            };
+            let connection = listener
+                .http2
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(refusal));
+            let close = async move {
+                // Closed after its first answer, or when the client asks nothing in time.
+                let _ = tokio::time::timeout(REFUSAL_TIME, answered.notified()).await;
+            };
+            drive(listener, connection, shutdown, close).await;
+        }
+    }
+}
+
+/// Runs `connection` until it ends; on `shutdown` or when `close` completes, shuts it down
+/// gracefully (no new calls; those in flight finish) and waits for that.
+async fn drive<C>(
+    listener: &Listener,
+    connection: C,
+    mut shutdown: watch::Receiver<bool>,
+    close: impl Future<Output = ()>,
+) where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut connection = pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        _ = shutdown.wait_for(|stop| *stop) => None,
+        () = close => None,
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(listener = %listener.name, %error, "connection failed");
+    }
+}

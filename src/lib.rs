@@ -1,9 +1,11 @@
 //! Signet: a gRPC signing agent that keeps keys inside an HSM and signs on behalf of applications.
 //!
-//! A request crosses few files: [`grpc::service`] validates and converts it, [`signer::Signer`]
-//! applies the domain rules (key type, limits, SWT3 formula, verify-after-sign), and
-//! [`executor::Executor`] hands the blocking HSM call to a [`backend::Backend`] on a worker thread.
-//! [`error::Error`] is the one error type; [`grpc::status`] is the one mapping to gRPC codes.
+//! A request crosses few files: [`grpc::service`] validates and converts it, [`Signer`] applies
+//! the domain rules (key type, limits, SWT3 formula, verify-after-sign), and the signer's
+//! executor hands the blocking HSM call to a [`Backend`] on a worker thread. [`Error`] is the
+//! one error type; [`grpc::status`] is the one mapping to gRPC codes. [`Config::load`] reads
+//! the configuration into typed values, [`backend::open`] opens the backend it names, and
+//! [`server::serve`] runs the agent.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -11,9 +13,9 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod error;
-pub mod executor;
+mod executor;
 pub mod grpc;
-pub mod identity;
+mod identity;
 pub mod key;
 pub mod keys;
 pub mod metrics;
@@ -25,4 +27,11 @@ pub mod signer;
 pub mod sqooler;
 pub mod swt3;
 
+pub use backend::{Backend, HsmState, Opened};
+pub use config::Config;
 pub use error::{Error, ErrorKind};
+pub use identity::Identity;
+pub use key::{Algorithm, KeyDescriptor, SignatureFormat};
+pub use public_key::PublicKey;
+pub use secret::Secret;
+pub use signer::Signer;

@@ -9,10 +9,85 @@ mod supervisor;
 pub mod verdict;
 pub mod yubihsm;
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
+use crate::config::{self, Config};
 use crate::error::Error;
 use crate::key::KeyDescriptor;
+
+use self::admin::KeyAdmin;
+use self::pkcs11::admin::Pkcs11Admin;
+use self::pkcs11::Pkcs11Backend;
+use self::yubihsm::admin::YubiHsmAdmin;
+use self::yubihsm::YubiHsmBackend;
+
+/// Worker threads in front of a YubiHSM: the device runs one command at a time, so one thread
+/// talks to it while the other verifies the last signature or reads the next request.
+pub const YUBIHSM_WORKERS: usize = 2;
+
+/// A backend opened for serving, and how many worker threads should call it.
+pub struct Opened {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// The worker threads: one per HSM session (`backend.sessions`, by default one per CPU)
+    /// for PKCS#11, [`YUBIHSM_WORKERS`] for a YubiHSM.
+    pub workers: usize,
+}
+
+/// Opens the configured backend for serving (blocking; call before serving). This and
+/// [`open_admin`] are the only places that choose a backend by its kind.
+pub fn open(config: &Config) -> Result<Opened, Error> {
+    match &config.backend {
+        config::Backend::Pkcs11(p) => {
+            let pin = p.pin.read()?;
+            // The backend keeps the PIN (zeroizing) to log in again after an HSM outage.
+            let backend = Pkcs11Backend::open(p, pin)?;
+            let workers = p
+                .sessions
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            Ok(Opened {
+                backend: Arc::new(backend),
+                workers,
+            })
+        }
+        config::Backend::Yubihsm(y) => {
+            let password = y.password.read()?;
+            // The backend keeps only the credentials derived from the password (wiped when
+            // dropped), to open new sessions.
+            let backend = YubiHsmBackend::open(y, &password)?;
+            drop(password);
+            Ok(Opened {
+                backend: Arc::new(backend),
+                workers: YUBIHSM_WORKERS,
+            })
+        }
+    }
+}
+
+/// Opens the configured backend for key management (read-write, logged in).
+pub fn open_admin(config: &Config) -> Result<Box<dyn KeyAdmin>, Error> {
+    match &config.backend {
+        config::Backend::Pkcs11(p) => {
+            let pin = p.pin.read()?;
+            Ok(Box::new(Pkcs11Admin::open(p, &pin)?))
+        }
+        config::Backend::Yubihsm(y) => {
+            let password = y.password.read()?;
+            Ok(Box::new(YubiHsmAdmin::open(y, &password)?))
+        }
+    }
+}
+
+/// The PKCS#11 settings, for the commands that work on a PKCS#11 module only (`signet token
+/// init`, `signet bench raw`); `None` when the configuration names a YubiHSM.
+pub fn pkcs11_only(config: &Config) -> Option<&config::Pkcs11> {
+    match &config.backend {
+        config::Backend::Pkcs11(p) => Some(p),
+        config::Backend::Yubihsm(_) => None,
+    }
+}
 
 /// Whether a backend can sign right now; the health service follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

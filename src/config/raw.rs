@@ -1,0 +1,310 @@
+//! The configuration file as it is written ([`RawConfig`], parsed strictly by serde: unknown
+//! keys are errors that name the key), and its one check into the typed [`Config`]: every
+//! value that needs parsing beyond TOML (a socket mode, a connector address, a USB serial) is
+//! parsed here, once, and a bad one is refused with the setting's name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{
+    Audit, Backend, Client, Config, Limits, Listener, MetricsSettings, Mode, Pkcs11,
+    SecretSource, TokenSelector, YubiHsm, YubiHsmConnector,
+};
+use crate::error::Error;
+
+/// The largest message size limit the configuration accepts: 64 MiB.
+const MAX_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The whole configuration file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    listen: Vec<RawListener>,
+    #[serde(default)]
+    limits: Limits,
+    backend: RawBackend,
+    #[serde(default)]
+    clients: Vec<Client>,
+    audit: Option<Audit>,
+    #[serde(default)]
+    metrics: Option<MetricsSettings>,
+}
+
+/// One `[[listen]]` entry, as written (see [`Listener`]).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum RawListener {
+    Unix {
+        path: PathBuf,
+        mode: Option<String>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    Tcp {
+        address: SocketAddr,
+        #[serde(default)]
+        plaintext: bool,
+    },
+    Tls {
+        address: SocketAddr,
+        cert: PathBuf,
+        key: PathBuf,
+        client_ca: PathBuf,
+    },
+}
+
+/// `[backend]`, as written (see [`Backend`]).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum RawBackend {
+    Pkcs11(Pkcs11),
+    Yubihsm(RawYubiHsm),
+}
+
+/// `[backend]` with `type = "yubihsm"`, as written (see [`YubiHsm`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawYubiHsm {
+    connector: RawConnector,
+    auth_key: u16,
+    password: SecretSource,
+    domain: Option<u8>,
+    keys: Option<Vec<String>>,
+}
+
+/// `connector = { http = "…" }` or `{ usb = "…" }`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+enum RawConnector {
+    Http(String),
+    Usb(String),
+}
+
+impl RawConfig {
+    /// Checks what the types cannot (at least one listener, loopback-only plain TCP, sane
+    /// limits, distinct clients) and parses the values written as strings.
+    pub(super) fn check(self) -> Result<Config, Error> {
+        if self.listen.is_empty() {
+            return Err(Error::Config(
+                "no [[listen]] entry: add a unix socket or a loopback TCP address".into(),
+            ));
+        }
+        let listen = self
+            .listen
+            .into_iter()
+            .map(RawListener::check)
+            .collect::<Result<Vec<_>, _>>()?;
+        check_clients(&self.clients)?;
+        check_limits(&self.limits)?;
+        let backend = match self.backend {
+            RawBackend::Pkcs11(p) => Backend::Pkcs11(check_pkcs11(p)?),
+            RawBackend::Yubihsm(y) => Backend::Yubihsm(y.check()?),
+        };
+        Ok(Config {
+            listen,
+            limits: self.limits,
+            backend,
+            clients: self.clients,
+            audit: self.audit,
+            metrics: self.metrics,
+        })
+    }
+}
+
+impl RawListener {
+    fn check(self) -> Result<Listener, Error> {
+        match self {
+            RawListener::Unix {
+                path,
+                mode,
+                uid,
+                gid,
+            } => Ok(Listener::Unix {
+                path,
+                mode: mode.as_deref().map_or(Ok(Mode::DEFAULT), Mode::parse)?,
+                uid,
+                gid,
+            }),
+            RawListener::Tcp { address, plaintext } => {
+                if !address.ip().is_loopback() {
+                    return Err(Error::Config(format!(
+                        "listen: plain TCP on {address} is refused: plain TCP carries no \
+                         authentication or encryption, so only loopback addresses \
+                         (127.0.0.1, [::1]) are allowed; use type = \"tls\" with client \
+                         certificates for remote callers"
+                    )));
+                }
+                if !plaintext {
+                    return Err(Error::Config(format!(
+                        "listen: plain TCP on {address} needs `plaintext = true`: its \
+                         callers have no identity, so they may only read public keys"
+                    )));
+                }
+                Ok(Listener::Tcp { address })
+            }
+            RawListener::Tls {
+                address,
+                cert,
+                key,
+                client_ca,
+            } => Ok(Listener::Tls {
+                address,
+                cert,
+                key,
+                client_ca,
+            }),
+        }
+    }
+}
+
+/// Each client names exactly one matcher, and no two clients share one or a name.
+fn check_clients(clients: &[Client]) -> Result<(), Error> {
+    for client in clients {
+        let matchers = [
+            client.uid.is_some(),
+            client.gid.is_some(),
+            client.cert_cn.is_some(),
+            client.cert_san.is_some(),
+        ];
+        if matchers.iter().filter(|m| **m).count() != 1 {
+            return Err(Error::Config(format!(
+                "clients: '{}' must name exactly one of uid, gid, cert_cn, cert_san",
+                client.name
+            )));
+        }
+        if client
+            .rate_per_second
+            .is_some_and(|r| !(r > 0.0 && r.is_finite()))
+        {
+            return Err(Error::Config(format!(
+                "clients: '{}': rate_per_second must be a positive number",
+                client.name
+            )));
+        }
+    }
+    let mut matchers: Vec<String> = clients
+        .iter()
+        .map(|c| format!("{:?}{:?}{:?}{:?}", c.uid, c.gid, c.cert_cn, c.cert_san))
+        .collect();
+    matchers.sort_unstable();
+    if matchers.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::Config(
+            "clients: two clients match the same uid, gid, cert_cn or cert_san; merge them"
+                .into(),
+        ));
+    }
+    let mut names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::Config(format!(
+            "clients: the name '{}' is used twice",
+            w[0]
+        )));
+    }
+    Ok(())
+}
+
+/// Every limit within its range.
+fn check_limits(limits: &Limits) -> Result<(), Error> {
+    if limits.max_message_bytes == 0 || limits.max_message_bytes > MAX_MAX_MESSAGE_BYTES {
+        return Err(Error::Config(format!(
+            "limits.max_message_bytes must be between 1 and {MAX_MAX_MESSAGE_BYTES}, got {}",
+            limits.max_message_bytes
+        )));
+    }
+    if limits.queue_depth == 0 || limits.queue_depth > 1 << 20 {
+        return Err(Error::Config(format!(
+            "limits.queue_depth must be between 1 and {}, got {}",
+            1 << 20,
+            limits.queue_depth
+        )));
+    }
+    if limits.max_queued_bytes < limits.max_message_bytes {
+        return Err(Error::Config(format!(
+            "limits.max_queued_bytes ({}) must be at least limits.max_message_bytes ({})",
+            limits.max_queued_bytes, limits.max_message_bytes
+        )));
+    }
+    if !(1..=3_600_000).contains(&limits.request_timeout_ms) {
+        return Err(Error::Config(format!(
+            "limits.request_timeout_ms must be between 1 and 3600000, got {}",
+            limits.request_timeout_ms
+        )));
+    }
+    if let Some(n) = limits.io_threads_setting {
+        if !(1..=256).contains(&n) {
+            return Err(Error::Config(format!(
+                "limits.io_threads must be between 1 and 256, got {n}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `backend.sessions` in range, a token selector that is not empty, a sane key list.
+fn check_pkcs11(p: Pkcs11) -> Result<Pkcs11, Error> {
+    if let Some(n) = p.sessions {
+        if !(1..=256).contains(&n) {
+            return Err(Error::Config(format!(
+                "backend.sessions must be between 1 and 256, got {n}"
+            )));
+        }
+    }
+    match &p.token {
+        TokenSelector::Label(s) | TokenSelector::Serial(s) if s.is_empty() => {
+            return Err(Error::Config(
+                "backend.token: the label or serial is empty".into(),
+            ))
+        }
+        _ => {}
+    }
+    check_key_list(p.keys.as_deref())?;
+    Ok(p)
+}
+
+impl RawYubiHsm {
+    fn check(self) -> Result<YubiHsm, Error> {
+        let connector = match &self.connector {
+            RawConnector::Http(url) => YubiHsmConnector::http(url)?,
+            RawConnector::Usb(serial) => YubiHsmConnector::usb(serial)?,
+        };
+        if self.auth_key == 0 {
+            return Err(Error::Config(
+                "backend.auth_key: 0 is not an object id (the factory default key is 1)".into(),
+            ));
+        }
+        let domain = self.domain.unwrap_or(1);
+        if !(1..=16).contains(&domain) {
+            return Err(Error::Config(format!(
+                "backend.domain must be between 1 and 16, got {domain}"
+            )));
+        }
+        check_key_list(self.keys.as_deref())?;
+        Ok(YubiHsm {
+            connector,
+            auth_key: self.auth_key,
+            password: self.password,
+            domain,
+            keys: self.keys,
+        })
+    }
+}
+
+/// `backend.keys`: no empty entry, none twice.
+fn check_key_list(keys: Option<&[String]>) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for key in keys.unwrap_or_default() {
+        if key.is_empty() {
+            return Err(Error::Config("backend.keys: an entry is empty".into()));
+        }
+        if !seen.insert(key) {
+            return Err(Error::Config(format!(
+                "backend.keys: '{key}' is listed twice"
+            )));
+        }
+    }
+    Ok(())
+}

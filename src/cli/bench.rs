@@ -98,7 +98,6 @@ fn parse_rpc(name: &str) -> Result<signet::bench::agent::Rpc, String> {
     }
 }
 
-
 impl AgentLoadArgs {
     fn load(
         &self,

@@ -236,4 +236,3 @@ fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
         }
     }
 }
-

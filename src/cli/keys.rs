@@ -204,4 +204,3 @@ fn confirm_destroy(id: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

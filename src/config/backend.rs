@@ -102,11 +102,14 @@ impl YubiHsmConnector {
                 "backend.connector: usb needs a serial number or \"any\"".into(),
             )),
             "any" => Ok(YubiHsmConnector::Usb(None)),
-            s => s.parse().map(|n| YubiHsmConnector::Usb(Some(n))).map_err(|e| {
-                Error::Config(format!(
-                    "backend.connector: usb = '{s}' is not a YubiHSM serial number: {e}"
-                ))
-            }),
+            s => s
+                .parse()
+                .map(|n| YubiHsmConnector::Usb(Some(n)))
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "backend.connector: usb = '{s}' is not a YubiHSM serial number: {e}"
+                    ))
+                }),
         }
     }
 }
@@ -185,4 +188,3 @@ impl SecretSource {
         }
     }
 }
-

@@ -125,6 +125,5 @@ fn describe(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    Audit, Backend, Client, Config, Limits, Listener, MetricsSettings, Mode, Pkcs11,
-    SecretSource, TokenSelector, YubiHsm, YubiHsmConnector,
+    Audit, Backend, Client, Config, Limits, Listener, MetricsSettings, Mode, Pkcs11, SecretSource,
+    TokenSelector, YubiHsm, YubiHsmConnector,
 };
 use crate::error::Error;
 
@@ -192,8 +192,7 @@ fn check_clients(clients: &[Client]) -> Result<(), Error> {
     matchers.sort_unstable();
     if matchers.windows(2).any(|w| w[0] == w[1]) {
         return Err(Error::Config(
-            "clients: two clients match the same uid, gid, cert_cn or cert_san; merge them"
-                .into(),
+            "clients: two clients match the same uid, gid, cert_cn or cert_san; merge them".into(),
         ));
     }
     let mut names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();

@@ -126,7 +126,6 @@ fn default_audit_max_bytes() -> u64 {
     64 << 20
 }
 
-
 /// Limits that protect the agent and the HSM.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,4 +195,3 @@ fn default_request_timeout_ms() -> u64 {
 fn default_max_batch_items() -> usize {
     1000
 }
-

@@ -3,16 +3,16 @@
 use super::*;
 
 const MINIMAL: &str = r#"
-    [[listen]]
-    type = "unix"
-    path = "/run/signet/signet.sock"
+        [[listen]]
+        type = "unix"
+        path = "/run/signet/signet.sock"
 
-    [backend]
-    type = "pkcs11"
-    module = "/usr/lib/softhsm/libsofthsm2.so"
-    token = { label = "signet" }
-    pin = { file = "/etc/signet/pin" }
-"#;
+        [backend]
+        type = "pkcs11"
+        module = "/usr/lib/softhsm/libsofthsm2.so"
+        token = { label = "signet" }
+        pin = { file = "/etc/signet/pin" }
+    "#;
 
 #[test]
 fn errors_name_the_line_or_the_table_they_are_in() {
@@ -99,12 +99,11 @@ fn non_loopback_plain_tcp_is_refused() {
 
 #[test]
 fn limits_and_lists_are_checked() {
-    assert!(err(&format!("{MINIMAL}\n[limits]\nmax_message_bytes = 0"))
-        .contains("max_message_bytes"));
-    assert!(err(&MINIMAL.replace("token =", "sessions = 0\ntoken =")).contains("sessions"));
     assert!(
-        err(&MINIMAL.replace("token =", "keys = [\"a\", \"a\"]\ntoken =")).contains("twice")
+        err(&format!("{MINIMAL}\n[limits]\nmax_message_bytes = 0")).contains("max_message_bytes")
     );
+    assert!(err(&MINIMAL.replace("token =", "sessions = 0\ntoken =")).contains("sessions"));
+    assert!(err(&MINIMAL.replace("token =", "keys = [\"a\", \"a\"]\ntoken =")).contains("twice"));
     assert!(err(&MINIMAL.replace(r#"{ label = "signet" }"#, "{ slot = 1 }")).contains("slot"));
     let no_listen = MINIMAL
         .replace("[[listen]]", "[unused]")
@@ -113,16 +112,16 @@ fn limits_and_lists_are_checked() {
 }
 
 const YUBIHSM: &str = r#"
-    [[listen]]
-    type = "unix"
-    path = "/run/signet/signet.sock"
+        [[listen]]
+        type = "unix"
+        path = "/run/signet/signet.sock"
 
-    [backend]
-    type = "yubihsm"
-    connector = { http = "http://127.0.0.1:12345" }
-    auth_key = 1
-    password = { file = "/etc/signet/yubihsm-password" }
-"#;
+        [backend]
+        type = "yubihsm"
+        connector = { http = "http://127.0.0.1:12345" }
+        auth_key = 1
+        password = { file = "/etc/signet/yubihsm-password" }
+    "#;
 
 #[test]
 fn yubihsm_backend_parses_and_is_checked() {
@@ -141,9 +140,7 @@ fn yubihsm_backend_parses_and_is_checked() {
     assert!(err(&YUBIHSM.replace("http://127.0.0.1:12345", "https://h:1")).contains("http://"));
     assert!(err(&YUBIHSM.replace(":12345", "")).contains("port"));
     assert!(err(&YUBIHSM.replace("auth_key = 1", "auth_key = 0")).contains("auth_key"));
-    assert!(
-        err(&YUBIHSM.replace("auth_key = 1", "auth_key = 1\ndomain = 17")).contains("domain")
-    );
+    assert!(err(&YUBIHSM.replace("auth_key = 1", "auth_key = 1\ndomain = 17")).contains("domain"));
     let e = err(&YUBIHSM.replace(
         r#"password = { file = "/etc/signet/yubihsm-password" }"#,
         r#"password = "hunter2""#,

@@ -14,7 +14,7 @@ use std::path::Path;
 pub use backend::{Backend, Pkcs11, SecretSource, TokenSelector, YubiHsm, YubiHsmConnector};
 pub use listen::{Listener, Mode};
 pub use settings::{
-    Audit, Client, Fsync, Limits, MetricsSettings, OnAuditFailure, Operation,
+    Audit, Client, ClientMatcher, Fsync, Limits, MetricsSettings, OnAuditFailure, Operation,
     DEFAULT_MAX_MESSAGE_BYTES,
 };
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    Audit, Backend, Client, Config, Limits, Listener, MetricsSettings, Mode, Pkcs11, SecretSource,
-    TokenSelector, YubiHsm, YubiHsmConnector,
+    Audit, Backend, Client, ClientMatcher, Config, Limits, Listener, MetricsSettings, Mode, Pkcs11,
+    SecretSource, TokenSelector, YubiHsm, YubiHsmConnector,
 };
 use crate::error::Error;
 
@@ -27,7 +27,7 @@ pub(super) struct RawConfig {
     limits: Limits,
     backend: RawBackend,
     #[serde(default)]
-    clients: Vec<Client>,
+    clients: Vec<RawClient>,
     audit: Option<Audit>,
     #[serde(default)]
     metrics: Option<MetricsSettings>,
@@ -54,6 +54,23 @@ enum RawListener {
         key: PathBuf,
         client_ca: PathBuf,
     },
+}
+
+/// One `[[clients]]` entry, as written (see [`Client`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: String,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    cert_cn: Option<String>,
+    cert_san: Option<String>,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    operations: Vec<super::Operation>,
+    rate_per_second: Option<f64>,
+    burst: Option<u32>,
 }
 
 /// `[backend]`, as written (see [`Backend`]).
@@ -97,7 +114,7 @@ impl RawConfig {
             .into_iter()
             .map(RawListener::check)
             .collect::<Result<Vec<_>, _>>()?;
-        check_clients(&self.clients)?;
+        let clients = check_clients(self.clients)?;
         check_limits(&self.limits)?;
         let backend = match self.backend {
             RawBackend::Pkcs11(p) => Backend::Pkcs11(check_pkcs11(p)?),
@@ -107,7 +124,7 @@ impl RawConfig {
             listen,
             limits: self.limits,
             backend,
-            clients: self.clients,
+            clients,
             audit: self.audit,
             metrics: self.metrics,
         })
@@ -160,21 +177,23 @@ impl RawListener {
     }
 }
 
-/// Each client names exactly one matcher, and no two clients share one or a name.
-fn check_clients(clients: &[Client]) -> Result<(), Error> {
-    for client in clients {
-        let matchers = [
-            client.uid.is_some(),
-            client.gid.is_some(),
-            client.cert_cn.is_some(),
-            client.cert_san.is_some(),
-        ];
-        if matchers.iter().filter(|m| **m).count() != 1 {
-            return Err(Error::Config(format!(
-                "clients: '{}' must name exactly one of uid, gid, cert_cn, cert_san",
-                client.name
-            )));
-        }
+/// Each client names exactly one matcher and a sane rate, and no two clients share a
+/// matcher or a name.
+fn check_clients(raw: Vec<RawClient>) -> Result<Vec<Client>, Error> {
+    let mut clients = Vec::with_capacity(raw.len());
+    for client in raw {
+        let matcher = match (client.uid, client.gid, client.cert_cn, client.cert_san) {
+            (Some(uid), None, None, None) => ClientMatcher::Uid(uid),
+            (None, Some(gid), None, None) => ClientMatcher::Gid(gid),
+            (None, None, Some(cn), None) => ClientMatcher::CertCn(cn),
+            (None, None, None, Some(san)) => ClientMatcher::CertSan(san),
+            _ => {
+                return Err(Error::Config(format!(
+                    "clients: '{}' must name exactly one of uid, gid, cert_cn, cert_san",
+                    client.name
+                )))
+            }
+        };
         if client
             .rate_per_second
             .is_some_and(|r| !(r > 0.0 && r.is_finite()))
@@ -184,11 +203,16 @@ fn check_clients(clients: &[Client]) -> Result<(), Error> {
                 client.name
             )));
         }
+        clients.push(Client {
+            name: client.name,
+            matcher,
+            keys: client.keys,
+            operations: client.operations,
+            rate_per_second: client.rate_per_second,
+            burst: client.burst,
+        });
     }
-    let mut matchers: Vec<String> = clients
-        .iter()
-        .map(|c| format!("{:?}{:?}{:?}{:?}", c.uid, c.gid, c.cert_cn, c.cert_san))
-        .collect();
+    let mut matchers: Vec<&ClientMatcher> = clients.iter().map(|c| &c.matcher).collect();
     matchers.sort_unstable();
     if matchers.windows(2).any(|w| w[0] == w[1]) {
         return Err(Error::Config(
@@ -203,7 +227,7 @@ fn check_clients(clients: &[Client]) -> Result<(), Error> {
             w[0]
         )));
     }
-    Ok(())
+    Ok(clients)
 }
 
 /// Every limit within its range.

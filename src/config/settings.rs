@@ -22,30 +22,37 @@ fn default_metrics_address() -> std::net::SocketAddr {
 }
 
 /// A named client: how it is recognised, and what it may do.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Client {
     /// The name used in the audit log and in error messages.
     pub name: String,
-    /// Matches a unix-socket caller running as this user id.
-    pub uid: Option<u32>,
-    /// Matches a unix-socket caller running with this primary group id.
-    pub gid: Option<u32>,
-    /// Matches a TLS caller whose verified certificate has this subject common name.
-    pub cert_cn: Option<String>,
-    /// Matches a TLS caller whose verified certificate has this DNS name, URI or e-mail SAN.
-    pub cert_san: Option<String>,
+    /// How its calls are recognised: the one of `uid`, `gid`, `cert_cn`, `cert_san` the file
+    /// names.
+    pub matcher: ClientMatcher,
     /// The key ids it may use; `"*"` means every served key.
-    #[serde(default)]
     pub keys: Vec<String>,
     /// What it may do with them: `sign`, `fingerprint` (and `public_key`, `list`, which every
     /// identified caller may do anyway).
-    #[serde(default)]
     pub operations: Vec<Operation>,
-    /// Sustained requests per second allowed to this client; absent means no limit.
+    /// Sustained requests per second allowed to this client (positive and finite); absent
+    /// means no limit.
     pub rate_per_second: Option<f64>,
     /// Requests it may make at once above the rate (default: one second's worth).
     pub burst: Option<u32>,
+}
+
+/// How a client's calls are recognised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClientMatcher {
+    /// `uid`: a unix-socket caller running as this user id.
+    Uid(u32),
+    /// `gid`: a unix-socket caller running with this primary group id.
+    Gid(u32),
+    /// `cert_cn`: a TLS caller whose verified certificate has this subject common name.
+    CertCn(String),
+    /// `cert_san`: a TLS caller whose verified certificate has this DNS name, URI or e-mail
+    /// SAN.
+    CertSan(String),
 }
 
 /// An operation a client can be granted.

@@ -192,3 +192,37 @@ fn the_socket_mode_is_parsed_when_loaded() {
         );
     }
 }
+
+#[test]
+fn each_client_gets_the_one_matcher_it_names() {
+    let with = |clients: &str| format!("{MINIMAL}\n{clients}");
+    let c = Config::parse(&with(
+        "[[clients]]\nname = \"a\"\nuid = 1000\n\
+         [[clients]]\nname = \"b\"\ncert_san = \"b.example\"\nrate_per_second = 5.0\n",
+    ))
+    .expect("valid");
+    assert_eq!(c.clients[0].matcher, ClientMatcher::Uid(1000));
+    assert_eq!(
+        c.clients[1].matcher,
+        ClientMatcher::CertSan("b.example".into())
+    );
+    let e = err(&with("[[clients]]\nname = \"a\"\nuid = 1\ngid = 2\n"));
+    assert!(e.contains("'a' must name exactly one of uid"), "{e}");
+    let e = err(&with("[[clients]]\nname = \"a\"\n"));
+    assert!(e.contains("'a' must name exactly one of uid"), "{e}");
+    let e = err(&with(
+        "[[clients]]\nname = \"a\"\ngid = 7\n[[clients]]\nname = \"b\"\ngid = 7\n",
+    ));
+    assert!(e.contains("two clients match the same"), "{e}");
+    let e = err(&with(
+        "[[clients]]\nname = \"a\"\ngid = 7\n[[clients]]\nname = \"a\"\nuid = 7\n",
+    ));
+    assert!(e.contains("the name 'a' is used twice"), "{e}");
+    let e = err(&with(
+        "[[clients]]\nname = \"a\"\nuid = 1\nrate_per_second = -1.0\n",
+    ));
+    assert!(
+        e.contains("rate_per_second must be a positive number"),
+        "{e}"
+    );
+}

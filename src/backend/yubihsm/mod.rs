@@ -108,7 +108,6 @@ pub fn connector(config: &YubiHsmConnector) -> Result<Connector, Error> {
 }
 
 #[cfg(feature = "yubihsm-usb")]
-#[allow(clippy::unnecessary_wraps)] // the same signature as without USB support
 fn usb(serial: Option<yubihsm::device::SerialNumber>) -> Result<Connector, Error> {
     Ok(Connector::usb(&yubihsm::connector::UsbConfig {
         serial,

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, each said once. The agent's own [`signet::error::Error`]
+/// An error and its causes on one line, each said once. The agent's own [`signet::Error`]
 /// already ends with its cause, in the words logs and gRPC messages use, so the chain stops
 /// there; a cause the message before spells out is left out too.
 fn chain(error: &anyhow::Error) -> String {
@@ -48,7 +48,7 @@ fn chain(error: &anyhow::Error) -> String {
             }
             text.push_str(&said);
         }
-        if cause.is::<signet::error::Error>() {
+        if cause.is::<signet::Error>() {
             break;
         }
     }
@@ -82,12 +82,12 @@ mod tests {
     #[test]
     fn an_error_line_says_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let ours = signet::error::Error::io("reading secret file /p", io);
+        let ours = signet::Error::io("reading secret file /p", io);
         assert_eq!(
             chain(&anyhow::Error::new(ours)),
             "reading secret file /p: no such file"
         );
-        let ours = signet::error::Error::Config("x.toml: line 2".into());
+        let ours = signet::Error::Config("x.toml: line 2".into());
         let wrapped = anyhow::Error::new(ours).context("starting");
         assert_eq!(chain(&wrapped), "starting: configuration: x.toml: line 2");
     }

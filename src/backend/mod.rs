@@ -1,6 +1,6 @@
 //! The seam between the agent and an HSM: a small, synchronous, object-safe trait.
 //!
-//! Calls block (they talk to hardware) and are made from the [`crate::executor::Executor`]'s
+//! Calls block (they talk to hardware) and are made from the `Executor`'s
 //! worker threads, never from async tasks.
 
 pub mod admin;

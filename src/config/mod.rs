@@ -1,4 +1,4 @@
-//! The agent's TOML configuration, parsed once into typed values: [`raw`] reads the file
+//! The agent's TOML configuration, parsed once into typed values: `raw` reads the file
 //! strictly (unknown keys are errors that name the key) and checks it into a [`Config`] whose
 //! values need no further parsing (a socket [`Mode`], a [`YubiHsmConnector`] address). A bad
 //! value is refused by [`Config::load`] with the setting's name. `signet.example.toml`

@@ -122,3 +122,43 @@ pub trait Backend: Send + Sync {
     /// Closes sessions and releases the HSM. Called once, after every worker has stopped.
     fn shutdown(&self);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTEN: &str = "[[listen]]\ntype = \"unix\"\npath = \"/run/signet/signet.sock\"\n";
+
+    #[test]
+    fn only_a_pkcs11_configuration_has_pkcs11_settings() {
+        let pkcs11 = Config::parse(&format!(
+            "{LISTEN}[backend]\ntype = \"pkcs11\"\nmodule = \"m.so\"\n\
+             token = {{ label = \"signet\" }}\npin = {{ env = \"PIN\" }}\n"
+        ))
+        .expect("pkcs11");
+        assert!(pkcs11_only(&pkcs11)
+            .is_some_and(|p| p.token == config::TokenSelector::Label("signet".into())));
+        let yubihsm = Config::parse(&format!(
+            "{LISTEN}[backend]\ntype = \"yubihsm\"\nconnector = {{ http = \"http://h:1\" }}\n\
+             auth_key = 1\npassword = {{ env = \"PW\" }}\n"
+        ))
+        .expect("yubihsm");
+        assert!(pkcs11_only(&yubihsm).is_none());
+    }
+
+    #[test]
+    fn opening_reads_the_secret_of_the_backend_the_configuration_names() {
+        // Neither backend is reached: the secret source is read first, and it is missing.
+        let yubihsm = Config::parse(&format!(
+            "{LISTEN}[backend]\ntype = \"yubihsm\"\nconnector = {{ http = \"http://h:1\" }}\n\
+             auth_key = 1\npassword = {{ file = \"/nonexistent/signet-test-password\" }}\n"
+        ))
+        .expect("yubihsm");
+        for e in [
+            open(&yubihsm).err().expect("no password file"),
+            open_admin(&yubihsm).err().expect("no password file"),
+        ] {
+            assert!(e.to_string().contains("signet-test-password"), "{e}");
+        }
+    }
+}

@@ -55,7 +55,7 @@ impl Config {
 
     /// Parses and checks configuration text.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let raw: raw::RawConfig =
+        let raw: raw::Config =
             toml::from_str(text).map_err(|e| Error::Config(describe(text, &e)))?;
         raw.check()
     }

@@ -1,18 +1,23 @@
-//! The configuration file as it is written ([`RawConfig`], parsed strictly by serde: unknown
-//! keys are errors that name the key), and its one check into the typed [`Config`]: every
-//! value that needs parsing beyond TOML (a socket mode, a connector address, a USB serial) is
-//! parsed here, once, and a bad one is refused with the setting's name.
+//! The configuration file as it is written ([`Config`], parsed strictly by serde: unknown
+//! keys are errors that name the key), and its one check into the typed [`valid::Config`]:
+//! every value that needs parsing beyond TOML (a socket mode, a connector address, a USB
+//! serial, a client's matcher) is parsed here, once, and a bad one is refused with the
+//! setting's name.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super as valid;
 use super::{
-    Audit, Backend, Client, ClientMatcher, Config, Limits, Listener, MetricsSettings, Mode, Pkcs11,
-    SecretSource, TokenSelector, YubiHsm, YubiHsmConnector,
+    Audit, ClientMatcher, Limits, MetricsSettings, Mode, Operation, Pkcs11, SecretSource,
+    TokenSelector,
 };
 use crate::error::Error;
+
+// Each raw type has the name of the type it becomes (`raw::Client` becomes a `valid::Client`):
+// serde names the type in some messages ("expected struct Client").
 
 /// The largest message size limit the configuration accepts: 64 MiB.
 const MAX_MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -20,23 +25,23 @@ const MAX_MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// The whole configuration file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawConfig {
+pub(super) struct Config {
     #[serde(default)]
-    listen: Vec<RawListener>,
+    listen: Vec<Listener>,
     #[serde(default)]
     limits: Limits,
-    backend: RawBackend,
+    backend: Backend,
     #[serde(default)]
-    clients: Vec<RawClient>,
+    clients: Vec<Client>,
     audit: Option<Audit>,
     #[serde(default)]
     metrics: Option<MetricsSettings>,
 }
 
-/// One `[[listen]]` entry, as written (see [`Listener`]).
+/// One `[[listen]]` entry, as written (see [`valid::Listener`]).
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum RawListener {
+enum Listener {
     Unix {
         path: PathBuf,
         mode: Option<String>,
@@ -56,10 +61,10 @@ enum RawListener {
     },
 }
 
-/// One `[[clients]]` entry, as written (see [`Client`]).
+/// One `[[clients]]` entry, as written (see [`valid::Client`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawClient {
+struct Client {
     name: String,
     uid: Option<u32>,
     gid: Option<u32>,
@@ -68,24 +73,24 @@ struct RawClient {
     #[serde(default)]
     keys: Vec<String>,
     #[serde(default)]
-    operations: Vec<super::Operation>,
+    operations: Vec<Operation>,
     rate_per_second: Option<f64>,
     burst: Option<u32>,
 }
 
-/// `[backend]`, as written (see [`Backend`]).
+/// `[backend]`, as written (see [`valid::Backend`]).
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum RawBackend {
+enum Backend {
     Pkcs11(Pkcs11),
-    Yubihsm(RawYubiHsm),
+    Yubihsm(YubiHsm),
 }
 
-/// `[backend]` with `type = "yubihsm"`, as written (see [`YubiHsm`]).
+/// `[backend]` with `type = "yubihsm"`, as written (see [`valid::YubiHsm`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawYubiHsm {
-    connector: RawConnector,
+struct YubiHsm {
+    connector: YubiHsmConnector,
     auth_key: u16,
     password: SecretSource,
     domain: Option<u8>,
@@ -95,15 +100,15 @@ struct RawYubiHsm {
 /// `connector = { http = "…" }` or `{ usb = "…" }`, as written.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
-enum RawConnector {
+enum YubiHsmConnector {
     Http(String),
     Usb(String),
 }
 
-impl RawConfig {
+impl Config {
     /// Checks what the types cannot (at least one listener, loopback-only plain TCP, sane
     /// limits, distinct clients) and parses the values written as strings.
-    pub(super) fn check(self) -> Result<Config, Error> {
+    pub(super) fn check(self) -> Result<valid::Config, Error> {
         if self.listen.is_empty() {
             return Err(Error::Config(
                 "no [[listen]] entry: add a unix socket or a loopback TCP address".into(),
@@ -112,15 +117,15 @@ impl RawConfig {
         let listen = self
             .listen
             .into_iter()
-            .map(RawListener::check)
+            .map(Listener::check)
             .collect::<Result<Vec<_>, _>>()?;
         let clients = check_clients(self.clients)?;
         check_limits(&self.limits)?;
         let backend = match self.backend {
-            RawBackend::Pkcs11(p) => Backend::Pkcs11(check_pkcs11(p)?),
-            RawBackend::Yubihsm(y) => Backend::Yubihsm(y.check()?),
+            Backend::Pkcs11(p) => valid::Backend::Pkcs11(check_pkcs11(p)?),
+            Backend::Yubihsm(y) => valid::Backend::Yubihsm(y.check()?),
         };
-        Ok(Config {
+        Ok(valid::Config {
             listen,
             limits: self.limits,
             backend,
@@ -131,21 +136,21 @@ impl RawConfig {
     }
 }
 
-impl RawListener {
-    fn check(self) -> Result<Listener, Error> {
+impl Listener {
+    fn check(self) -> Result<valid::Listener, Error> {
         match self {
-            RawListener::Unix {
+            Listener::Unix {
                 path,
                 mode,
                 uid,
                 gid,
-            } => Ok(Listener::Unix {
+            } => Ok(valid::Listener::Unix {
                 path,
                 mode: mode.as_deref().map_or(Ok(Mode::DEFAULT), Mode::parse)?,
                 uid,
                 gid,
             }),
-            RawListener::Tcp { address, plaintext } => {
+            Listener::Tcp { address, plaintext } => {
                 if !address.ip().is_loopback() {
                     return Err(Error::Config(format!(
                         "listen: plain TCP on {address} is refused: plain TCP carries no \
@@ -160,14 +165,14 @@ impl RawListener {
                          callers have no identity, so they may only read public keys"
                     )));
                 }
-                Ok(Listener::Tcp { address })
+                Ok(valid::Listener::Tcp { address })
             }
-            RawListener::Tls {
+            Listener::Tls {
                 address,
                 cert,
                 key,
                 client_ca,
-            } => Ok(Listener::Tls {
+            } => Ok(valid::Listener::Tls {
                 address,
                 cert,
                 key,
@@ -179,7 +184,7 @@ impl RawListener {
 
 /// Each client names exactly one matcher and a sane rate, and no two clients share a
 /// matcher or a name.
-fn check_clients(raw: Vec<RawClient>) -> Result<Vec<Client>, Error> {
+fn check_clients(raw: Vec<Client>) -> Result<Vec<valid::Client>, Error> {
     let mut clients = Vec::with_capacity(raw.len());
     for client in raw {
         let matcher = match (client.uid, client.gid, client.cert_cn, client.cert_san) {
@@ -203,7 +208,7 @@ fn check_clients(raw: Vec<RawClient>) -> Result<Vec<Client>, Error> {
                 client.name
             )));
         }
-        clients.push(Client {
+        clients.push(valid::Client {
             name: client.name,
             matcher,
             keys: client.keys,
@@ -288,11 +293,11 @@ fn check_pkcs11(p: Pkcs11) -> Result<Pkcs11, Error> {
     Ok(p)
 }
 
-impl RawYubiHsm {
-    fn check(self) -> Result<YubiHsm, Error> {
+impl YubiHsm {
+    fn check(self) -> Result<valid::YubiHsm, Error> {
         let connector = match &self.connector {
-            RawConnector::Http(url) => YubiHsmConnector::http(url)?,
-            RawConnector::Usb(serial) => YubiHsmConnector::usb(serial)?,
+            YubiHsmConnector::Http(url) => valid::YubiHsmConnector::http(url)?,
+            YubiHsmConnector::Usb(serial) => valid::YubiHsmConnector::usb(serial)?,
         };
         if self.auth_key == 0 {
             return Err(Error::Config(
@@ -306,7 +311,7 @@ impl RawYubiHsm {
             )));
         }
         check_key_list(self.keys.as_deref())?;
-        Ok(YubiHsm {
+        Ok(valid::YubiHsm {
             connector,
             auth_key: self.auth_key,
             password: self.password,

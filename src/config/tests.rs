@@ -226,3 +226,22 @@ fn each_client_gets_the_one_matcher_it_names() {
         "{e}"
     );
 }
+
+#[test]
+fn messages_name_the_types_of_the_documentation() {
+    let e = err(&format!(
+        "backend = 5\n{}",
+        MINIMAL.replace("[backend]", "[unused]")
+    ));
+    assert!(e.contains("expected internally tagged enum Backend"), "{e}");
+    let e = err(&format!("clients = [5]\n{MINIMAL}"));
+    assert!(e.contains("expected struct Client"), "{e}");
+    let e = err(&format!(
+        "listen = [5]\n{}",
+        MINIMAL.replace("[[listen]]", "[unused]")
+    ));
+    assert!(
+        e.contains("expected internally tagged enum Listener"),
+        "{e}"
+    );
+}

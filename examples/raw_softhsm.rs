@@ -8,7 +8,7 @@ use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 use signet::backend::pkcs11::Token;
-use signet::config::{self, Config};
+use signet::Config;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let seconds: u64 = args.next().map_or(Ok(3), |s| s.parse())?;
     let threads: usize = args.next().map_or(Ok(2), |s| s.parse())?;
-    let config::Backend::Pkcs11(p) = &config.backend else {
+    let Some(p) = signet::backend::pkcs11_only(&config) else {
         return Err(
             "raw_softhsm measures a PKCS#11 module; the configuration names a YubiHSM".into(),
         );

@@ -5,10 +5,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::backend::admin::{KeyAdmin, KeyInfo};
-use crate::backend::pkcs11::admin::Pkcs11Admin;
-use crate::backend::yubihsm::admin::YubiHsmAdmin;
 use crate::backend::yubihsm::discover::{format_id, KeyRef};
-use crate::config::{self, Config};
 use crate::error::Error;
 use crate::key::Algorithm;
 use crate::public_key::PublicKey;
@@ -17,20 +14,6 @@ use crate::sqooler;
 
 /// The message every imported key signs once, to prove the token holds what was imported.
 const SELF_TEST_MESSAGE: &[u8] = b"signet import self-test";
-
-/// Opens the configured backend for key management (read-write, logged in).
-pub fn open(config: &Config) -> Result<Box<dyn KeyAdmin>, Error> {
-    match &config.backend {
-        config::Backend::Pkcs11(p) => {
-            let pin = p.pin.read()?;
-            Ok(Box::new(Pkcs11Admin::open(p, &pin)?))
-        }
-        config::Backend::Yubihsm(y) => {
-            let password = y.password.read()?;
-            Ok(Box::new(YubiHsmAdmin::open(y, &password)?))
-        }
-    }
-}
 
 /// Generates a key and checks, reading the flags back, that the agent will serve it. Returns
 /// the public key for asymmetric keys. With `exists_ok`, one existing key of the same type that

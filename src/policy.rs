@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::config::{self, Operation};
+use crate::config::{self, ClientMatcher as Matcher, Operation};
 use crate::error::Error;
 use crate::identity::Identity;
 
@@ -23,24 +23,16 @@ struct Rule {
     bucket: Option<Mutex<TokenBucket>>,
 }
 
-enum Matcher {
-    Uid(u32),
-    Gid(u32),
-    CertCn(String),
-    CertSan(String),
-}
-
-impl Matcher {
-    fn matches(&self, identity: &Identity) -> bool {
-        match (self, identity) {
-            (Matcher::Uid(want), Identity::Unix { uid, .. }) => want == uid,
-            (Matcher::Gid(want), Identity::Unix { gid, .. }) => want == gid,
-            (Matcher::CertCn(want), Identity::Certificate { cn, .. }) => {
-                cn.as_deref() == Some(want.as_str())
-            }
-            (Matcher::CertSan(want), Identity::Certificate { sans, .. }) => sans.contains(want),
-            _ => false,
+/// Whether `identity` is the caller a client's matcher names.
+fn matches(matcher: &Matcher, identity: &Identity) -> bool {
+    match (matcher, identity) {
+        (Matcher::Uid(want), Identity::Unix { uid, .. }) => want == uid,
+        (Matcher::Gid(want), Identity::Unix { gid, .. }) => want == gid,
+        (Matcher::CertCn(want), Identity::Certificate { cn, .. }) => {
+            cn.as_deref() == Some(want.as_str())
         }
+        (Matcher::CertSan(want), Identity::Certificate { sans, .. }) => sans.contains(want),
+        _ => false,
     }
 }
 
@@ -67,18 +59,11 @@ impl TokenBucket {
 }
 
 impl Policy {
-    /// The policy of the configured clients (checked by `Config::validate`).
+    /// The policy of the configured clients (checked when the configuration was loaded).
     pub fn new(clients: &[config::Client]) -> Self {
         let clients = clients
             .iter()
-            .filter_map(|c| {
-                let matcher = match (&c.uid, &c.gid, &c.cert_cn, &c.cert_san) {
-                    (Some(uid), _, _, _) => Matcher::Uid(*uid),
-                    (_, Some(gid), _, _) => Matcher::Gid(*gid),
-                    (_, _, Some(cn), _) => Matcher::CertCn(cn.clone()),
-                    (_, _, _, Some(san)) => Matcher::CertSan(san.clone()),
-                    _ => return None,
-                };
+            .map(|c| {
                 let bucket = c.rate_per_second.map(|rate| {
                     let burst = c.burst.map_or(rate.max(1.0), f64::from);
                     Mutex::new(TokenBucket {
@@ -88,13 +73,13 @@ impl Policy {
                         at: Instant::now(),
                     })
                 });
-                Some(Rule {
+                Rule {
                     name: c.name.clone(),
-                    matcher,
+                    matcher: c.matcher.clone(),
                     keys: c.keys.clone(),
                     operations: c.operations.clone(),
                     bucket,
-                })
+                }
             })
             .collect::<Vec<Rule>>();
         // The most specific kind of rule decides: a uid before a gid (which a user can switch
@@ -113,7 +98,7 @@ impl Policy {
     pub fn client_of(&self, identity: &Identity) -> Option<String> {
         self.clients
             .iter()
-            .find(|r| r.matcher.matches(identity))
+            .find(|r| matches(&r.matcher, identity))
             .map(|r| r.name.clone())
     }
 
@@ -134,7 +119,7 @@ impl Policy {
                     .into(),
             ));
         }
-        let rule = self.clients.iter().find(|r| r.matcher.matches(identity));
+        let rule = self.clients.iter().find(|r| matches(&r.matcher, identity));
         if let Some(rule) = rule {
             if let Some(bucket) = &rule.bucket {
                 let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
@@ -178,10 +163,7 @@ mod tests {
     fn client(name: &str, uid: u32, keys: &[&str], ops: &[Operation]) -> config::Client {
         config::Client {
             name: name.into(),
-            uid: Some(uid),
-            gid: None,
-            cert_cn: None,
-            cert_san: None,
+            matcher: Matcher::Uid(uid),
             keys: keys.iter().map(|k| k.to_string()).collect(),
             operations: ops.to_vec(),
             rate_per_second: None,
@@ -238,12 +220,12 @@ mod tests {
     #[test]
     fn gid_and_certificate_rules_match_and_uid_comes_before_gid() {
         let mut by_gid = client("group", 0, &["*"], &[Operation::Sign]);
-        (by_gid.uid, by_gid.gid) = (None, Some(100));
+        by_gid.matcher = Matcher::Gid(100);
         let by_uid = client("person", 1000, &["ed"], &[Operation::Sign]);
         let mut by_cn = client("cn", 0, &["ed"], &[Operation::Fingerprint]);
-        (by_cn.uid, by_cn.cert_cn) = (None, Some("witness-1".into()));
+        by_cn.matcher = Matcher::CertCn("witness-1".into());
         let mut by_san = client("san", 0, &["*"], &[Operation::Sign]);
-        (by_san.uid, by_san.cert_san) = (None, Some("w.example".into()));
+        by_san.matcher = Matcher::CertSan("w.example".into());
         // Listed gid first: the uid rule still decides for uid 1000.
         let policy = Policy::new(&[by_gid, by_uid, by_san, by_cn]);
         assert_eq!(policy.client_of(&unix(1000)), Some("person".into()));

@@ -21,10 +21,8 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 
 use crate::audit::AuditLog;
-use crate::backend::pkcs11::Pkcs11Backend;
-use crate::backend::yubihsm::YubiHsmBackend;
 use crate::backend::{Backend, HsmState};
-use crate::config::{self, Config, Listener};
+use crate::config::{Config, Listener, Mode};
 use crate::error::Error;
 use crate::grpc::delivery::DeliveryLayer;
 use crate::grpc::proto::signer_server::SignerServer;
@@ -41,32 +39,12 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Opens the HSM backend described by the configuration (blocking; call before serving).
+/// Opens the HSM backend described by the configuration (blocking; call before serving):
+/// [`crate::backend::open`], as a pair.
 pub fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, usize), Error> {
-    match &config.backend {
-        config::Backend::Pkcs11(p) => {
-            let pin = p.pin.read()?;
-            // The backend keeps the PIN (zeroizing) to log in again after an HSM outage.
-            let backend = Pkcs11Backend::open(p, pin)?;
-            let workers = p
-                .sessions
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            Ok((Arc::new(backend), workers))
-        }
-        config::Backend::Yubihsm(y) => {
-            let password = y.password.read()?;
-            // The backend keeps only the credentials derived from the password (wiped when
-            // dropped), to open new sessions.
-            let backend = YubiHsmBackend::open(y, &password)?;
-            drop(password);
-            Ok((Arc::new(backend), YUBIHSM_WORKERS))
-        }
-    }
+    let opened = crate::backend::open(config)?;
+    Ok((opened.backend, opened.workers))
 }
-
-/// Worker threads in front of a YubiHSM: the device runs one command at a time, so one thread
-/// talks to it while the other verifies the last signature or reads the next request.
-pub const YUBIHSM_WORKERS: usize = 2;
 
 /// Serves until SIGTERM or SIGINT, then drains, closes the HSM and removes socket files.
 pub async fn serve(config: Config, backend: Arc<dyn Backend>, workers: usize) -> Result<(), Error> {
@@ -162,7 +140,7 @@ pub async fn serve_until(
                 uid,
                 gid,
             } => {
-                let bound = bind_unix(path, mode.as_deref(), *uid, *gid)
+                let bound = bind_unix(path, *mode, *uid, *gid)
                     .inspect_err(|_| sockets.iter().for_each(remove_socket))?;
                 sockets.push(path.clone());
                 listen::Bound::Unix(bound)
@@ -289,7 +267,7 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), Erro
 
 fn bind_unix(
     path: &PathBuf,
-    mode: Option<&str>,
+    mode: Mode,
     uid: Option<u32>,
     gid: Option<u32>,
 ) -> Result<UnixListener, Error> {
@@ -313,8 +291,7 @@ fn bind_unix(
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| Error::io(format!("binding unix socket {}", path.display()), e))?;
-    let mode = config::parse_mode(mode.unwrap_or("0660"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode.bits()))
         .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
     if uid.is_some() || gid.is_some() {
         std::os::unix::fs::chown(path, uid, gid)

@@ -1,5 +1,5 @@
 //! The agent's domain logic, free of gRPC: key lookup, limits, the ECDSA prehash and encodings,
-//! the SWT3 formula, and verify-after-sign. Every HSM call goes through the [`Executor`].
+//! the SWT3 formula, and verify-after-sign. Every HSM call goes through the `Executor`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -13,10 +13,10 @@ use common::in_process::InProcessAgent;
 use common::requests::sign_request;
 use ed25519_dalek::Signer as _;
 use signet::backend::{Backend, HsmState};
-use signet::error::Error;
 use signet::grpc::proto::SignRequest;
-use signet::key::{Algorithm, KeyDescriptor};
-use signet::public_key::PublicKey;
+use signet::Error;
+use signet::PublicKey;
+use signet::{Algorithm, KeyDescriptor};
 use tokio::sync::watch;
 
 /// What the fake device does with the next calls.
@@ -81,8 +81,8 @@ impl Backend for FaultyDevice {
             mode = self.changed.wait(mode).expect("mode");
         }
         match *mode {
-            Mode::Gone => Err(signet::error::HsmError::new(
-                signet::error::HsmFault::Lost,
+            Mode::Gone => Err(signet::HsmError::new(
+                signet::HsmFault::Lost,
                 "C_Sign",
                 "C_Sign returned CKR_DEVICE_REMOVED",
             )

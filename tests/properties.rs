@@ -15,10 +15,10 @@ use p256::ecdsa::signature::Verifier as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use signet::backend::Backend;
-use signet::error::Error;
 use signet::grpc::proto::{FingerprintRequest, SignRequest};
-use signet::key::{Algorithm, KeyDescriptor};
-use signet::public_key::PublicKey;
+use signet::Error;
+use signet::PublicKey;
+use signet::{Algorithm, KeyDescriptor};
 use tonic::Code;
 
 const LIMIT: usize = 4096;

@@ -20,8 +20,8 @@ use common::{sign_load, Device, Verifier, HMAC_SECRET};
 use signet::backend::yubihsm::admin::YubiHsmAdmin;
 use signet::backend::yubihsm::{Device as YubiDevice, Timing, YubiHsmBackend};
 use signet::backend::{Backend, HsmState};
-use signet::key::Algorithm;
-use signet::secret::Secret;
+use signet::Algorithm;
+use signet::Secret;
 use tokio::sync::watch;
 
 /// The backend's view of the fake connector, with `password`.
@@ -445,7 +445,7 @@ fn keys_the_authentication_key_cannot_sign_with_are_not_served() {
     assert_eq!(ids, ["ed"]);
     let signature = backend.sign("ed", b"least privilege").expect("signs");
     let public = backend.keys()[0].public_key.clone().expect("a public key");
-    let signet::public_key::PublicKey::Ed25519(public) = public else {
+    let signet::PublicKey::Ed25519(public) = public else {
         panic!("an Ed25519 key: {public:?}");
     };
     public

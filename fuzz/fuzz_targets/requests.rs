@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use signet::backend::Backend;
-use signet::error::Error;
+use signet::Error;
 use signet::grpc::proto::signer_server::Signer as _;
 use signet::grpc::proto::{FingerprintRequest, GetPublicKeyRequest, SignBatchRequest, SignRequest};
 use signet::grpc::service::{Access, SignerService};
-use signet::key::SignatureFormat;
-use signet::policy::Policy;
+use signet::SignatureFormat;
+use signet::Policy;
 use signet::signer::Signer;
-use signet::swt3::Anchor;
-use signet::key::{Algorithm, KeyDescriptor};
-use signet::public_key::PublicKey;
+use signet::Anchor;
+use signet::{Algorithm, KeyDescriptor};
+use signet::PublicKey;
 
 struct SoftKeys(ed25519_dalek::SigningKey);
 
@@ -76,7 +76,7 @@ fn harness() -> &'static Harness {
         let access = Access {
             policy: Arc::new(Policy::new(&[])),
             audit: None,
-            metrics: Arc::new(signet::metrics::Metrics::new()),
+            metrics: Arc::new(signet::Metrics::new()),
         };
         let service = SignerService::new(Arc::clone(&signer), access, &limits);
         Harness {

@@ -160,7 +160,7 @@ impl Metrics {
         }
     }
 
-    /// Counts one request (or batch item). `key` must be a served key id or [`OTHER_KEY`].
+    /// Counts one request (or batch item). `key` must be a served key id or `OTHER_KEY`.
     pub fn request(&self, rpc: &'static str, key: &str, code: &'static str) {
         self.requests
             .get_or_create(&RequestLabels {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signet::backend::Backend;
-use signet::error::Error;
 use signet::grpc::proto::signer_client::SignerClient;
+use signet::Error;
 use tonic::transport::Channel;
 
 /// The agent serving a backend in this process.

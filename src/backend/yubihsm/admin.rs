@@ -35,7 +35,7 @@ impl YubiHsmAdmin {
     pub fn open(config: &config::YubiHsm, password: &Secret) -> Result<Self, Error> {
         Self::open_with(
             &Device::new(config, password)?,
-            config.domain.unwrap_or(1),
+            config.domain,
             config.keys.clone(),
         )
     }

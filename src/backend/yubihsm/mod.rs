@@ -69,31 +69,23 @@ impl Device {
     }
 }
 
-/// The `yubihsm` connector the configuration names.
+/// The `yubihsm` connector the configuration names (its address was parsed when the
+/// configuration was loaded).
 pub fn connector(config: &YubiHsmConnector) -> Result<Connector, Error> {
     match config {
-        YubiHsmConnector::Http(url) => {
-            let (addr, port) = YubiHsmConnector::http_address(url)?;
+        YubiHsmConnector::Http { host, port } => {
             Ok(Connector::http(&yubihsm::connector::HttpConfig {
-                addr,
-                port,
+                addr: host.clone(),
+                port: *port,
                 timeout_ms: HTTP_TIMEOUT_MS,
             }))
         }
-        YubiHsmConnector::Usb(serial) => usb(serial),
+        YubiHsmConnector::Usb(serial) => usb(*serial),
     }
 }
 
 #[cfg(feature = "yubihsm-usb")]
-fn usb(serial: &str) -> Result<Connector, Error> {
-    let serial = match serial {
-        "any" => None,
-        s => Some(s.parse().map_err(|e| {
-            Error::Config(format!(
-                "backend.connector: usb = '{s}' is not a YubiHSM serial number: {e}"
-            ))
-        })?),
-    };
+fn usb(serial: Option<yubihsm::device::SerialNumber>) -> Result<Connector, Error> {
     Ok(Connector::usb(&yubihsm::connector::UsbConfig {
         serial,
         timeout_ms: yubihsm::connector::UsbConfig::DEFAULT_TIMEOUT_MILLIS,
@@ -101,7 +93,7 @@ fn usb(serial: &str) -> Result<Connector, Error> {
 }
 
 #[cfg(not(feature = "yubihsm-usb"))]
-fn usb(_: &str) -> Result<Connector, Error> {
+fn usb(_: Option<yubihsm::device::SerialNumber>) -> Result<Connector, Error> {
     Err(Error::Config(
         "backend.connector: this signet was built without USB support (the yubihsm-usb cargo \
          feature, which needs libusb); run yubihsm-connector and use { http = \"http://…\" }"
@@ -155,7 +147,11 @@ mod tests {
     fn long_whole_messages_are_refused_before_the_device_sees_them() {
         // No connector is needed: the length is checked first.
         let client = Client::create(
-            connector(&YubiHsmConnector::Http("http://127.0.0.1:9".into())).expect("connector"),
+            connector(&YubiHsmConnector::Http {
+                host: "127.0.0.1".into(),
+                port: 9,
+            })
+            .expect("connector"),
             Credentials::from_password(1, b"unused"),
         )
         .expect("client");
@@ -168,7 +164,7 @@ mod tests {
     #[test]
     #[cfg(not(feature = "yubihsm-usb"))]
     fn usb_without_the_feature_says_how_to_get_it() {
-        let e = connector(&YubiHsmConnector::Usb("any".into()))
+        let e = connector(&YubiHsmConnector::Usb(None))
             .err()
             .expect("refused");
         assert!(e.to_string().contains("yubihsm-usb"), "{e}");

@@ -8,10 +8,11 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::raw::{call, frame};
+use std::time::Duration;
+
+use common::raw_h2;
 use common::requests::sign_request;
 use common::{TestToken, Verifier};
-use prost::Message;
 use sha2::{Digest, Sha256};
 use signet::grpc::proto::{sign_batch_result, SignBatchRequest, SignBatchResponse};
 
@@ -37,19 +38,21 @@ async fn a_batch_past_its_deadline_answers_what_it_finished_and_the_log_matches(
     });
     let agent = token.start_agent().await;
     let verifier = Verifier::fetch(agent.channel().await).await;
+    let send = raw_h2::connect(&token.socket).await;
 
     // Per message hash: the code the caller was answered (0 OK, 4 DEADLINE_EXCEEDED).
-    let mut answered: HashMap<String, u32> = HashMap::new();
+    let mut answered: HashMap<String, i32> = HashMap::new();
     for (round, timeout) in [(0u8, "5m"), (1, "30m"), (2, "150m")] {
         let items = items(round);
         let request = SignBatchRequest {
             items: items.iter().map(|(k, m)| sign_request(k, m)).collect(),
         };
-        let answer = call(
-            &token.socket,
+        let answer = raw_h2::call(
+            &send,
             "/signet.v1.Signer/SignBatch",
             &[("grpc-timeout", timeout)],
-            frame(&request.encode_to_vec()),
+            &request,
+            Duration::ZERO,
         )
         .await;
         if answer.status == 4 {
@@ -64,7 +67,7 @@ async fn a_batch_past_its_deadline_answers_what_it_finished_and_the_log_matches(
         assert_eq!(results.len(), ITEMS, "one result per item");
         let mut finished = 0;
         for ((key, message), result) in items.iter().zip(results) {
-            let code = match result.result.expect("a result") {
+            let code: i32 = match result.result.expect("a result") {
                 sign_batch_result::Result::Signature(signed) => {
                     assert!(
                         verifier.verify(key, message, &signed.signature),
@@ -78,7 +81,7 @@ async fn a_batch_past_its_deadline_answers_what_it_finished_and_the_log_matches(
                     4
                 }
             };
-            answered.insert(hex::encode(Sha256::digest(message)), code as u32);
+            answered.insert(hex::encode(Sha256::digest(message)), code);
         }
         eprintln!("grpc-timeout {timeout}: {finished} of {ITEMS} items signed");
     }
@@ -87,11 +90,12 @@ async fn a_batch_past_its_deadline_answers_what_it_finished_and_the_log_matches(
     let request = SignBatchRequest {
         items: vec![sign_request("ed", b"late")],
     };
-    let answer = call(
-        &token.socket,
+    let answer = raw_h2::call(
+        &send,
         "/signet.v1.Signer/SignBatch",
         &[("grpc-timeout", "0n")],
-        frame(&request.encode_to_vec()),
+        &request,
+        Duration::ZERO,
     )
     .await;
     assert_eq!(answer.status, 4, "DEADLINE_EXCEEDED: {answer:?}");
@@ -99,7 +103,7 @@ async fn a_batch_past_its_deadline_answers_what_it_finished_and_the_log_matches(
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     let text = std::fs::read_to_string(token.dir.path().join("audit.jsonl")).expect("audit log");
-    let mut recorded: HashMap<String, u32> = HashMap::new();
+    let mut recorded: HashMap<String, i32> = HashMap::new();
     for line in text.lines() {
         let record: serde_json::Value = serde_json::from_str(line).expect("JSON");
         if record["rpc"] != "SignBatch" {

@@ -11,7 +11,6 @@ pub mod health;
 pub mod in_process;
 pub mod output;
 pub mod ports;
-pub mod raw;
 pub mod raw_h2;
 pub mod requests;
 pub mod sqooler;

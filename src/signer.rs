@@ -1,7 +1,6 @@
 //! The agent's domain logic, free of gRPC: key lookup, limits, the ECDSA prehash and encodings,
 //! the SWT3 formula, and verify-after-sign. Every HSM call goes through the `Executor`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,7 +41,8 @@ pub struct Witness {
 
 /// Signs on behalf of callers with the keys a backend serves.
 pub struct Signer {
-    keys: HashMap<String, KeyDescriptor>,
+    /// The backend, for its registry of served keys (its calls go through the executor).
+    backend: Arc<dyn Backend>,
     executor: Executor,
     max_message_bytes: usize,
     /// How many HSM workers there are (batches are split into at most this many chunks).
@@ -52,18 +52,13 @@ pub struct Signer {
 impl Signer {
     /// Serves the backend's keys through `executor`.
     pub fn new(
-        backend: &dyn Backend,
+        backend: Arc<dyn Backend>,
         executor: Executor,
         max_message_bytes: usize,
         workers: usize,
     ) -> Self {
-        let keys = backend
-            .keys()
-            .into_iter()
-            .map(|k| (k.id.clone(), k))
-            .collect();
         Signer {
-            keys,
+            backend,
             executor,
             max_message_bytes,
             workers: workers.max(1),
@@ -72,7 +67,7 @@ impl Signer {
 
     /// Whether `key_id` is a key this agent serves.
     pub fn serves(&self, key_id: &str) -> bool {
-        self.keys.contains_key(key_id)
+        self.backend.registry().contains(key_id)
     }
 
     /// The HSM queue and workers right now (for the metrics).
@@ -82,15 +77,15 @@ impl Signer {
 
     /// The served keys, sorted by id.
     pub fn keys(&self) -> Vec<KeyDescriptor> {
-        let mut keys: Vec<_> = self.keys.values().cloned().collect();
-        keys.sort_by(|a, b| a.id.cmp(&b.id));
-        keys
+        self.backend.registry().to_vec()
     }
 
     fn key(&self, key_id: &str) -> Result<&KeyDescriptor, Error> {
         check_key_id(key_id)?;
-        self.keys
+        self.backend
+            .registry()
             .get(key_id)
+            .map(|k| &**k)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))
     }
 
@@ -461,7 +456,7 @@ pub fn start(backend: Arc<dyn Backend>, workers: usize, limits: &Limits) -> Resu
         limits.max_queued_bytes,
     )?;
     Ok(Signer::new(
-        &*backend,
+        backend,
         executor,
         limits.max_message_bytes,
         workers,
@@ -480,15 +475,12 @@ mod tests {
     struct Fake {
         key: ed25519_dalek::SigningKey,
         corrupt: bool,
+        registry: crate::backend::Registry,
     }
 
     impl Backend for Fake {
-        fn keys(&self) -> Vec<KeyDescriptor> {
-            vec![KeyDescriptor {
-                id: "ed".into(),
-                algorithm: Algorithm::Ed25519,
-                public_key: Some(PublicKey::Ed25519(self.key.verifying_key())),
-            }]
+        fn registry(&self) -> &crate::backend::Registry {
+            &self.registry
         }
 
         fn sign(&self, _key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -507,9 +499,16 @@ mod tests {
     }
 
     fn signer(corrupt: bool) -> Signer {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let registry = crate::backend::Registry::new([KeyDescriptor {
+            id: "ed".into(),
+            algorithm: Algorithm::Ed25519,
+            public_key: Some(PublicKey::Ed25519(key.verifying_key())),
+        }]);
         let backend = Arc::new(Fake {
-            key: ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+            key,
             corrupt,
+            registry,
         });
         let limits = Limits {
             max_message_bytes: 1024,

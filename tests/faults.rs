@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::in_process::InProcessAgent;
 use common::requests::sign_request;
 use ed25519_dalek::Signer as _;
-use signet::backend::{Backend, HsmState};
+use signet::backend::{Backend, HsmState, Registry};
 use signet::grpc::proto::SignRequest;
 use signet::Error;
 use signet::PublicKey;
@@ -37,12 +37,20 @@ struct FaultyDevice {
     changed: std::sync::Condvar,
     calls: AtomicUsize,
     state: watch::Sender<HsmState>,
+    registry: Registry,
 }
 
 impl FaultyDevice {
     fn new() -> Arc<Self> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+        let registry = Registry::new([KeyDescriptor {
+            id: "ed".into(),
+            algorithm: Algorithm::Ed25519,
+            public_key: Some(PublicKey::Ed25519(key.verifying_key())),
+        }]);
         Arc::new(FaultyDevice {
-            key: ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
+            registry,
+            key,
             mode: Mutex::new(Mode::Healthy),
             changed: std::sync::Condvar::new(),
             calls: AtomicUsize::new(0),
@@ -66,12 +74,8 @@ impl FaultyDevice {
 }
 
 impl Backend for FaultyDevice {
-    fn keys(&self) -> Vec<KeyDescriptor> {
-        vec![KeyDescriptor {
-            id: "ed".into(),
-            algorithm: Algorithm::Ed25519,
-            public_key: Some(PublicKey::Ed25519(self.key.verifying_key())),
-        }]
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     fn sign(&self, _key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {

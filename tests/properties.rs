@@ -14,7 +14,7 @@ use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::signature::Verifier as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use signet::backend::Backend;
+use signet::backend::{Backend, Registry};
 use signet::grpc::proto::{FingerprintRequest, SignRequest};
 use signet::Error;
 use signet::PublicKey;
@@ -28,27 +28,42 @@ const SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3
 struct SoftKeys {
     ed: ed25519_dalek::SigningKey,
     ec: p256::ecdsa::SigningKey,
+    registry: Registry,
+}
+
+impl SoftKeys {
+    fn new() -> Self {
+        let ed = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
+        let ec = p256::ecdsa::SigningKey::from_slice(&[12; 32]).expect("key");
+        let registry = Registry::new(descriptors(&ed, &ec));
+        SoftKeys { ed, ec, registry }
+    }
+}
+
+/// The keys [`SoftKeys`] serves.
+fn descriptors(ed: &ed25519_dalek::SigningKey, ec: &p256::ecdsa::SigningKey) -> Vec<KeyDescriptor> {
+    vec![
+        KeyDescriptor {
+            id: "ed".into(),
+            algorithm: Algorithm::Ed25519,
+            public_key: Some(PublicKey::Ed25519(ed.verifying_key())),
+        },
+        KeyDescriptor {
+            id: "ec".into(),
+            algorithm: Algorithm::EcdsaP256Sha256,
+            public_key: Some(PublicKey::P256(*ec.verifying_key())),
+        },
+        KeyDescriptor {
+            id: "hmac".into(),
+            algorithm: Algorithm::HmacSha256,
+            public_key: None,
+        },
+    ]
 }
 
 impl Backend for SoftKeys {
-    fn keys(&self) -> Vec<KeyDescriptor> {
-        vec![
-            KeyDescriptor {
-                id: "ed".into(),
-                algorithm: Algorithm::Ed25519,
-                public_key: Some(PublicKey::Ed25519(self.ed.verifying_key())),
-            },
-            KeyDescriptor {
-                id: "ec".into(),
-                algorithm: Algorithm::EcdsaP256Sha256,
-                public_key: Some(PublicKey::P256(*self.ec.verifying_key())),
-            },
-            KeyDescriptor {
-                id: "hmac".into(),
-                algorithm: Algorithm::HmacSha256,
-                public_key: None,
-            },
-        ]
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -138,10 +153,7 @@ fn components() -> impl Strategy<Value = String> {
 #[test]
 fn sign_answers_every_request_with_a_verifying_signature_or_a_documented_error() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let keys = Arc::new(SoftKeys {
-        ed: ed25519_dalek::SigningKey::from_bytes(&[11; 32]),
-        ec: p256::ecdsa::SigningKey::from_slice(&[12; 32]).expect("key"),
-    });
+    let keys = Arc::new(SoftKeys::new());
     let agent = runtime.block_on(InProcessAgent::start(
         keys.clone(),
         2,
@@ -232,10 +244,7 @@ fn sign_answers_every_request_with_a_verifying_signature_or_a_documented_error()
 #[test]
 fn fingerprint_matches_the_swt3_sdk_or_names_the_bad_field() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let keys = Arc::new(SoftKeys {
-        ed: ed25519_dalek::SigningKey::from_bytes(&[11; 32]),
-        ec: p256::ecdsa::SigningKey::from_slice(&[12; 32]).expect("key"),
-    });
+    let keys = Arc::new(SoftKeys::new());
     let agent = runtime.block_on(InProcessAgent::start(keys, 2, ""));
     let client = runtime.block_on(agent.client());
     let mut runner = TestRunner::new(Config::with_cases(2000));

@@ -441,10 +441,13 @@ fn keys_the_authentication_key_cannot_sign_with_are_not_served() {
     // Serving every key: only the one it can sign with is served; the others are skipped.
     let backend =
         YubiHsmBackend::open_with(device(), None, Timing::default()).expect("serves the rest");
-    let ids: Vec<String> = backend.keys().into_iter().map(|k| k.id).collect();
+    let ids: Vec<String> = backend.registry().iter().map(|k| k.id.clone()).collect();
     assert_eq!(ids, ["ed"]);
     let signature = backend.sign("ed", b"least privilege").expect("signs");
-    let public = backend.keys()[0].public_key.clone().expect("a public key");
+    let public = backend.registry().to_vec()[0]
+        .public_key
+        .clone()
+        .expect("a public key");
     let signet::PublicKey::Ed25519(public) = public else {
         panic!("an Ed25519 key: {public:?}");
     };

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod pkcs11;
+mod registry;
 mod supervisor;
 pub mod verdict;
 pub mod yubihsm;
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::error::Error;
-use crate::key::KeyDescriptor;
+pub use registry::Registry;
 
 use self::admin::KeyAdmin;
 use self::pkcs11::admin::Pkcs11Admin;
@@ -104,7 +105,7 @@ pub enum HsmState {
 /// An HSM that signs with keys it holds.
 pub trait Backend: Send + Sync {
     /// The keys this backend serves, checked against the Tier 4 rule when the backend opened.
-    fn keys(&self) -> Vec<KeyDescriptor>;
+    fn registry(&self) -> &Registry;
 
     /// Signs `input` with the key `key_id` and returns the raw signature.
     ///

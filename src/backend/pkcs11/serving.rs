@@ -28,10 +28,10 @@ use super::lookup::{self, Wanted};
 use super::session::SessionPool;
 use super::{ckr, classify, discover, finalize, find_token, initialize, login, Token};
 use crate::backend::supervisor::{Supervised, Supervisor};
+use crate::backend::Registry;
 use crate::backend::{Backend, HsmState};
 use crate::config;
 use crate::error::Error;
-use crate::key::KeyDescriptor;
 use crate::secret::Secret;
 
 mod sign;
@@ -72,7 +72,7 @@ struct Shared {
     config: config::Pkcs11,
     /// Kept (zeroizing) for logging in again after a loss; never logged.
     pin: Secret,
-    keys: Vec<KeyDescriptor>,
+    keys: Registry,
     /// The `CKA_ID` of each served key, to recognise it after a reconnect.
     object_ids: HashMap<String, Vec<u8>>,
     connection: RwLock<Option<Arc<Connection>>>,
@@ -103,7 +103,7 @@ impl Pkcs11Backend {
             .iter()
             .map(|k| (k.descriptor.id.clone(), k.object_id.clone()))
             .collect();
-        let keys = served.into_iter().map(|k| k.descriptor).collect();
+        let keys = Registry::new(served.into_iter().map(|k| k.descriptor));
         let Token {
             pkcs11,
             slot,
@@ -138,18 +138,15 @@ impl Drop for Pkcs11Backend {
 }
 
 impl Backend for Pkcs11Backend {
-    fn keys(&self) -> Vec<KeyDescriptor> {
-        let mut keys = self.shared.keys.clone();
-        keys.sort_by(|a, b| a.id.cmp(&b.id));
-        keys
+    fn registry(&self) -> &Registry {
+        &self.shared.keys
     }
 
     fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
         let descriptor = self
             .shared
             .keys
-            .iter()
-            .find(|k| k.id == key_id)
+            .get(key_id)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let connection = self.shared.current()?;
         let result = self.shared.sign_on(&connection, descriptor, input);
@@ -266,7 +263,7 @@ impl Shared {
         let found = discover::find_keys(&session)?;
         let verdicts = discover::assess(&session, &found);
         let mut handles = HashMap::new();
-        for key in &self.keys {
+        for key in self.keys.iter() {
             let wanted = Wanted {
                 descriptor: key,
                 object_id: self.object_ids.get(&key.id).map_or(&[], |id| id.as_slice()),

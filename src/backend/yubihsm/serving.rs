@@ -28,10 +28,10 @@ use super::discover::{self, ServedKey};
 use super::fault::session_gone;
 use super::{classify, Device};
 use crate::backend::supervisor::{Supervised, Supervisor};
+use crate::backend::Registry;
 use crate::backend::{Backend, HsmState};
 use crate::config;
 use crate::error::{Error, HsmError, HsmFault};
-use crate::key::KeyDescriptor;
 use crate::secret::Secret;
 
 mod sign;
@@ -77,7 +77,7 @@ struct Session {
 struct Shared {
     device: Device,
     timing: Timing,
-    keys: Vec<KeyDescriptor>,
+    keys: Registry,
     served: Vec<ServedKey>,
     /// The session, or `None` while the connection is lost. Held for the length of one device
     /// command: the device executes one command at a time.
@@ -127,7 +127,7 @@ impl YubiHsmBackend {
         let shared = Arc::new(Shared {
             device,
             timing,
-            keys: served.iter().map(|k| k.descriptor.clone()).collect(),
+            keys: Registry::new(served.iter().map(|k| k.descriptor.clone())),
             served,
             session: Mutex::new(Some(session)),
             sessions_opened: AtomicU64::new(1),
@@ -153,10 +153,8 @@ impl Drop for YubiHsmBackend {
 }
 
 impl Backend for YubiHsmBackend {
-    fn keys(&self) -> Vec<KeyDescriptor> {
-        let mut keys = self.shared.keys.clone();
-        keys.sort_by(|a, b| a.id.cmp(&b.id));
-        keys
+    fn registry(&self) -> &Registry {
+        &self.shared.keys
     }
 
     fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {

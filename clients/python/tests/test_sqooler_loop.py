@@ -222,3 +222,30 @@ def test_another_sqooler_version_is_refused():
     for version in ["0.9.1", "0.10.0", "1.0.0", "0.8.4"]:
         with pytest.raises(SqoolerVersionError, match=version):
             signet_sqooler.check_sqooler_version(version)
+
+
+def test_importing_with_another_installed_sqooler_version_fails(tmp_path):
+    """The installed distribution's metadata says 0.9.1 (a dist-info ahead of the real one on
+    sys.path): `import signet_client.sqooler` raises before anything can be hooked."""
+    import subprocess
+    import sys
+
+    dist = tmp_path / "sqooler-0.9.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sqooler\nVersion: 0.9.1\n")
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import signet_client.sqooler"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "SqoolerVersionError" in out.stderr and "sqooler 0.9.1 is installed" in out.stderr
+
+
+def test_the_labscript_spooler_signs_through_the_agent_too():
+    from sqooler.spoolers import LabscriptSpooler
+
+    from signet_client.sqooler import SignetLabscriptSpooler, SignetSigning
+
+    assert issubclass(SignetLabscriptSpooler, LabscriptSpooler)
+    for cls in (SignetSpooler, SignetLabscriptSpooler):
+        assert cls.get_private_jwk is SignetSigning.get_private_jwk

@@ -71,7 +71,9 @@ class SignetHmacKey:
         """HMAC-SHA256 of the UTF-8 ``message`` with the agent's key, as 64 lowercase hex."""
         signature = self.client.sign(self.key_id, message.encode("utf-8"))
         if len(signature) != 32:
-            raise RuntimeError(f"key '{self.key_id}' did not make an HMAC-SHA256 ({len(signature)} bytes)")
+            raise RuntimeError(
+                f"key '{self.key_id}' did not make an HMAC-SHA256 ({len(signature)} bytes)"
+            )
         return signature.hex()
 
     def encode(self, *_: Any, **__: Any) -> bytes:

@@ -162,20 +162,36 @@ def test_a_private_key_in_the_environment_is_never_used(
         verify_ed25519(client.public_key(SQOOLER_KID).raw, jws)
 
 
-def test_without_the_agent_nothing_is_signed(agent, tmp_path, monkeypatch, no_loop_pause):
-    """The agent unreachable: the loop raises instead of signing some other way."""
-    private, _ = create_jwk_pair(kid=SQOOLER_KID)
-    monkeypatch.setenv("PRIVATE_JWK_STR", private.to_config_str())
-    storage = LocalProviderExtended(LocalLoginInformation(base_path=str(tmp_path)), "local")
-    spooler = make_spooler()
-    with Client(agent.target) as c:
-        spooler.sign_with_signet(c, SQOOLER_KID)
-    # The client is closed now: every signing call fails.
+def test_without_the_agent_nothing_is_signed(client, tmp_path, monkeypatch, no_loop_pause):
+    """The agent unreachable (the spooler was set up while it answered, then its socket is gone),
+    with a real key in PRIVATE_JWK_STR: `update_backends` on a new storage and `main` on a
+    running one raise UNAVAILABLE; nothing is signed some other way and no file changes."""
+    import grpc
+
     from signet_client import SignetError
 
-    with pytest.raises(SignetError):
-        update_backends(storage, {NAME: spooler})
-    assert signed_files(tmp_path) == {}
+    private, _ = create_jwk_pair(kid=SQOOLER_KID)
+    monkeypatch.setenv("PRIVATE_JWK_STR", private.to_config_str())
+    new = LocalProviderExtended(LocalLoginInformation(base_path=str(tmp_path / "new")), "new")
+    running = LocalProviderExtended(
+        LocalLoginInformation(base_path=str(tmp_path / "running")), "running"
+    )
+    spooler = make_spooler()
+    spooler.sign_with_signet(client, SQOOLER_KID)
+    update_backends(running, {NAME: spooler})
+    running.upload_job(JOB, NAME, "alice")
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*.json"))}
+    with Client(f"unix://{tmp_path}/no-agent.sock", timeout=5) as gone:
+        spooler.get_private_jwk()._client = gone
+        for run in (
+            lambda: update_backends(new, {NAME: spooler}),
+            lambda: main(running, {NAME: spooler}, num_iter=1),
+        ):
+            with pytest.raises(SignetError) as caught:
+                run()
+            assert caught.value.code == grpc.StatusCode.UNAVAILABLE, caught.value
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*.json"))} == before
+    assert signed_files(tmp_path / "new") == {}
 
 
 def test_a_spooler_that_was_not_given_the_agent_does_not_read_the_environment(monkeypatch):

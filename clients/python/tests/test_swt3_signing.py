@@ -30,8 +30,9 @@ def independent_hmac(message: str) -> str:
 
 @pytest.fixture
 def key(client):
-    signet_swt3.install()
-    return SignetHmacKey(client, "witness")
+    key = SignetHmacKey(client, "witness")
+    assert signing.sign_payload is signet_swt3.sign_payload  # installed by the constructor
+    return key
 
 
 RECORD = InferenceRecord(
@@ -134,6 +135,25 @@ def test_other_keys_keep_the_sdks_behaviour(key):
     assert signing.sign_payload(SWT3_SECRET, "f7f20b581cbf", "agent-007") == independent_hmac(
         "f7f20b581cbf:agent-007"
     )
+
+
+def test_installing_with_another_installed_swt3_version_fails(tmp_path):
+    """swt3-ai's metadata says 0.7.9 (a dist-info ahead of the real one on sys.path):
+    install() raises before anything is hooked."""
+    import subprocess
+    import sys
+
+    dist = tmp_path / "swt3_ai-0.7.9.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: swt3-ai\nVersion: 0.7.9\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import signet_client.swt3 as s; s.install()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "swt3-ai 0.7.9 is installed" in out.stderr, out.stderr
 
 
 def test_another_swt3_version_is_refused():

@@ -5,8 +5,8 @@ Usage::
     from signet_client import Client
     from signet_client import swt3 as signet_swt3
 
+    # Checks the key is HMAC and routes swt3_ai.signing.sign_payload (install(), idempotent).
     key = signet_swt3.SignetHmacKey(Client("unix:///run/signet/signet.sock"), "witness-hmac")
-    signet_swt3.install()
     # Wherever the SDK takes a `signing_key`, pass `key`:
     payloads = swt3_ai.clearing.extract_payloads(record, "TENANT", 1, agent_id="a", signing_key=key)
 
@@ -55,7 +55,8 @@ _HMAC = "hmac-sha256"
 
 
 class SignetHmacKey:
-    """The agent's HMAC-SHA256 key ``key_id`` where the SDK takes a ``signing_key``."""
+    """The agent's HMAC-SHA256 key ``key_id`` where the SDK takes a ``signing_key``. Making one
+    checks the key's type and calls :func:`install`."""
 
     def __init__(self, client: Client, key_id: str) -> None:
         algorithm = next((k.algorithm for k in client.list_keys() if k.key_id == key_id), None)
@@ -66,6 +67,7 @@ class SignetHmacKey:
             )
         self.client = client
         self.key_id = key_id
+        install()
 
     def hmac_hex(self, message: str) -> str:
         """HMAC-SHA256 of the UTF-8 ``message`` with the agent's key, as 64 lowercase hex."""

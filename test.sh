@@ -35,7 +35,8 @@ signet_bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/signet"
 SIGNET_BIN="$signet_bin" SIGNET_EXPECT_PROTOBUF_MAJOR=6 \
   "$SIGNET_TEST_PYTHON" -m pytest -q -p no:cacheprovider clients/python/tests || status=$?
 if wheel_python="$(scripts/python-env.sh wheel)"; then
-  SIGNET_BIN="$signet_bin" SIGNET_EXPECT_PROTOBUF_MAJOR=7 SIGNET_GENERATE_PYTHON="$SIGNET_TEST_PYTHON" \
+  SIGNET_BIN="$signet_bin" SIGNET_EXPECT_PROTOBUF_MAJOR=7 \
+    SIGNET_GENERATE_PYTHON="$SIGNET_TEST_PYTHON" \
     "$wheel_python" -m pytest -q -p no:cacheprovider clients/python/tests || status=$?
 else
   status=1

@@ -126,7 +126,7 @@ def test_sqoolers_own_loop_signs_through_the_agent(client, tmp_path, monkeypatch
     # fallback path): call it as sqooler does, with the spooler's handle.
     storage.upload_status(NAME, "bob", "job-status-check", spooler.get_private_jwk())
     files = signed_files(tmp_path)
-    kinds = {path.split("/")[0] if path.split("/")[0] != "backends" else "configs" for path in files}
+    kinds = {"configs" if p.startswith("backends/configs/") else p.split("/")[0] for p in files}
     assert kinds == {"configs", "status", "results"}, sorted(files)
     for path, jws in files.items():
         assert jws["header"]["kid"] == SQOOLER_KID, path

@@ -7,7 +7,8 @@
 # Installs what the tests need when it is missing: softhsm2, opensc (pkcs11-tool), systemd
 # (systemd-analyze, for the unit in deploy/), and a Python virtual environment with the callers'
 # own libraries (sqooler, swt3-ai) and the Python client for the compatibility tests and the
-# client's own tests (clients/python/tests, run last).
+# client's own tests (clients/python/tests, run last, also against the client's wheel in a second
+# environment with protobuf 7).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-packages.sh softhsm2 opensc systemd
@@ -23,8 +24,21 @@ else
   cargo test --locked --no-fail-fast --features yubihsm-mock || status=$?
 fi
 # The Python client (clients/python) against the agent binary the Rust tests use (a no-op build
-# after them: same features), whatever the Rust tests said, so one run reports both.
+# after them: same features), whatever the Rust tests said, so one run reports both: its types
+# (`mypy --strict` on the installed package, which ships py.typed), its tests as installed from the
+# checkout (protobuf 6), and its tests against the wheel `python -m build` makes, installed in a
+# clean environment with protobuf 7 and grpcio-reflection/grpcio-health-checking.
 cargo build --locked --features yubihsm-mock --bin signet
-SIGNET_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/signet" \
+signet_bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/signet"
+"$SIGNET_TEST_PYTHON" -m mypy --config-file clients/python/pyproject.toml \
+  --cache-dir target/mypy-cache -p signet_client || status=$?
+SIGNET_BIN="$signet_bin" SIGNET_EXPECT_PROTOBUF_MAJOR=6 \
   "$SIGNET_TEST_PYTHON" -m pytest -q -p no:cacheprovider clients/python/tests || status=$?
+if wheel_python="$(scripts/python-env.sh wheel)"; then
+  SIGNET_BIN="$signet_bin" SIGNET_EXPECT_PROTOBUF_MAJOR=7 \
+    SIGNET_GENERATE_PYTHON="$SIGNET_TEST_PYTHON" \
+    "$wheel_python" -m pytest -q -p no:cacheprovider clients/python/tests || status=$?
+else
+  status=1
+fi
 exit "$status"

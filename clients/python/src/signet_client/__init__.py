@@ -7,6 +7,10 @@
 ``sign_jws`` returns exactly what ``sqooler.security.sign_payload(payload, jwk).model_dump()``
 returns for the same key; ``public_jwk`` gives the key in sqooler's ``JWK`` form;
 ``witness_fingerprint`` returns an SWT3 anchor in the swt3-ai SDK's formats.
+
+Two integrations are imported on demand: ``signet_client.sqooler`` (sqooler 0.9.0's own spooler
+loop signing through the agent) and ``signet_client.swt3`` (swt3-ai 0.7.8's HMAC signing through
+the agent).
 """
 
 from .client import (

@@ -44,13 +44,13 @@ def header_to_base64url(kid: str) -> bytes:
     return base64.urlsafe_b64encode(text.encode("utf-8"))
 
 
-def payload_to_base64url(payload: dict) -> bytes:
+def payload_to_base64url(payload: Dict[str, Any]) -> bytes:
     """``sqooler.security.payload_to_base64url(payload)``."""
     text = json.dumps(payload, default=_datetime_handler)
     return base64.urlsafe_b64encode(text.encode())
 
 
-def signing_input(payload: dict, kid: str) -> bytes:
+def signing_input(payload: Dict[str, Any], kid: str) -> bytes:
     """The bytes sqooler signs: ``header_b64 + b"." + payload_b64``."""
     return header_to_base64url(kid) + b"." + payload_to_base64url(payload)
 

@@ -7,7 +7,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import grpc
 
@@ -22,7 +22,7 @@ DEFAULT_TIMEOUT = 10.0
 #: gRPC's 4 MiB default receive limit only in extreme cases, so allow 64 MiB like the Rust tests.
 _MAX_RECEIVE = 64 << 20
 
-_ALGORITHMS = {
+_ALGORITHMS: Dict[int, str] = {
     pb.ALGORITHM_ED25519: "ed25519",
     pb.ALGORITHM_ECDSA_P256_SHA256: "p256",
     pb.ALGORITHM_HMAC_SHA256: "hmac-sha256",
@@ -154,11 +154,11 @@ class Client:
         server_name: Optional[str] = None,
         insecure: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
-        options: Optional[List[tuple]] = None,
+        options: Optional[List[Tuple[str, Any]]] = None,
     ):
         if target.startswith("/"):
             target = "unix://" + target
-        opts = [("grpc.max_receive_message_length", _MAX_RECEIVE)]
+        opts: List[Tuple[str, Any]] = [("grpc.max_receive_message_length", _MAX_RECEIVE)]
         opts.extend(options or [])
         tls = root_ca is not None or client_cert is not None or client_key is not None
         if (client_cert is None) != (client_key is None):
@@ -190,7 +190,8 @@ class Client:
                 f"{target!r} is a TCP address: give root_ca, client_cert and client_key for "
                 "the agent's TLS listener, or insecure=True for a plaintext loopback listener"
             )
-        self._stub = pb_grpc.SignerStub(self._channel)
+        # The generated gRPC module is unannotated (see pyproject.toml's mypy section).
+        self._stub = pb_grpc.SignerStub(self._channel)  # type: ignore[no-untyped-call]
         self._timeout = timeout
         self._lock = threading.Lock()
         self._ed25519_keys: Dict[str, bytes] = {}
@@ -231,7 +232,7 @@ class Client:
             request.signature_format = pb.SIGNATURE_FORMAT_DER
         response = self._call(self._stub.Sign, request, timeout)
         self._check_crc(response)
-        return response.signature
+        return bytes(response.signature)
 
     @staticmethod
     def _check_crc(response: Any) -> None:
@@ -298,7 +299,7 @@ class Client:
         return _sqooler.public_jwk(key_id, key.raw)
 
     def sign_jws(
-        self, payload: dict, key_id: str, *, timeout: Optional[float] = None
+        self, payload: Dict[str, Any], key_id: str, *, timeout: Optional[float] = None
     ) -> Dict[str, Any]:
         """Signs ``payload`` exactly as ``sqooler.security.sign_payload(payload, jwk)`` does, with
         the Ed25519 key ``key_id`` (its sqooler ``kid``), and returns
@@ -385,7 +386,8 @@ class Client:
         if agent_id is not None:
             request.agent_id = agent_id
         r = self._call(self._stub.Fingerprint, request, timeout)
-        expected = _swt3.fingerprint(tenant_id, procedure_id, *factors, r.timestamp_ms)
+        a, b, c = factors
+        expected = _swt3.fingerprint(tenant_id, procedure_id, a, b, c, r.timestamp_ms)
         if r.fingerprint != expected:
             raise SignetError(
                 grpc.StatusCode.INTERNAL,

@@ -28,6 +28,10 @@ if _version_not_supported:
 class SignerStub(object):
     """Signs with keys that never leave the HSM. A key is addressed by its `key_id`, which is
     the label (CKA_LABEL) of the key object on the token.
+
+    A request that is not a valid protobuf message of its type (cut short, a wrong wire type, a
+    string field that is not UTF-8, ...) is refused with INVALID_ARGUMENT naming the type and,
+    where known, the field. Fields the agent does not know are ignored, as protobuf requires.
     """
 
     def __init__(self, channel):
@@ -71,6 +75,10 @@ class SignerStub(object):
 class SignerServicer(object):
     """Signs with keys that never leave the HSM. A key is addressed by its `key_id`, which is
     the label (CKA_LABEL) of the key object on the token.
+
+    A request that is not a valid protobuf message of its type (cut short, a wrong wire type, a
+    string field that is not UTF-8, ...) is refused with INVALID_ARGUMENT naming the type and,
+    where known, the field. Fields the agent does not know are ignored, as protobuf requires.
     """
 
     def Sign(self, request, context):
@@ -104,8 +112,9 @@ class SignerServicer(object):
     def SignBatch(self, request, context):
         """Signs many messages in one call. Each item is checked, authorised, audited and signed on
         its own and gets its own result, so one bad item does not fail the others. At most
-        limits.max_batch_items items (RESOURCE_EXHAUSTED otherwise); the whole request is bound by
-        the message size limit like any other.
+        limits.max_batch_items items, and the items' messages together at most the message size
+        limit (limits.max_message_bytes), as one Sign's message; otherwise the whole batch is
+        refused with RESOURCE_EXHAUSTED and nothing is signed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +171,10 @@ def add_SignerServicer_to_server(servicer, server):
 class Signer(object):
     """Signs with keys that never leave the HSM. A key is addressed by its `key_id`, which is
     the label (CKA_LABEL) of the key object on the token.
+
+    A request that is not a valid protobuf message of its type (cut short, a wrong wire type, a
+    string field that is not UTF-8, ...) is refused with INVALID_ARGUMENT naming the type and,
+    where known, the field. Fields the agent does not know are ignored, as protobuf requires.
     """
 
     @staticmethod

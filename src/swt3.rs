@@ -105,8 +105,7 @@ pub fn factor_text(name: &str, value: f64) -> Result<String, Error> {
             "{name} is out of range: its magnitude must be below 2^63, got {value:e}"
         )));
     }
-    let python = number::python_sdk(value);
-    let javascript = number::javascript(value);
+    let (python, javascript) = number::python_and_javascript(value);
     if python != javascript {
         return Err(Error::InvalidArgument(format!(
             "{name}={python} cannot be fingerprinted: the swt3-ai Python SDK writes it as \
@@ -193,7 +192,10 @@ mod tests {
         let tie = 1.0 + 2f64.powi(-17);
         let python = "08858ffc4f56"; // sha256("WITNESS:T:P:1.0000076293945312:1:1:1")
         assert_eq!(fp("T", "P", [tie, 1.0, 1.0], 1), python);
-        assert_ne!(swt3_ai::mint_fingerprint("T", "P", tie, 1.0, 1.0, 1), python);
+        assert_ne!(
+            swt3_ai::mint_fingerprint("T", "P", tie, 1.0, 1.0, 1),
+            python
+        );
         assert_eq!(
             factor_text("factor_a", tie).expect("accepted"),
             "1.0000076293945312"
@@ -213,7 +215,10 @@ mod tests {
             assert_eq!(err.kind(), crate::error::ErrorKind::InvalidArgument);
             let text = err.to_string();
             assert!(text.contains("factor_b="), "{text}");
-            assert!(text.contains(&format!("SDK writes it as {python} ")), "{text}");
+            assert!(
+                text.contains(&format!("SDK writes it as {python} ")),
+                "{text}"
+            );
             assert!(text.contains(&format!("as {javascript},")), "{text}");
         }
         // Both write exponent notation alike below 1e-9, plain digits alike from 1e-4 up.

@@ -23,9 +23,12 @@ pub struct Shortest {
 /// ones, ties to the even last digit: what Python's `repr` and ECMAScript's `Number::toString`
 /// choose.
 ///
-/// Exact: the candidates at each length are the two neighbours of `v`'s exact decimal
-/// expansion (Rust's fixed-precision formatting is exact), "reads back as `v`" is decided by
-/// Rust's correctly rounded parser, and a tie is an expansion that ends in exactly one 5.
+/// Exact: the candidates of a length are the two neighbours of `v`'s decimal expansion at that
+/// length (Rust's fixed-precision formatting is exact), "reads back as `v`" is decided by
+/// Rust's correctly rounded parser, and a tie is an expansion that ends in one 5 right after
+/// them. Rust's own `{:e}` gives the shortest length (not always the same digits), so only
+/// that length and the one below are tried, on the expansion to 30 further digits when those
+/// settle the choice, else on the whole expansion from length 1.
 pub fn shortest(v: f64) -> Shortest {
     let negative = v.is_sign_negative();
     let a = v.abs();
@@ -36,19 +39,49 @@ pub fn shortest(v: f64) -> Shortest {
             point: 1,
         };
     }
-    let (digits, exponent) = exact_expansion(a);
-    for len in 1..=digits.len() {
-        let (head, rest) = digits.split_at(len);
-        // The value is head.rest × 10^(exponent - len + 1) in units of the last kept digit.
-        let scale = exponent - len as i32 + 1;
+    let rust = format!("{a:e}");
+    let rust_len = rust
+        .split('e')
+        .next()
+        .unwrap_or_default()
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count();
+    let lengths = rust_len.saturating_sub(1).max(1)..=rust_len;
+    if let Some((digits, exponent)) = window_expansion(a, rust_len) {
+        if let Some(found) = pick(negative, a, &digits, exponent, lengths) {
+            return found;
+        }
+    }
+    let (digits, exponent) = exact_expansion(a, sci_exponent(&rust));
+    pick(negative, a, &digits, exponent, 1..=digits.len()).unwrap_or_else(|| {
+        // Unreachable: the whole expansion is `a` itself, so its full length is picked.
+        let scale = exponent - digits.len() as i32 + 1;
+        finish(negative, digits, scale)
+    })
+}
+
+/// The first of `lengths` at which a neighbour of `digits × 10^(exponent + 1 - len)` reads
+/// back as `a`, and the closer (or even) neighbour there.
+fn pick(
+    negative: bool,
+    a: f64,
+    digits: &str,
+    exponent: i32,
+    lengths: std::ops::RangeInclusive<usize>,
+) -> Option<Shortest> {
+    for len in lengths {
+        let (head, rest) = digits.split_at(len.min(digits.len()));
+        // In units of the last kept digit.
+        let scale = exponent - head.len() as i32 + 1;
         if rest.bytes().all(|d| d == b'0') {
-            return finish(negative, head.to_owned(), scale);
+            return Some(finish(negative, head.to_owned(), scale));
         }
         let down = head.to_owned();
         let up = increment(head);
         let down_ok = reads_back(&down, scale, a);
         let up_ok = reads_back(&up, scale, a);
-        let pick = match (down_ok, up_ok) {
+        let chosen = match (down_ok, up_ok) {
             (false, false) => continue,
             (true, false) => down,
             (false, true) => up,
@@ -59,72 +92,108 @@ pub fn shortest(v: f64) -> Shortest {
                 std::cmp::Ordering::Equal => up,
             },
         };
-        return finish(negative, pick, scale);
+        return Some(finish(negative, chosen, scale));
     }
-    // The full expansion is `a` itself, so the loop returns at the latest at its last length.
-    let scale = exponent - digits.len() as i32 + 1;
-    finish(negative, digits, scale)
+    None
 }
 
 /// What Python writes for `repr(v)` (and `str(v)`) of a finite float.
 pub fn python_repr(v: f64) -> String {
-    let s = shortest(v);
-    let sign = if s.negative { "-" } else { "" };
-    if s.digits == "0" {
-        return format!("{sign}0.0");
-    }
-    let (digits, point) = (s.digits.as_str(), s.point);
-    let body = if point <= -4 || point > 16 {
-        let exp = point - 1;
-        let (first, rest) = digits.split_at(1);
-        let dot = if rest.is_empty() { "" } else { "." };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{first}{dot}{rest}e{exp_sign}{:02}", exp.unsigned_abs())
-    } else {
-        plain(digits, point, ".0")
-    };
-    format!("{sign}{body}")
+    shortest(v).python_repr()
 }
 
 /// What JavaScript writes for `String(v)` of a finite number (ECMAScript `Number::toString`).
 pub fn javascript(v: f64) -> String {
-    let s = shortest(v);
-    if s.digits == "0" {
-        return "0".into();
-    }
-    let sign = if s.negative { "-" } else { "" };
-    let (digits, point) = (s.digits.as_str(), s.point);
-    let body = if (-5..=21).contains(&point) {
-        plain(digits, point, "")
-    } else {
-        let exp = point - 1;
-        let (first, rest) = digits.split_at(1);
-        let dot = if rest.is_empty() { "" } else { "." };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{first}{dot}{rest}e{exp_sign}{}", exp.unsigned_abs())
-    };
-    format!("{sign}{body}")
+    shortest(v).javascript()
 }
 
 /// What swt3-ai 0.7.8 (`swt3_ai.fingerprint.mint_fingerprint`) writes for a finite factor:
 /// `str(int(v))` when `v == int(v)`, otherwise `str(v)`.
 pub fn python_sdk(v: f64) -> String {
-    if v == 0.0 {
+    python_and_javascript(v).0
+}
+
+/// [`python_sdk`] and [`javascript`] of `v`, from one [`shortest`].
+pub fn python_and_javascript(v: f64) -> (String, String) {
+    let s = shortest(v);
+    let python = if v == 0.0 {
         "0".into()
     } else if v == v.trunc() {
         // Exact: Rust's fixed-precision formatting writes every digit of an integral double.
         format!("{v:.0}")
     } else {
-        python_repr(v)
+        s.python_repr()
+    };
+    (python, s.javascript())
+}
+
+impl Shortest {
+    /// Python's `repr` layout: exponent notation below 1e-4 and from 1e16 (`1e-05`, `1e+16`),
+    /// `.0` after a whole number, `-0.0`.
+    pub fn python_repr(&self) -> String {
+        let sign = if self.negative { "-" } else { "" };
+        if self.digits == "0" {
+            return format!("{sign}0.0");
+        }
+        let (digits, point) = (self.digits.as_str(), self.point);
+        let body = if point <= -4 || point > 16 {
+            let exp = point - 1;
+            let (first, rest) = digits.split_at(1);
+            let dot = if rest.is_empty() { "" } else { "." };
+            let exp_sign = if exp < 0 { '-' } else { '+' };
+            format!("{first}{dot}{rest}e{exp_sign}{:02}", exp.unsigned_abs())
+        } else {
+            plain(digits, point, ".0")
+        };
+        format!("{sign}{body}")
+    }
+
+    /// ECMAScript's `Number::toString` layout: exponent notation below 1e-6 and from 1e21
+    /// (`1e-7`, `1e+21`), no `.0`, `0` for both zeros.
+    pub fn javascript(&self) -> String {
+        if self.digits == "0" {
+            return "0".into();
+        }
+        let sign = if self.negative { "-" } else { "" };
+        let (digits, point) = (self.digits.as_str(), self.point);
+        let body = if (-5..=21).contains(&point) {
+            plain(digits, point, "")
+        } else {
+            let exp = point - 1;
+            let (first, rest) = digits.split_at(1);
+            let dot = if rest.is_empty() { "" } else { "." };
+            let exp_sign = if exp < 0 { '-' } else { '+' };
+            format!("{first}{dot}{rest}e{exp_sign}{}", exp.unsigned_abs())
+        };
+        format!("{sign}{body}")
     }
 }
 
+/// `a`'s expansion rounded to 30 digits beyond the first `len`, when the rounding cannot
+/// change which neighbour of a prefix of at most `len` digits is nearer or whether it is a tie:
+/// some digit after position `len + 1` is not zero (so no prefix's remainder shows as exactly
+/// zero or exactly one half, and the true one differs from the shown one by less than any
+/// digit of it). `a` is finite and positive.
+fn window_expansion(a: f64, len: usize) -> Option<(String, i32)> {
+    let precision = len + 30;
+    let text = format!("{a:.precision$e}");
+    let digits: String = text
+        .split('e')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let settled = digits.bytes().skip(len + 1).any(|d| d != b'0');
+    settled.then(|| (digits, sci_exponent(&text)))
+}
+
 /// The digits of `a`'s exact decimal expansion without trailing zeros, and the power of ten
-/// of the first digit. `a` is finite and positive.
-fn exact_expansion(a: f64) -> (String, i32) {
+/// of the first digit. `a` is finite and positive; `upper` is at least that power (the
+/// exponent of its shortest form).
+fn exact_expansion(a: f64, upper: i32) -> (String, i32) {
     // a = m × 2^q with m odd: its expansion ends at 10^min(q, 0), so it has at most
-    // E - min(q, 0) + 1 significant digits, E being the power of ten of its first digit (which
-    // the shortest form's exponent bounds from above).
+    // upper - min(q, 0) + 1 significant digits.
     let bits = a.to_bits();
     let fraction = bits & ((1 << 52) - 1);
     let biased = ((bits >> 52) & 0x7ff) as i32;
@@ -137,7 +206,6 @@ fn exact_expansion(a: f64) -> (String, i32) {
         m >>= 1;
         q += 1;
     }
-    let upper = sci_exponent(&format!("{a:e}"));
     let precision = (upper - q.min(0)).max(20) as usize;
     let text = format!("{a:.precision$e}");
     let exponent = sci_exponent(&text);
@@ -266,7 +334,7 @@ mod tests {
             5e-324,
             f64::MAX,
         ] {
-            let (digits, _) = exact_expansion(v);
+            let (digits, _) = exact_expansion(v, sci_exponent(&format!("{v:e}")));
             let longer = format!("{v:.1200e}");
             let all: String = longer
                 .split('e')

@@ -1,4 +1,4 @@
-"""What swt3-ai 0.7.8 itself computes, for the Rust tests (tests/factor_text.rs, tests/fingerprint.rs).
+"""What swt3-ai 0.7.8 itself computes, for tests/factor_text.rs and tests/fingerprint.rs.
 
 Runs the SDK's own `swt3_ai.fingerprint.mint_fingerprint` and `swt3_ai.signing.sign_payload`,
 loaded from the installed package. `import swt3_ai` raises SyntaxError before Python 3.12 (its

@@ -264,7 +264,8 @@ fn compare_to_half(rest: &str) -> std::cmp::Ordering {
 }
 
 fn last_is_even(digits: &str) -> bool {
-    digits.bytes().last().is_some_and(|d| (d - b'0') % 2 == 0)
+    // ASCII digits have the parity of their value (b'0' is 48).
+    digits.bytes().last().is_some_and(|d| d & 1 == 0)
 }
 
 /// `0.digits × 10^point` without an exponent; `integral_suffix` after a whole number.

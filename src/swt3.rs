@@ -1,14 +1,15 @@
 //! The SWT3 witness formula: validation of its inputs, the anchor fingerprint, and the payload
-//! that is signed with HMAC-SHA256. Byte-identical to the `swt3-ai` SDK for every accepted input.
+//! that is signed with HMAC-SHA256. Byte-identical to the swt3-ai Python SDK (0.7.8) and to
+//! JavaScript's `String()` for every accepted input; an input they write differently is refused.
+
+pub mod number;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
 /// Factors at or beyond ±2^63 are refused: the Rust SDK writes them through a saturating
-/// `as i64` cast (so 1e19 and 1e20 would mint the same fingerprint), and the Python and
-/// TypeScript SDKs write other digits for them. Every accepted factor is written the same way
-/// by all of them.
+/// `as i64` cast (so 1e19 and 1e20 would mint the same fingerprint).
 const FACTOR_LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
 
 /// Validated inputs of one witness anchor.
@@ -18,7 +19,7 @@ pub struct Anchor<'a> {
     pub tenant_id: &'a str,
     /// The procedure; non-empty, no ':'.
     pub procedure_id: &'a str,
-    /// The three factors; finite, |f| < 2^63.
+    /// The three factors; finite, |f| < 2^63, written alike by Python and JavaScript.
     pub factors: [f64; 3],
     /// Milliseconds since the Unix epoch; not negative.
     pub timestamp_ms: i64,
@@ -47,16 +48,7 @@ impl<'a> Anchor<'a> {
             check_component("agent_id", agent)?;
         }
         for (name, value) in ["factor_a", "factor_b", "factor_c"].iter().zip(factors) {
-            if !value.is_finite() {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} must be a finite number, got {value}"
-                )));
-            }
-            if value.abs() >= FACTOR_LIMIT {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} is out of range: its magnitude must be below 2^63, got {value:e}"
-                )));
-            }
+            factor_text(name, value)?;
         }
         if timestamp_ms < 0 {
             return Err(Error::InvalidArgument(format!(
@@ -75,7 +67,8 @@ impl<'a> Anchor<'a> {
     /// The anchor fingerprint: the first 12 lowercase hex characters of
     /// `SHA-256("WITNESS:{tenant}:{procedure}:{a}:{b}:{c}:{timestamp_ms}")`.
     pub fn fingerprint(&self) -> String {
-        let [a, b, c] = self.factors.map(number);
+        // Every factor passed `factor_text` in `Anchor::new`.
+        let [a, b, c] = self.factors.map(number::python_sdk);
         let input = format!(
             "WITNESS:{}:{}:{a}:{b}:{c}:{}",
             self.tenant_id, self.procedure_id, self.timestamp_ms
@@ -94,15 +87,33 @@ impl<'a> Anchor<'a> {
     }
 }
 
-/// Writes a factor as the protocol does: an integral value without a decimal point (`1`, not
-/// `1.0`; `-0.0` as `0`), any other value as the shortest decimal that round-trips.
-fn number(value: f64) -> String {
-    if value == value.trunc() {
-        // |value| < 2^63 is checked in `Anchor::new`, so the cast is exact.
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
+/// Writes a factor as swt3-ai Python does (`str(int(v))` for an integral value, `-0.0` as `0`;
+/// `repr(v)` for any other), or refuses it, naming the field, when JavaScript's `String(v)`
+/// (the TypeScript SDK and the SWT3 endpoint) writes other text: no fingerprint could then
+/// verify with both. That happens for non-integral magnitudes from 1e-9 up to 1e-4 (Python
+/// `1e-05`, `1e-07`; JavaScript `0.00001`, `1e-7`) and for integers beyond 2^53 whose exact
+/// digits JavaScript shortens (2^60: `1152921504606846976` against `1152921504606847000`).
+/// Both write ties with the even last digit, where the swt3-ai Rust crate does not.
+pub fn factor_text(name: &str, value: f64) -> Result<String, Error> {
+    if !value.is_finite() {
+        return Err(Error::InvalidArgument(format!(
+            "{name} must be a finite number, got {value}"
+        )));
     }
+    if value.abs() >= FACTOR_LIMIT {
+        return Err(Error::InvalidArgument(format!(
+            "{name} is out of range: its magnitude must be below 2^63, got {value:e}"
+        )));
+    }
+    let (python, javascript) = number::python_and_javascript(value);
+    if python != javascript {
+        return Err(Error::InvalidArgument(format!(
+            "{name}={python} cannot be fingerprinted: the swt3-ai Python SDK writes it as \
+             {python} and JavaScript (the TypeScript SDK, the SWT3 endpoint) as {javascript}, \
+             so no fingerprint would verify with both; round or scale the factor"
+        )));
+    }
+    Ok(python)
 }
 
 /// The longest tenant, procedure or agent id accepted, in bytes. Ids are names, not data; the
@@ -153,11 +164,13 @@ mod tests {
         Anchor::new(t, p, f, ts, None).expect("valid").fingerprint()
     }
 
+    /// Where the swt3-ai crate writes what Python and JavaScript write: no ties, no magnitude
+    /// below 1e-4 (the crate writes 5e-324 and 1e-7 in plain digits).
     #[test]
-    fn matches_sdk_on_many_inputs() {
+    fn matches_the_rust_sdk_where_it_agrees_with_python() {
         let factors = [
-            0.0, -0.0, 1.0, 1.5, -2.25, 0.1, 1e-7, 5e-324, 42.0, 1e15, 123456.789, 9.007e15,
-            -9.2e18, 4.5e18,
+            0.0, -0.0, 1.0, 1.5, -2.25, 0.1, 0.0001, 42.0, 1e15, 123456.789, 9.007e15, -9.2e18,
+            4.5e18,
         ];
         let tenants = ["ENCLAVE_ALPHA", "tënant-ü", "租户", "a b"];
         for (i, &a) in factors.iter().enumerate() {
@@ -172,6 +185,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn ties_follow_python_not_the_rust_sdk() {
+        let tie = 1.0 + 2f64.powi(-17);
+        let python = "08858ffc4f56"; // sha256("WITNESS:T:P:1.0000076293945312:1:1:1")
+        assert_eq!(fp("T", "P", [tie, 1.0, 1.0], 1), python);
+        assert_ne!(
+            swt3_ai::mint_fingerprint("T", "P", tie, 1.0, 1.0, 1),
+            python
+        );
+        assert_eq!(
+            factor_text("factor_a", tie).expect("accepted"),
+            "1.0000076293945312"
+        );
+    }
+
+    #[test]
+    fn what_python_and_javascript_write_differently_is_refused() {
+        for (value, python, javascript) in [
+            (1e-5, "1e-05", "0.00001"),
+            (-3.5e-7, "-3.5e-07", "-3.5e-7"),
+            (9.99e-5, "9.99e-05", "0.0000999"),
+            (1.5e-9, "1.5e-09", "1.5e-9"),
+            (2f64.powi(60), "1152921504606846976", "1152921504606847000"),
+        ] {
+            let err = factor_text("factor_b", value).expect_err("refused");
+            assert_eq!(err.kind(), crate::error::ErrorKind::InvalidArgument);
+            let text = err.to_string();
+            assert!(text.contains("factor_b="), "{text}");
+            assert!(
+                text.contains(&format!("SDK writes it as {python} ")),
+                "{text}"
+            );
+            assert!(text.contains(&format!("as {javascript},")), "{text}");
+        }
+        // Both write exponent notation alike below 1e-9, plain digits alike from 1e-4 up.
+        assert_eq!(factor_text("f", 1.5e-10).expect("ok"), "1.5e-10");
+        assert_eq!(factor_text("f", 5e-324).expect("ok"), "5e-324");
+        assert_eq!(factor_text("f", 1e-4).expect("ok"), "0.0001");
+        assert_eq!(factor_text("f", 9.2e18).expect("ok"), "9200000000000000000");
+        assert_eq!(factor_text("f", -0.0).expect("ok"), "0");
     }
 
     #[test]

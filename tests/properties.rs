@@ -16,6 +16,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use signet::backend::{Backend, Registry};
 use signet::grpc::proto::{FingerprintRequest, SignRequest};
+use signet::swt3::number;
 use signet::Error;
 use signet::PublicKey;
 use signet::{Algorithm, KeyDescriptor};
@@ -271,15 +272,24 @@ fn fingerprint_matches_the_swt3_sdk_or_names_the_bad_field() {
             let valid = valid_text(&tenant)
                 && valid_text(&procedure)
                 && agent_id.as_deref().is_none_or(valid_text)
-                && [a, b, c]
-                    .iter()
-                    .all(|f| f.is_finite() && f.abs() < 2f64.powi(63))
+                && [a, b, c].iter().all(|&f| {
+                    // Python and JavaScript must write it alike (tests/factor_text.rs checks
+                    // these texts against Python's repr and Node's String()).
+                    f.is_finite() && f.abs() < 2f64.powi(63) && {
+                        let (python, javascript) = number::python_and_javascript(f);
+                        python == javascript
+                    }
+                })
                 && ts >= 0;
             match runtime.block_on(client.clone().fingerprint(request)) {
                 Ok(reply) => {
                     let reply = reply.into_inner();
                     prop_assert!(valid, "accepted an invalid anchor");
-                    let expected = swt3_ai::mint_fingerprint(&tenant, &procedure, a, b, c, ts);
+                    // swt3-ai's formula with the factors as its Python SDK writes them (the
+                    // crate writes ties and magnitudes below 1e-4 differently).
+                    let [ta, tb, tc] = [a, b, c].map(number::python_sdk);
+                    let formula = format!("WITNESS:{tenant}:{procedure}:{ta}:{tb}:{tc}:{ts}");
+                    let expected = swt3_ai::sha256_hex(&formula, 12);
                     prop_assert_eq!(&reply.fingerprint, &expected);
                     prop_assert_eq!(
                         reply.signature,

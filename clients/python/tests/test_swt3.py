@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import random
 import time
 
 import grpc
@@ -65,12 +66,50 @@ def test_the_agents_clock_when_no_timestamp_is_given(client):
     assert anchor.signature == sign_payload(SWT3_SECRET, anchor.fingerprint, "w-1")
 
 
-def test_factors_the_python_sdk_writes_in_exponent_notation_are_refused(client):
-    # str(1e-07) == "1e-07" in the Python SDK, "0.0000001" in the agent and the Rust SDK.
-    with pytest.raises(ValueError, match="exponent|1e-07"):
-        client.witness_fingerprint("witness", "T", "P", 1e-7, 1, 1, 1)
-    # 0.0001 is still plain in Python and fine.
-    client.witness_fingerprint("witness", "T", "P", 0.0001, 1, 1, 1)
+#: Exactly halfway between two shortest decimals: repr (and JavaScript) write the even one,
+#: Rust's `{}` and the swt3-ai crate the odd one (1.0000076293945313).
+TIES = [1 + 2**-17, 1000 + 2**-14, 1e12 + 1 / 32, -(1 + 2**-17)]
+
+
+@pytest.mark.parametrize("tie", TIES, ids=repr)
+def test_ties_agree_with_the_sdk(client, tie):
+    assert repr(1 + 2**-17) == "1.0000076293945312"
+    ts = 1774800000000
+    anchor = client.witness_fingerprint("witness", "T", "AI-INF.1", tie, 0.5, tie, ts, "a-1")
+    assert anchor.fingerprint == mint_fingerprint("T", "AI-INF.1", tie, 0.5, tie, ts)
+    assert anchor.signature == sign_payload(SWT3_SECRET, anchor.fingerprint, "a-1")
+    assert anchor.signature == independent_hmac(f"{anchor.fingerprint}:a-1")
+
+
+def test_factors_python_and_javascript_write_differently_are_refused_by_the_agent(client):
+    # str(1e-05) == "1e-05" in the Python SDK, String(1e-5) == "0.00001" in JavaScript;
+    # str(int(2.0**60)) == "1152921504606846976", String(2**60) == "1152921504606847000".
+    for factors, name, text in [
+        ((1e-5, 1, 1), "factor_a", "1e-05"),
+        ((1, -2.5e-7, 1), "factor_b", "-2.5e-07"),
+        ((1, 1, 2.0**60), "factor_c", "1152921504606846976"),
+    ]:
+        with pytest.raises(SignetError) as caught:
+            client.witness_fingerprint("witness", "T", "P", *factors, 1)
+        assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"{name}={text} " in str(caught.value)
+    # Where both write the same text the anchor is the SDK's: 0.0001 (plain in both), below
+    # 1e-9 (the same exponent notation), round integers beyond 2**53.
+    for value in (0.0001, 1.5e-10, 5e-324, 9.2e18):
+        anchor = client.witness_fingerprint("witness", "T", "P", value, 1, 1, 1)
+        assert anchor.fingerprint == mint_fingerprint("T", "P", value, 1, 1, 1)
+
+
+def test_the_clients_check_is_the_sdks_formula():
+    # The client checks the agent's answer with its own copy of the SDK's formula.
+    from signet_client import _swt3
+
+    rng = random.Random(15)
+    values = TIES + [0.0, -0.0, 1e-7, 2.0**60, 1e300, 5e-324]
+    values += [rng.random() * 10 ** rng.randint(-12, 15) for _ in range(2000)]
+    values += [(rng.getrandbits(53) | 1) * 2.0 ** -rng.randint(1, 60) for _ in range(2000)]
+    for v in values:
+        assert _swt3.fingerprint("T", "P", v, -v, 1, 5) == mint_fingerprint("T", "P", v, -v, 1, 5)
 
 
 def test_errors_carry_the_grpc_code(client):

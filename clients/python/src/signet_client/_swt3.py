@@ -1,12 +1,11 @@
 """The SWT3 witness formula as the Python SDK (``swt3-ai``) writes it, used to check the agent.
 
 The agent mints ``SHA-256("WITNESS:{tenant}:{procedure}:{a}:{b}:{c}:{timestamp_ms}")[:12]`` and
-writes each factor as the Rust SDK does: an integral value without a decimal point, any other
-value as its shortest round-trip decimal *in plain notation*. The Python SDK
-(``swt3_ai.fingerprint.mint_fingerprint``) writes non-integral values with ``str(float)``, which
-switches to exponent notation below 1e-4 (``1e-07``). For such factors the two SDKs mint
-different fingerprints, so the client refuses them before anything is signed instead of returning
-an anchor the Python SDK would not reproduce.
+writes each factor as ``swt3_ai.fingerprint.mint_fingerprint`` does: ``str(int(v))`` for an
+integral value, ``str(v)`` (which is ``repr``: the shortest round-trip digits, ties to the even
+digit) for any other. It refuses, with INVALID_ARGUMENT naming the factor, the factors that
+JavaScript's ``String()`` (the TypeScript SDK, the SWT3 endpoint) writes differently, so every
+fingerprint it signs is what this module computes.
 """
 
 from __future__ import annotations
@@ -19,12 +18,6 @@ def python_sdk_number(value: float) -> str:
     if value == int(value):
         return str(int(value))
     return str(value)
-
-
-def agrees_with_agent(value: float) -> bool:
-    """Whether the Python SDK writes ``value`` as the agent does (no exponent notation)."""
-    text = python_sdk_number(value)
-    return "e" not in text and "E" not in text
 
 
 def fingerprint(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -358,22 +357,16 @@ class Client:
             anchor.fingerprint == mint_fingerprint(tenant_id, procedure_id, a, b, c, anchor.timestamp_ms)
             anchor.signature == sign_payload(secret, anchor.fingerprint, agent_id)
 
-        A non-integral factor of magnitude below 1e-4 raises ``ValueError`` before anything is
-        signed: the Python SDK writes it in exponent notation and the agent (like the Rust SDK)
-        does not, so no anchor could satisfy both. The agent refuses other bad input with
-        INVALID_ARGUMENT (empty or ':'-containing ids, non-finite or huge factors, negative
-        timestamps) and non-HMAC keys with FAILED_PRECONDITION.
+        The agent writes each factor as the Python SDK does (``repr``, ties to the even digit,
+        as JavaScript's ``String()`` too) and refuses, with INVALID_ARGUMENT naming the factor, one
+        that the Python SDK and JavaScript write differently, since no fingerprint would verify
+        with both: a non-integral magnitude from 1e-9 up to 1e-4 (``1e-05`` against
+        ``0.00001``) or an integer beyond 2**53 that JavaScript shortens (2**60). It refuses other
+        bad input with INVALID_ARGUMENT too (empty or ':'-containing ids, non-finite factors or
+        magnitudes from 2**63, negative timestamps), and non-HMAC keys with FAILED_PRECONDITION.
+        The fingerprint returned is checked against the Python SDK's formula.
         """
         factors = [float(v) for v in (factor_a, factor_b, factor_c)]
-        for name, value in zip(("factor_a", "factor_b", "factor_c"), factors):
-            in_range = math.isfinite(value) and abs(value) < 2.0**63
-            if in_range and not _swt3.agrees_with_agent(value):
-                raise ValueError(
-                    f"{name}={value!r}: the swt3-ai Python SDK writes it as "
-                    f"{_swt3.python_sdk_number(value)!r} in the fingerprint formula but the agent "
-                    "and the other SDKs write plain decimals, so the fingerprint could not be "
-                    "verified by both; round the factor (e.g. to 6 decimal places) or scale it"
-                )
         request = pb.FingerprintRequest(
             key_id=key_id,
             tenant_id=tenant_id,

@@ -256,13 +256,10 @@ async fn tls_with_a_client_certificate_identifies_the_caller() {
         Ok(client) => client.sign("ed", message).await.expect_err("refused"),
         Err(e) => e,
     };
-    assert!(
-        matches!(
-            refused.code(),
-            Code::Unavailable | Code::Unauthenticated | Code::Unknown
-        ),
-        "{refused:?}"
-    );
+    // With TLS 1.3 the client finishes its side of the handshake first; the agent's refusal
+    // then closes the connection before any call is read: a transport error either way.
+    assert!(matches!(refused, Error::Transport { .. }), "{refused:?}");
+    assert_eq!(refused.code(), Code::Unavailable);
 }
 
 /// A unix-socket proxy in front of the agent that flips one bit of the first occurrence of

@@ -1,108 +1,7 @@
 //! What can go wrong in a call, as an [`Error`] whose variant says what the caller can do next;
 //! each carries the gRPC [`Code`] and the agent's message.
 
-use std::fmt;
-
-/// A gRPC status code (the `google.rpc.Code` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum Code {
-    /// Not an error.
-    Ok = 0,
-    /// The call was cancelled.
-    Cancelled = 1,
-    /// An error with no better code.
-    Unknown = 2,
-    /// The request is wrong; repeating it will not help.
-    InvalidArgument = 3,
-    /// The deadline passed before the answer came.
-    DeadlineExceeded = 4,
-    /// No such key.
-    NotFound = 5,
-    /// It exists already.
-    AlreadyExists = 6,
-    /// The caller may not do this.
-    PermissionDenied = 7,
-    /// A limit was reached (queue full, message too large).
-    ResourceExhausted = 8,
-    /// The key or agent is not in a state that allows the call.
-    FailedPrecondition = 9,
-    /// Aborted (a conflict).
-    Aborted = 10,
-    /// Out of range.
-    OutOfRange = 11,
-    /// The agent does not know this call.
-    Unimplemented = 12,
-    /// The agent failed; its log says why.
-    Internal = 13,
-    /// The agent or its HSM is not reachable now; retry later.
-    Unavailable = 14,
-    /// The answer was damaged.
-    DataLoss = 15,
-    /// The caller could not be identified.
-    Unauthenticated = 16,
-}
-
-impl Code {
-    /// The canonical name, e.g. `NOT_FOUND`, as the agent's audit log writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Code::Ok => "OK",
-            Code::Cancelled => "CANCELLED",
-            Code::Unknown => "UNKNOWN",
-            Code::InvalidArgument => "INVALID_ARGUMENT",
-            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-            Code::NotFound => "NOT_FOUND",
-            Code::AlreadyExists => "ALREADY_EXISTS",
-            Code::PermissionDenied => "PERMISSION_DENIED",
-            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            Code::FailedPrecondition => "FAILED_PRECONDITION",
-            Code::Aborted => "ABORTED",
-            Code::OutOfRange => "OUT_OF_RANGE",
-            Code::Unimplemented => "UNIMPLEMENTED",
-            Code::Internal => "INTERNAL",
-            Code::Unavailable => "UNAVAILABLE",
-            Code::DataLoss => "DATA_LOSS",
-            Code::Unauthenticated => "UNAUTHENTICATED",
-        }
-    }
-
-    /// The code of a number (as a batch item's `ItemError.code` carries it); `Unknown` for a
-    /// number that is no gRPC code.
-    pub fn from_i32(value: i32) -> Code {
-        Code::from(tonic::Code::from_i32(value))
-    }
-}
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl From<tonic::Code> for Code {
-    fn from(code: tonic::Code) -> Self {
-        match code {
-            tonic::Code::Ok => Code::Ok,
-            tonic::Code::Cancelled => Code::Cancelled,
-            tonic::Code::Unknown => Code::Unknown,
-            tonic::Code::InvalidArgument => Code::InvalidArgument,
-            tonic::Code::DeadlineExceeded => Code::DeadlineExceeded,
-            tonic::Code::NotFound => Code::NotFound,
-            tonic::Code::AlreadyExists => Code::AlreadyExists,
-            tonic::Code::PermissionDenied => Code::PermissionDenied,
-            tonic::Code::ResourceExhausted => Code::ResourceExhausted,
-            tonic::Code::FailedPrecondition => Code::FailedPrecondition,
-            tonic::Code::Aborted => Code::Aborted,
-            tonic::Code::OutOfRange => Code::OutOfRange,
-            tonic::Code::Unimplemented => Code::Unimplemented,
-            tonic::Code::Internal => Code::Internal,
-            tonic::Code::Unavailable => Code::Unavailable,
-            tonic::Code::DataLoss => Code::DataLoss,
-            tonic::Code::Unauthenticated => Code::Unauthenticated,
-        }
-    }
-}
+use crate::code::Code;
 
 /// Why a call failed. The variant says what the caller can do; [`Error::code`] is the gRPC code
 /// and [`Error::message`] the agent's message (or, for the local checks, this crate's). Its
@@ -182,8 +81,9 @@ pub enum Error {
         /// The agent's message.
         message: String,
     },
-    /// No connection to the agent (no socket, refused, a TLS handshake that failed, a bad
-    /// address or certificate): the code is `UNAVAILABLE`.
+    /// No connection to the agent, or it closed before the answer (no socket, refused, a TLS
+    /// handshake that failed, a bad address or certificate): the code is `UNAVAILABLE`. A call
+    /// cut off this way may or may not have been carried out.
     #[error("cannot connect to the agent: {message}")]
     Transport {
         /// What failed, with its causes.
@@ -261,8 +161,14 @@ impl Error {
 
     /// A connection failure, with its causes on one line.
     pub(crate) fn transport(error: &(dyn std::error::Error + 'static)) -> Error {
-        let mut message = error.to_string();
-        let mut source = error.source();
+        Error::transport_from(error.to_string(), error.source())
+    }
+
+    /// A connection failure said as `message`, with `source` and its causes after it.
+    fn transport_from(
+        mut message: String,
+        mut source: Option<&(dyn std::error::Error + 'static)>,
+    ) -> Error {
         while let Some(cause) = source {
             let said = cause.to_string();
             if !message.contains(&said) {
@@ -283,6 +189,16 @@ impl From<tonic::Status> for Error {
             return Error::DeadlineExceeded {
                 message: format!("{expired} (the call's deadline passed before the answer)"),
             };
+        }
+        // A status with a source was made here from a failed connection (refused, closed
+        // before the answer, a TLS handshake the agent rejected), not answered by the agent.
+        let local = matches!(
+            status.code(),
+            tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
+        );
+        if local && std::error::Error::source(&status).is_some() {
+            let source = std::error::Error::source(&status);
+            return Error::transport_from(status.message().to_owned(), source);
         }
         Error::from_code(status.code().into(), status.message())
     }
@@ -319,5 +235,16 @@ mod tests {
         assert!(error.is_retryable());
         let other = Error::from(tonic::Status::cancelled("the caller went away"));
         assert_eq!(other.code(), Code::Cancelled);
+    }
+
+    #[test]
+    fn a_status_made_from_a_failed_connection_is_a_transport_error() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let status = tonic::Status::from_error(Box::new(io));
+        assert!(std::error::Error::source(&status).is_some(), "{status:?}");
+        let error = Error::from(status);
+        assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+        assert_eq!(error.code(), Code::Unavailable);
+        assert!(!error.message().contains("metadata"), "{error}");
     }
 }

@@ -3,6 +3,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod code;
 mod connect;
 mod error;
 mod types;
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+pub use code::Code;
 pub use connect::Tls;
-pub use error::{Code, Error};
+pub use error::Error;
 pub use types::{Algorithm, Anchor, KeyInfo, PublicKey, Signature, SignatureFormat, Witness};
 pub use zeroize::Zeroizing;
 

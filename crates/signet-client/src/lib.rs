@@ -16,6 +16,8 @@ use tonic::transport::Channel;
 pub use code::Code;
 pub use connect::Tls;
 pub use error::Error;
+/// The tonic this crate is built on, for calls through [`Client::stub`].
+pub use tonic;
 pub use types::{Algorithm, Anchor, KeyInfo, PublicKey, Signature, SignatureFormat, Witness};
 pub use zeroize::Zeroizing;
 
@@ -131,11 +133,14 @@ impl Client {
         format: SignatureFormat,
     ) -> Result<Signature, Error> {
         let message = message.into();
+        // `..Default::default()`: fields the proto gains need no change here.
+        #[allow(clippy::needless_update)]
         let request = proto::SignRequest {
             key_id: key_id.to_owned(),
             message_crc32c: Some(crc32c::crc32c(&message)),
             message,
             signature_format: Some(format.to_proto().into()),
+            ..Default::default()
         };
         let answer = self
             .stub
@@ -149,8 +154,10 @@ impl Client {
     /// The public key of the asymmetric key `key_id` (an HMAC key has none:
     /// `FAILED_PRECONDITION`).
     pub async fn public_key(&self, key_id: &str) -> Result<PublicKey, Error> {
+        #[allow(clippy::needless_update)]
         let request = proto::GetPublicKeyRequest {
             key_id: key_id.to_owned(),
+            ..Default::default()
         };
         let answer = self
             .stub
@@ -170,7 +177,7 @@ impl Client {
 
     /// The keys the agent serves, sorted by id.
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, Error> {
-        let request = self.request(proto::ListKeysRequest {});
+        let request = self.request(proto::ListKeysRequest::default());
         let answer = self.stub.clone().list_keys(request).await?.into_inner();
         Ok(answer.keys.into_iter().map(KeyInfo::from).collect())
     }
@@ -220,6 +227,7 @@ mod tests {
     use super::*;
 
     fn answer(signature: &[u8]) -> proto::SignResponse {
+        #[allow(clippy::needless_update)]
         proto::SignResponse {
             signature: signature.to_vec(),
             key_id: "k".into(),
@@ -227,6 +235,7 @@ mod tests {
             signature_format: proto::SignatureFormat::Raw.into(),
             signature_crc32c: crc32c::crc32c(signature),
             verified_message_crc32c: true,
+            ..Default::default()
         }
     }
 
@@ -241,10 +250,8 @@ mod tests {
     fn a_damaged_or_unexpected_answer_is_refused() {
         let mut damaged = answer(b"sig");
         damaged.signature[0] ^= 1;
-        let unconfirmed = proto::SignResponse {
-            verified_message_crc32c: false,
-            ..answer(b"sig")
-        };
+        let mut unconfirmed = answer(b"sig");
+        unconfirmed.verified_message_crc32c = false;
         for (bad, format) in [
             (damaged, SignatureFormat::Raw),
             (unconfirmed, SignatureFormat::Raw),

@@ -175,6 +175,8 @@ impl Anchor {
 
     pub(crate) fn request(&self, key_id: &str) -> proto::FingerprintRequest {
         let [factor_a, factor_b, factor_c] = self.factors;
+        // `..Default::default()`: fields the proto gains need no change here.
+        #[allow(clippy::needless_update)]
         proto::FingerprintRequest {
             key_id: key_id.to_owned(),
             tenant_id: self.tenant_id.clone(),
@@ -184,6 +186,7 @@ impl Anchor {
             factor_c,
             timestamp_ms: self.timestamp_ms.unwrap_or(0),
             agent_id: self.agent_id.clone(),
+            ..Default::default()
         }
     }
 }

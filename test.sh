@@ -15,13 +15,17 @@ scripts/ensure-packages.sh softhsm2 opensc systemd
 SIGNET_TEST_PYTHON="$(scripts/python-env.sh)"
 export SIGNET_TEST_PYTHON
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo clippy --all-targets --locked --features yubihsm-mock -- -D warnings
+# The agent and the Rust client crate (crates/signet-client) together, so they share one build.
+packages=(-p signet -p signet-client)
+cargo clippy --all-targets --locked "${packages[@]}" -- -D warnings
+cargo clippy --all-targets --locked --features yubihsm-mock "${packages[@]}" -- -D warnings
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast --features yubihsm-mock || status=$?
+  cargo nextest run --locked --no-fail-fast --features yubihsm-mock "${packages[@]}" || status=$?
+  # nextest runs no doc tests: the client crate's README example is one.
+  cargo test --locked --no-fail-fast --features yubihsm-mock "${packages[@]}" --doc || status=$?
 else
-  cargo test --locked --no-fail-fast --features yubihsm-mock || status=$?
+  cargo test --locked --no-fail-fast --features yubihsm-mock "${packages[@]}" || status=$?
 fi
 # The Python client (clients/python) against the agent binary the Rust tests use (a no-op build
 # after them: same features), whatever the Rust tests said, so one run reports both: its types

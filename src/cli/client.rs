@@ -1,13 +1,15 @@
 //! The clients of a running agent: `signet sign`, `public-key`, `fingerprint` and `list`, and
 //! how they reach it (`--socket`, `--address`, TLS).
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use base64::Engine as _;
 use clap::Args;
-
-use signet::grpc::client;
+use signet_client::{Anchor, Client, Tls, Zeroizing};
 
 /// `signet sign`.
 #[derive(Args)]
@@ -32,14 +34,26 @@ impl Sign {
     /// Signs the message and prints the signature.
     pub fn run(self) -> anyhow::Result<()> {
         let message = read_message(self.file.as_deref())?;
-        let agent = self.agent.agent()?;
-        run_client(client::sign(
-            &agent,
-            self.key,
-            message,
-            self.der,
-            output_of(&self.output),
-        ))
+        let (der, output) = (self.der, self.output);
+        self.agent.run(|client| async move {
+            let signature = if der {
+                client.sign_der(&self.key, message).await?
+            } else {
+                client.sign(&self.key, message).await?
+            };
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&signature.bytes);
+            Ok(match output.as_str() {
+                "hex" => hex::encode(&signature.bytes),
+                "json" => serde_json::json!({
+                    "key_id": signature.key_id,
+                    "algorithm": signature.algorithm.name(),
+                    "signature_format": if der { "der" } else { "raw" },
+                    "signature": b64,
+                })
+                .to_string(),
+                _ => b64,
+            })
+        })
     }
 }
 
@@ -59,12 +73,25 @@ pub struct PublicKey {
 impl PublicKey {
     /// Prints the public key.
     pub fn run(self) -> anyhow::Result<()> {
-        let agent = self.agent.agent()?;
-        run_client(client::public_key(
-            &agent,
-            self.key,
-            output_of(&self.output),
-        ))
+        let output = self.output;
+        self.agent.run(|client| async move {
+            let key = client.public_key(&self.key).await?;
+            Ok(match output.as_str() {
+                "jwk" => key.jwk,
+                "base64" => base64::engine::general_purpose::STANDARD.encode(&key.raw),
+                "hex" => hex::encode(&key.raw),
+                "json" => serde_json::json!({
+                    "key_id": key.key_id,
+                    "algorithm": key.algorithm.name(),
+                    "raw_hex": hex::encode(&key.raw),
+                    "pem": key.pem,
+                    "jwk": serde_json::from_str::<serde_json::Value>(&key.jwk).unwrap_or_default(),
+                    "jwk_thumbprint": key.jwk_thumbprint,
+                })
+                .to_string(),
+                _ => key.pem.trim_end().to_owned(),
+            })
+        })
     }
 }
 
@@ -105,22 +132,28 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// Mints and signs the fingerprint and prints it.
     pub fn run(self) -> anyhow::Result<()> {
-        let agent = self.agent.agent()?;
-        let request = signet::grpc::proto::FingerprintRequest {
-            key_id: self.key,
-            tenant_id: self.tenant_id,
-            procedure_id: self.procedure_id,
-            factor_a: self.factor_a,
-            factor_b: self.factor_b,
-            factor_c: self.factor_c,
-            timestamp_ms: self.timestamp_ms,
-            agent_id: self.agent_id,
-        };
-        run_client(client::fingerprint(
-            &agent,
-            request,
-            output_of(&self.output),
-        ))
+        let mut anchor = Anchor::new(
+            self.tenant_id,
+            self.procedure_id,
+            [self.factor_a, self.factor_b, self.factor_c],
+        )
+        .at(self.timestamp_ms);
+        anchor.agent_id = self.agent_id;
+        let output = self.output;
+        self.agent.run(|client| async move {
+            let w = client.fingerprint(&self.key, &anchor).await?;
+            Ok(if output == "text" {
+                format!("{} {}", w.fingerprint, w.signature)
+            } else {
+                serde_json::json!({
+                    "key_id": w.key_id,
+                    "fingerprint": w.fingerprint,
+                    "signature": w.signature,
+                    "timestamp_ms": w.timestamp_ms,
+                })
+                .to_string()
+            })
+        })
     }
 }
 
@@ -137,8 +170,28 @@ pub struct List {
 impl List {
     /// Prints the keys the agent serves.
     pub fn run(self) -> anyhow::Result<()> {
-        let agent = self.agent.agent()?;
-        run_client(client::list(&agent, self.output == "json"))
+        let json = self.output == "json";
+        self.agent.run(|client| async move {
+            let keys = client.list_keys().await?;
+            if json {
+                let keys: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "key_id": k.key_id,
+                            "algorithm": k.algorithm.name(),
+                            "has_public_key": k.has_public_key,
+                        })
+                    })
+                    .collect();
+                return Ok(serde_json::Value::Array(keys).to_string());
+            }
+            let mut text = format!("{:<32} ALGORITHM", "KEY ID");
+            for k in keys {
+                text.push_str(&format!("\n{:<32} {}", k.key_id, k.algorithm.name()));
+            }
+            Ok(text)
+        })
     }
 }
 
@@ -169,55 +222,53 @@ struct AgentArgs {
 }
 
 impl AgentArgs {
-    fn agent(&self) -> anyhow::Result<client::Agent> {
+    /// Connects to the agent and runs `work` with the client on a runtime of its own; prints
+    /// its answer, or fails with the gRPC code and message (or why no connection was made).
+    fn run<F, W>(self, work: W) -> anyhow::Result<()>
+    where
+        W: FnOnce(Client) -> F,
+        F: Future<Output = Result<String, signet_client::Error>>,
+    {
         if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
             bail!("--timeout must be between 0 and 3600 seconds");
         }
-        Ok(client::Agent {
-            target: self.target(),
-            timeout: std::time::Duration::from_secs_f64(self.timeout),
-        })
+        let timeout = Duration::from_secs_f64(self.timeout);
+        let tls = self.tls()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let text = runtime.block_on(async move {
+            let client = match (self.address, tls) {
+                (Some(address), Some(tls)) => Client::connect_tls_with(&address, tls).await?,
+                (Some(address), None) => Client::connect_tcp(&address).await?,
+                (None, _) => {
+                    let socket = self
+                        .socket
+                        .unwrap_or_else(|| PathBuf::from("/run/signet/signet.sock"));
+                    Client::connect_unix(socket).await?
+                }
+            };
+            work(client.with_timeout(timeout)).await
+        })?;
+        println!("{text}");
+        Ok(())
     }
 
-    fn target(&self) -> client::Target {
-        match (&self.address, &self.tls_ca, &self.tls_cert, &self.tls_key) {
-            (Some(address), Some(ca), Some(cert), Some(key)) => client::Target::Tls {
-                address: address.clone(),
-                ca: ca.clone(),
-                cert: cert.clone(),
-                key: key.clone(),
-                server_name: self.tls_server_name.clone(),
-            },
-            (Some(address), ..) => client::Target::Tcp(address.clone()),
-            _ => client::Target::Unix(
-                self.socket
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("/run/signet/signet.sock")),
-            ),
-        }
+    /// The TLS settings, read from their files, when `--tls-ca` (with its certificate and key)
+    /// is given.
+    fn tls(&self) -> anyhow::Result<Option<Tls>> {
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
+        else {
+            return Ok(None);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let tls = Tls::new(read(ca)?, read(cert)?, Zeroizing::new(read(key)?));
+        Ok(Some(match &self.tls_server_name {
+            Some(name) => tls.server_name(name.clone()),
+            None => tls,
+        }))
     }
-}
-
-fn output_of(name: &str) -> client::Output {
-    match name {
-        "hex" | "text" => client::Output::Hex,
-        "json" => client::Output::Json,
-        "pem" => client::Output::Pem,
-        "jwk" => client::Output::Jwk,
-        _ => client::Output::Base64,
-    }
-}
-
-/// Runs a client command: prints its answer, or the gRPC code and message and fails.
-fn run_client(
-    work: impl std::future::Future<Output = Result<String, client::ClientError>>,
-) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let text = runtime.block_on(work)?;
-    println!("{text}");
-    Ok(())
 }
 
 fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {

@@ -1,8 +1,7 @@
 //! The gRPC layer: generated `signet.v1` types, the `Signer` service, and the one mapping from
-//! domain errors to gRPC status codes, and the command-line client. Only this module and
-//! `server` know tonic.
+//! domain errors to gRPC status codes. Only this module and `server` know tonic (the
+//! command-line client uses the `signet-client` crate).
 
-pub mod client;
 pub mod codec;
 pub mod convert;
 pub mod delivery;

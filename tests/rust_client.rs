@@ -8,9 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::ca::Ca;
 use common::ports::free_port;
 use common::{verify_hmac, TestToken, HMAC_SECRET};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use signet_client::{Algorithm, Anchor, Client, Code, Error, SignatureFormat, Tls, Zeroizing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -150,39 +150,6 @@ async fn refusals_are_typed_errors_with_the_grpc_code() {
             .starts_with("cannot connect to the agent: "),
         "{transport}"
     );
-}
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Ca { cert, key }
-    }
-
-    /// A certificate and its key (PEM) for `cn`, with `sans` as DNS names or IP addresses.
-    fn issue(&self, cn: &str, sans: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        for san in sans {
-            params.subject_alt_names.push(match san.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*san).try_into().expect("DNS name")),
-            });
-        }
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("certificate");
-        (cert.pem(), key.serialize_pem())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,46 +5,13 @@
 
 mod common;
 
+use common::ca::Ca;
 use common::ports::free_port;
 use common::requests::sign_request;
 use common::TestToken;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use signet::grpc::proto::signer_client::SignerClient;
 use signet::grpc::proto::SignRequest;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Ca { cert, key }
-    }
-
-    /// A certificate (PEM) and its key (PEM) for `cn`, with `sans` as DNS names or IPs.
-    fn issue(&self, cn: &str, sans: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        for san in sans {
-            params.subject_alt_names.push(match san.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*san).try_into().expect("DNS name")),
-            });
-        }
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("certificate");
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 async fn connect(
     port: u16,

@@ -6,6 +6,7 @@
 //! share the process-global `C_Initialize` and run in parallel under any test runner.
 #![allow(dead_code)]
 
+pub mod ca;
 pub mod config;
 pub mod health;
 pub mod in_process;

@@ -144,7 +144,7 @@ impl List {
 
 /// How the client commands reach the agent.
 #[derive(Args, Clone)]
-struct AgentArgs {
+pub(super) struct AgentArgs {
     /// The agent's unix socket [default: /run/signet/signet.sock].
     #[arg(long, env = "SIGNET_SOCKET", conflicts_with = "address")]
     socket: Option<PathBuf>,
@@ -169,7 +169,7 @@ struct AgentArgs {
 }
 
 impl AgentArgs {
-    fn agent(&self) -> anyhow::Result<client::Agent> {
+    pub(super) fn agent(&self) -> anyhow::Result<client::Agent> {
         if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
             bail!("--timeout must be between 0 and 3600 seconds");
         }
@@ -198,7 +198,7 @@ impl AgentArgs {
     }
 }
 
-fn output_of(name: &str) -> client::Output {
+pub(super) fn output_of(name: &str) -> client::Output {
     match name {
         "hex" | "text" => client::Output::Hex,
         "json" => client::Output::Json,
@@ -220,7 +220,7 @@ fn run_client(
     Ok(())
 }
 
-fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     match file {
         Some(path) if path != Path::new("-") => {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))

@@ -1,4 +1,4 @@
-//! The `signet sign | public-key | fingerprint | list` commands: a small client of a running
+//! The `signet sign | public-key | fingerprint | list | verify | verify-fingerprint` commands: a small client of a running
 //! agent over its unix socket, plain TCP (loopback) or TLS with a client certificate. Answers
 //! are printed as base64, hex, PEM or JSON; a refused call prints its gRPC code and message.
 
@@ -15,6 +15,10 @@ use super::proto::{
     SignatureFormat,
 };
 use super::status::code_name;
+
+mod verify;
+
+pub use verify::{verify, verify_fingerprint, Answer};
 
 /// Where the agent is, and how to prove who we are.
 #[derive(Debug, Clone)]

@@ -65,8 +65,8 @@ fn swt3_sign(secret: &str, fingerprint: &str, agent: &str) -> String {
          print(sign_payload(sys.argv[1], sys.argv[2], sys.argv[3] or None))"
     );
     python(&code, &[secret, fingerprint, agent])
-    .trim()
-    .to_owned()
+        .trim()
+        .to_owned()
 }
 
 pub async fn hmac_verify_checks_swt3_ai_tags_inside_the_hsm(token: impl Device) {

@@ -170,7 +170,7 @@ impl Signer {
     }
 
     /// Runs one prepared call on a worker.
-    async fn run_one<J: Job>(&self, call: J, deadline: Instant) -> Result<(J, J::Out), Error> {
+    async fn run_one<J: Job>(&self, call: J, deadline: Instant) -> Result<Done<J>, Error> {
         let bytes = call.bytes();
         self.executor
             .run(deadline, bytes, move |backend| {
@@ -190,7 +190,7 @@ impl Signer {
         &self,
         calls: Vec<Result<J, Error>>,
         deadline: Instant,
-    ) -> Vec<Result<(J, J::Out), Error>> {
+    ) -> Vec<Result<Done<J>, Error>> {
         let slots = Arc::new(Mutex::new(Slots {
             results: calls.iter().map(|_| None).collect(),
             answered: false,
@@ -323,9 +323,12 @@ trait Job: Send + 'static {
     fn run(&self, backend: &dyn Backend) -> Result<Self::Out, Error>;
 }
 
+/// A finished job and what it produced.
+type Done<J> = (J, <J as Job>::Out);
+
 /// The results of a batch's items as the workers finish them.
 struct Slots<J: Job> {
-    results: Vec<Option<Result<(J, J::Out), Error>>>,
+    results: Vec<Option<Result<Done<J>, Error>>>,
     /// The batch was answered: later results are dropped and no item is started.
     answered: bool,
 }

@@ -59,7 +59,7 @@ fn generate_without_verify(token: &TestToken, label: &str) {
         .generate_key(&Mechanism::GenericSecretKeyGen, &template)
         .expect("generate");
     drop(session);
-    pkcs11.finalize();
+    pkcs11.finalize().expect("finalise");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

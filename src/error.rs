@@ -17,6 +17,14 @@ pub enum Error {
     /// No served key has this id.
     #[error("no key with id '{}' is served by this agent", .0.escape_debug())]
     KeyNotFound(String),
+    /// The key is served, but has no (verify-enabled) version with this number.
+    #[error("key '{}' has no version {version}", .key_id.escape_debug())]
+    VersionNotFound {
+        /// The key asked for.
+        key_id: String,
+        /// The version asked for.
+        version: u32,
+    },
     /// No private or secret key with this id is on the token (key commands).
     #[error("no key with id '{}' is on the token", .0.escape_debug())]
     NotOnToken(String),
@@ -164,7 +172,10 @@ impl Error {
             Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
-            Error::KeyNotFound(_) | Error::KeyGone(_) | Error::NotOnToken(_) => ErrorKind::NotFound,
+            Error::KeyNotFound(_)
+            | Error::KeyGone(_)
+            | Error::NotOnToken(_)
+            | Error::VersionNotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::FailedPrecondition(_) | Error::KeySizeRange => ErrorKind::FailedPrecondition,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,

@@ -1,8 +1,8 @@
 //! The `signet` command: `serve` runs the agent; `keys` manages keys on the token directly;
-//! `sign`, `public-key`, `fingerprint` and `list` are clients of a running agent; `token init`
-//! prepares a development token; `audit verify` checks the audit log; `bench` measures. The
-//! commands are in [`cli`]; this file parses, sets up logging, and turns the result into an
-//! exit code.
+//! `sign`, `public-key`, `fingerprint`, `list`, `verify` and `verify-fingerprint` are clients
+//! of a running agent; `token init` prepares a development token; `audit verify` checks the
+//! audit log; `bench` measures. The commands are in [`cli`]; this file parses, sets up logging,
+//! and turns the result into an exit code.
 
 mod cli;
 
@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // The verdict is printed; the exit code says it.
+        Err(e) if e.is::<cli::NotValid>() => ExitCode::from(cli::INVALID),
         Err(e) => {
             eprintln!("signet: {}", chain(&e));
             ExitCode::FAILURE

@@ -1,7 +1,13 @@
 //! Who may do what: matches a caller to a configured client, checks its grant for the
-//! operation and key, and applies its rate limit. `Sign` and `Fingerprint` are denied unless
-//! granted; `GetPublicKey` and `ListKeys` are open to every caller. Denials never say whether
+//! operation and key, and applies its rate limit. `Sign`, `Fingerprint` and `Verify` are denied
+//! unless granted (each on its own: a `verify` grant never allows signing, nor a `sign` grant
+//! verifying); `GetPublicKey` and `ListKeys` are open to every caller. Denials never say whether
 //! the key exists.
+//!
+//! Anonymous callers (plain TCP) may not verify, with any key: an HMAC check is a secret-key
+//! operation, and for asymmetric keys a caller without an identity needs no agent (the public
+//! key is open through `GetPublicKey`), while every verify the agent does is attributed and
+//! audited.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -111,11 +117,14 @@ impl Policy {
         operation: Operation,
         key_id: &str,
     ) -> Result<Option<String>, Error> {
-        let signing = matches!(operation, Operation::Sign | Operation::Fingerprint);
+        let signing = matches!(
+            operation,
+            Operation::Sign | Operation::Fingerprint | Operation::Verify
+        );
         if signing && *identity == Identity::Anonymous {
             return Err(Error::Unauthenticated(
-                "this listener does not identify callers (plain TCP); sign and fingerprint \
-                 need a unix socket or a TLS client certificate"
+                "this listener does not identify callers (plain TCP); sign, fingerprint and \
+                 verify need a unix socket or a TLS client certificate"
                     .into(),
             ));
         }
@@ -215,6 +224,36 @@ mod tests {
         assert!(policy
             .authorize(&Identity::Anonymous, Operation::List, "")
             .is_ok());
+    }
+
+    #[test]
+    fn verify_and_sign_grants_are_separate_and_anonymous_callers_cannot_verify() {
+        let policy = Policy::new(&[
+            client("ingest", 2000, &["*"], &[Operation::Verify]),
+            client(
+                "witness",
+                2001,
+                &["*"],
+                &[Operation::Fingerprint, Operation::Sign],
+            ),
+        ]);
+        assert!(policy
+            .authorize(&unix(2000), Operation::Verify, "hmac")
+            .is_ok());
+        for op in [Operation::Sign, Operation::Fingerprint] {
+            let e = policy
+                .authorize(&unix(2000), op, "hmac")
+                .expect_err("a verify grant does not sign");
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        }
+        let e = policy
+            .authorize(&unix(2001), Operation::Verify, "hmac")
+            .expect_err("a sign grant does not verify");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        let e = policy
+            .authorize(&Identity::Anonymous, Operation::Verify, "ed")
+            .expect_err("anonymous");
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::public_key::PublicKey;
 use crate::swt3::Anchor;
 
+mod verify;
+
+pub use verify::{Checked, Claim, Verdict, VerifyItem};
+
 /// The longest key id accepted; longer ones are refused without being echoed.
 pub const MAX_KEY_ID_BYTES: usize = 256;
 
@@ -166,7 +170,7 @@ impl Signer {
     }
 
     /// Runs one prepared call on a worker.
-    async fn run_one(&self, call: HsmCall, deadline: Instant) -> Result<Done, Error> {
+    async fn run_one<J: Job>(&self, call: J, deadline: Instant) -> Result<Done<J>, Error> {
         let bytes = call.bytes();
         self.executor
             .run(deadline, bytes, move |backend| {
@@ -182,17 +186,16 @@ impl Signer {
     /// answers what it finished; the rest answer `DEADLINE_EXCEEDED`. A worker starts no item
     /// once the deadline has passed or the batch was answered, and a result that comes back
     /// after that is dropped, never delivered.
-    async fn run_batch(
+    async fn run_batch<J: Job>(
         &self,
-        calls: Vec<Result<HsmCall, Error>>,
+        calls: Vec<Result<J, Error>>,
         deadline: Instant,
-    ) -> Vec<Result<Done, Error>> {
+    ) -> Vec<Result<Done<J>, Error>> {
         let slots = Arc::new(Mutex::new(Slots {
             results: calls.iter().map(|_| None).collect(),
             answered: false,
         }));
-        let mut chunks: Vec<Vec<(usize, HsmCall)>> =
-            (0..self.workers).map(|_| Vec::new()).collect();
+        let mut chunks: Vec<Vec<(usize, J)>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut early = Vec::new();
         let mut next = 0;
         for (index, call) in calls.into_iter().enumerate() {
@@ -309,17 +312,28 @@ impl Signer {
     }
 }
 
-/// A finished HSM call and its raw result.
-type Done = (HsmCall, Vec<u8>);
+/// One checked piece of HSM work a worker runs: signing ([`HsmCall`]) or verifying
+/// ([`verify::VerifyCall`]).
+trait Job: Send + 'static {
+    /// What the work produces.
+    type Out: Send + 'static;
+    /// The bytes it holds in the queue.
+    fn bytes(&self) -> usize;
+    /// The work, on a worker thread.
+    fn run(&self, backend: &dyn Backend) -> Result<Self::Out, Error>;
+}
+
+/// A finished job and what it produced.
+type Done<J> = (J, <J as Job>::Out);
 
 /// The results of a batch's items as the workers finish them.
-struct Slots {
-    results: Vec<Option<Result<Done, Error>>>,
+struct Slots<J: Job> {
+    results: Vec<Option<Result<Done<J>, Error>>>,
     /// The batch was answered: later results are dropped and no item is started.
     answered: bool,
 }
 
-fn lock(slots: &Mutex<Slots>) -> std::sync::MutexGuard<'_, Slots> {
+fn lock<J: Job>(slots: &Mutex<Slots<J>>) -> std::sync::MutexGuard<'_, Slots<J>> {
     slots.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -336,7 +350,9 @@ struct HsmCall {
     anchor: Option<(String, i64)>,
 }
 
-impl HsmCall {
+impl Job for HsmCall {
+    type Out = Vec<u8>;
+
     fn bytes(&self) -> usize {
         self.input.len()
     }
@@ -347,7 +363,9 @@ impl HsmCall {
         self.check(&signature)?;
         Ok(signature)
     }
+}
 
+impl HsmCall {
     /// The HSM call alone. ECDSA signs the SHA-256 of the message; the other mechanisms take
     /// it whole.
     fn sign(&self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
@@ -489,6 +507,10 @@ mod tests {
                 signature[5] ^= 0x01;
             }
             Ok(signature)
+        }
+
+        fn verify(&self, _key_id: &str, _input: &[u8], _sig: &[u8]) -> Result<bool, Error> {
+            Err(Error::Internal("not an HMAC backend".into()))
         }
 
         fn shutdown(&self) {}

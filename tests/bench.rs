@@ -11,7 +11,7 @@ async fn the_bench_tool_runs_every_mode_without_errors() {
     let agent = token.start_agent().await;
     let socket = path_str(&agent.socket).to_owned();
     let config = path_str(&token.config).to_owned();
-    let runs: [&[&str]; 5] = [
+    let runs: [&[&str]; 8] = [
         &[
             "bench",
             "agent",
@@ -67,6 +67,46 @@ async fn the_bench_tool_runs_every_mode_without_errors() {
             &socket,
             "--key",
             "ed",
+            "--duration",
+            "0.2",
+            "--rounds",
+            "1",
+        ],
+        // Verify: HMAC in the HSM, Ed25519 in the agent; and the raw module's C_Verify.
+        &[
+            "bench",
+            "agent",
+            "--socket",
+            &socket,
+            "--key",
+            "hmac",
+            "--rpc",
+            "verify",
+            "--duration",
+            "0.2",
+        ],
+        &[
+            "bench",
+            "raw",
+            "--config",
+            &config,
+            "--key",
+            "hmac",
+            "--verify",
+            "--duration",
+            "0.2",
+        ],
+        &[
+            "bench",
+            "compare",
+            "--config",
+            &config,
+            "--socket",
+            &socket,
+            "--key",
+            "ed",
+            "--rpc",
+            "verify",
             "--duration",
             "0.2",
             "--rounds",

@@ -1,11 +1,13 @@
 //! The conformance suite: the same RPC-level and key-command assertions against every backend,
 //! with the same independent verification (ed25519-dalek, p256, hmac, swt3-ai, sqooler) and the
-//! same error codes. `softhsm::*` runs on a real SoftHSM2 token through the PKCS#11 backend;
+//! same error codes. The verification RPCs' cases are in `conformance/verify.rs`. `softhsm::*` runs on a real SoftHSM2 token through the PKCS#11 backend;
 //! `yubihsm::*` runs on `yubihsm`'s MockHsm, served over HTTP like `yubihsm-connector`, through
 //! the native YubiHSM backend (built with `--features yubihsm-mock`). Both drive the real
 //! `signet` binary.
 
 mod common;
+#[path = "conformance/verify.rs"]
+mod verify;
 
 use base64::Engine as _;
 use common::output::{failed, list, listed_ids, stderr, stdout};
@@ -19,6 +21,7 @@ use signet::grpc::proto::{
     SignatureFormat,
 };
 use tonic::Code;
+use verify::*;
 
 /// Runs each conformance test against every backend, as `softhsm::NAME` and `yubihsm::NAME`.
 macro_rules! conformance {
@@ -53,6 +56,10 @@ conformance!(
     generated_keys_are_served_and_destroyed_keys_are_not_found,
     a_sqooler_key_moves_into_the_hsm_and_its_signatures_stay_byte_identical,
     an_exportable_key_is_reported_and_refused_by_name,
+    hmac_verify_checks_swt3_ai_tags_inside_the_hsm,
+    asymmetric_verify_accepts_what_sign_returned_and_refuses_altered_ones,
+    a_sqooler_jws_verifies_through_the_agent,
+    verify_fingerprint_names_the_failing_part,
 );
 
 fn fingerprint(key_id: &str, edit: impl FnOnce(&mut FingerprintRequest)) -> FingerprintRequest {

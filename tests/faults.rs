@@ -100,6 +100,10 @@ impl Backend for FaultyDevice {
         }
     }
 
+    fn verify(&self, _key_id: &str, _input: &[u8], _signature: &[u8]) -> Result<bool, Error> {
+        Err(Error::Internal("this fake device holds no HMAC key".into()))
+    }
+
     fn state(&self) -> watch::Receiver<HsmState> {
         self.state.subscribe()
     }

@@ -88,6 +88,11 @@ impl Backend for SoftKeys {
         })
     }
 
+    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error> {
+        // A software stand-in for the HSM's own check (this fake has no HSM).
+        Ok(self.sign(key_id, input)? == signature)
+    }
+
     fn shutdown(&self) {}
 }
 

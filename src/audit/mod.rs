@@ -31,7 +31,7 @@ use lock::WriterLock;
 use writer::{Syncer, Writer};
 
 pub use lock::{holder, Holder};
-pub use record::{Outcome, Record};
+pub use record::{Outcome, Record, Verdict};
 pub use verify::{verify, Broken, Live, Verified};
 
 /// The open audit log.
@@ -220,6 +220,7 @@ mod tests_support {
             algorithm: Some("ed25519"),
             message_sha256: Some(hex::encode([i as u8; 32])),
             outcome: Outcome::Allowed,
+            verdict: None,
             code: "OK",
             latency_us: i,
             suppressed_denials: None,

@@ -23,6 +23,10 @@ pub struct Record {
     pub message_sha256: Option<String>,
     /// How the call ended.
     pub outcome: Outcome,
+    /// For an answered `Verify`/`VerifyFingerprint` (and their batch items): whether the
+    /// signature was valid. Absent from every other record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
     /// The gRPC status code name (`OK`, `PERMISSION_DENIED`, …).
     pub code: &'static str,
     /// From the call's arrival to its answer, in microseconds.
@@ -53,6 +57,27 @@ pub enum Outcome {
     /// The answer of an earlier `allowed` record (named by `undelivered_seq`) was not
     /// delivered: the call was cancelled or the client went away after it was recorded.
     Undelivered,
+}
+
+/// The answer of an audited verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The signature verified (for `VerifyFingerprint`: fingerprint and signature both).
+    Valid,
+    /// It did not.
+    Invalid,
+}
+
+impl Verdict {
+    /// `Valid` when `valid`.
+    pub fn of(valid: bool) -> Self {
+        if valid {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        }
+    }
 }
 
 impl Outcome {
@@ -126,6 +151,7 @@ mod tests {
             algorithm: Some("ed25519"),
             message_sha256: Some("ab".repeat(32)),
             outcome: Outcome::Allowed,
+            verdict: None,
             code: "OK",
             latency_us: 7,
             suppressed_denials: None,
@@ -142,5 +168,14 @@ mod tests {
         assert_eq!(json["code"], "CANCELLED");
         assert_eq!(json["undelivered_seq"], 41);
         assert_eq!(json["key_id"], "k");
+        assert!(json.get("verdict").is_none(), "{json}");
+        let verified = Record {
+            rpc: "Verify",
+            verdict: Some(Verdict::of(false)),
+            ..allowed
+        };
+        let json = serde_json::to_value(&verified).expect("json");
+        assert_eq!(json["verdict"], "invalid");
+        assert_eq!(json["outcome"], "allowed");
     }
 }

@@ -114,6 +114,13 @@ pub trait Backend: Send + Sync {
     /// signature comes back as the 64-byte r‖s.
     fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error>;
 
+    /// Checks `signature` over `input` with the HMAC key `key_id`, inside the HSM (PKCS#11
+    /// `C_Verify`, the YubiHSM's HMAC-verify command): the agent never computes or compares a
+    /// tag itself. `Ok(false)` when the HSM says the tag does not match; an error when the HSM
+    /// could not check it (a key made without `CKA_VERIFY` is `FailedPrecondition`).
+    /// Asymmetric signatures are checked by the signer against the public key, not here.
+    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error>;
+
     /// The backend's state, as it changes. A backend that cannot lose its HSM is always
     /// [`HsmState::Serving`].
     fn state(&self) -> watch::Receiver<HsmState> {

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::grpc::proto::signer_client::SignerClient;
 use crate::grpc::proto::{
     sign_batch_result, FingerprintRequest, GetPublicKeyRequest, SignBatchRequest, SignRequest,
+    VerifyRequest,
 };
 use crate::grpc::status::code_name;
 use crate::key::Algorithm;
@@ -46,6 +47,10 @@ pub enum Rpc {
     SignBatch,
     /// `GetPublicKey`: no HSM call, so it measures the gRPC path alone.
     PublicKey,
+    /// `Verify` of one signature made by `Sign` before the run (the bench client needs both
+    /// grants). HMAC is checked in the HSM; asymmetric keys in the agent. A verdict that is not
+    /// valid counts as an error.
+    Verify,
 }
 
 /// One load run against an agent.
@@ -161,6 +166,30 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
             }),
     };
     let public_key = Arc::new(public_key);
+    let message = vec![0x5au8; load.size];
+    let signature = match load.rpc {
+        Rpc::Verify => {
+            client(&channels[0])
+                .sign(SignRequest {
+                    key_id: load.key.clone(),
+                    message: message.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| {
+                    Error::Startup(format!(
+                        "--rpc verify signs the message once first, and Sign failed ({}: {}); the \
+                     bench client needs the sign and verify grants",
+                        code_name(s.code()),
+                        s.message()
+                    ))
+                })?
+                .into_inner()
+                .signature
+        }
+        _ => Vec::new(),
+    };
+    let signature = Arc::new(signature);
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let until = started + load.duration;
@@ -180,9 +209,9 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
     for worker in 0..load.in_flight.max(1) {
         let mut client = client(&channels[worker % channels.len()]);
         let (load, done, public_key) = (load.clone(), Arc::clone(&done), Arc::clone(&public_key));
+        let (message, signature) = (message.clone(), Arc::clone(&signature));
         tasks.spawn(async move {
             let mut report = Report::default();
-            let message = vec![0x5au8; load.size];
             for call in 0u64.. {
                 let issued = done.load(Ordering::Relaxed);
                 if Instant::now() >= until || load.count.is_some_and(|n| issued >= n) {
@@ -228,6 +257,21 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
                         })
                         .await
                         .map(|_| 1),
+                    Rpc::Verify => client
+                        .verify(VerifyRequest {
+                            key_id: load.key.clone(),
+                            message: message.clone(),
+                            signature: signature.to_vec(),
+                            ..Default::default()
+                        })
+                        .await
+                        .and_then(|r| {
+                            if r.into_inner().valid {
+                                Ok(1)
+                            } else {
+                                Err(tonic::Status::data_loss("a valid signature did not verify"))
+                            }
+                        }),
                     Rpc::SignBatch => {
                         let items = (0..load.batch.max(1))
                             .map(|_| SignRequest {

@@ -19,7 +19,8 @@ pub struct AgentLoadArgs {
     /// The agent's plain TCP address (host:port), instead of a socket.
     #[arg(long)]
     address: Option<String>,
-    /// sign, fingerprint, sign-batch, or public-key (no HSM call: the gRPC floor).
+    /// sign, fingerprint, sign-batch, verify (of one signature Sign made first), or public-key
+    /// (no HSM call: the gRPC floor).
     #[arg(long, default_value = "sign", value_parser = parse_rpc)]
     rpc: signet::bench::agent::Rpc,
     /// Connections to spread the calls over.
@@ -67,6 +68,9 @@ pub enum BenchCommand {
         /// Threads, each with its own session.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// C_Verify of one signature made first, instead of C_Sign.
+        #[arg(long)]
+        verify: bool,
     },
     /// Alternate agent and raw runs (A B A B …) and print each pair's ratio and their median.
     Compare {
@@ -92,8 +96,9 @@ fn parse_rpc(name: &str) -> Result<signet::bench::agent::Rpc, String> {
         "fingerprint" => Ok(Rpc::Fingerprint),
         "sign-batch" => Ok(Rpc::SignBatch),
         "public-key" => Ok(Rpc::PublicKey),
+        "verify" => Ok(Rpc::Verify),
         _ => Err(format!(
-            "unknown rpc '{name}': expected sign, fingerprint, sign-batch or public-key"
+            "unknown rpc '{name}': expected sign, fingerprint, sign-batch, verify or public-key"
         )),
     }
 }
@@ -129,6 +134,7 @@ fn raw_run(
     config: &Path,
     shape: &LoadShape,
     threads: usize,
+    verify: bool,
 ) -> anyhow::Result<signet::bench::Report> {
     let config = Config::load(config)?;
     let Some(p) = signet::backend::pkcs11_only(&config) else {
@@ -142,6 +148,7 @@ fn raw_run(
         threads,
         shape.size,
         std::time::Duration::from_secs_f64(shape.duration),
+        verify,
     )?)
 }
 
@@ -167,7 +174,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             config,
             shape,
             threads,
-        } => check(&raw_run(&config.config, &shape, threads)?),
+            verify,
+        } => check(&raw_run(&config.config, &shape, threads, verify)?),
         BenchCommand::Compare {
             config,
             load,
@@ -180,7 +188,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             for round in 1..=rounds.max(1) {
                 let agent = runtime.block_on(signet::bench::agent::run(&load))?;
                 check(&agent)?;
-                let raw = raw_run(&config.config, &shape, threads)?;
+                let verify = load.rpc == signet::bench::agent::Rpc::Verify;
+                let raw = raw_run(&config.config, &shape, threads, verify)?;
                 check(&raw)?;
                 let ratio = agent.rate() / raw.rate().max(1e-9);
                 println!(

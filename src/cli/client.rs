@@ -197,7 +197,7 @@ impl List {
 
 /// How the client commands reach the agent.
 #[derive(Args, Clone)]
-struct AgentArgs {
+pub(super) struct AgentArgs {
     /// The agent's unix socket [default: /run/signet/signet.sock].
     #[arg(long, env = "SIGNET_SOCKET", conflicts_with = "address")]
     socket: Option<PathBuf>,
@@ -229,6 +229,18 @@ impl AgentArgs {
         W: FnOnce(Client) -> F,
         F: Future<Output = Result<String, signet_client::Error>>,
     {
+        let text = self.call(work)?;
+        println!("{text}");
+        Ok(())
+    }
+
+    /// Connects to the agent and runs `work` with the client on a runtime of its own, and
+    /// returns its answer.
+    pub(super) fn call<T, F, W>(self, work: W) -> anyhow::Result<T>
+    where
+        W: FnOnce(Client) -> F,
+        F: Future<Output = Result<T, signet_client::Error>>,
+    {
         if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
             bail!("--timeout must be between 0 and 3600 seconds");
         }
@@ -237,7 +249,7 @@ impl AgentArgs {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let text = runtime.block_on(async move {
+        let answer = runtime.block_on(async move {
             let client = match (self.address, tls) {
                 (Some(address), Some(tls)) => Client::connect_tls_with(&address, tls).await?,
                 (Some(address), None) => Client::connect_tcp(&address).await?,
@@ -250,8 +262,7 @@ impl AgentArgs {
             };
             work(client.with_timeout(timeout)).await
         })?;
-        println!("{text}");
-        Ok(())
+        Ok(answer)
     }
 
     /// The TLS settings, read from their files, when `--tls-ca` (with its certificate and key)
@@ -271,7 +282,7 @@ impl AgentArgs {
     }
 }
 
-fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     match file {
         Some(path) if path != Path::new("-") => {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))

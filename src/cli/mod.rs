@@ -7,6 +7,9 @@ mod client;
 mod keys;
 mod serve;
 mod token;
+mod verify;
+
+pub use verify::{NotValid, INVALID};
 
 use std::path::PathBuf;
 
@@ -49,6 +52,11 @@ pub enum Command {
     Fingerprint(client::Fingerprint),
     /// List the keys a running agent serves.
     List(client::List),
+    /// Check a signature with a running agent (exit 0 valid, 3 not valid, 1 error).
+    Verify(verify::Verify),
+    /// Check an SWT3 anchor and its witness signature with a running agent (exit 0 valid, 3
+    /// not valid, 1 error).
+    VerifyFingerprint(verify::VerifyFingerprint),
     /// Measure: load on a running agent, the raw PKCS#11 module, or both alternated.
     Bench {
         #[command(subcommand)]
@@ -84,6 +92,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::PublicKey(public_key) => public_key.run(),
         Command::Fingerprint(fingerprint) => fingerprint.run(),
         Command::List(list) => list.run(),
+        Command::Verify(verify) => verify.run(),
+        Command::VerifyFingerprint(verify) => verify.run(),
         Command::Bench { command } => bench::run(command),
     }
 }

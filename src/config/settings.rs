@@ -63,6 +63,9 @@ pub enum Operation {
     Sign,
     /// `Fingerprint`.
     Fingerprint,
+    /// `Verify`, `VerifyFingerprint` and their batches. Granted on its own, it never allows
+    /// signing.
+    Verify,
     /// `GetPublicKey`.
     PublicKey,
     /// `ListKeys`.
@@ -75,6 +78,7 @@ impl Operation {
         match self {
             Operation::Sign => "sign",
             Operation::Fingerprint => "fingerprint",
+            Operation::Verify => "verify",
             Operation::PublicKey => "public_key",
             Operation::List => "list",
         }

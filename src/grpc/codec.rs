@@ -221,7 +221,7 @@ mod tests {
                 (input, output.trim_end_matches(");"))
             })
             .collect();
-        assert_eq!(rpcs.len(), 6, "{rpcs:?}");
+        assert_eq!(rpcs.len(), 10, "{rpcs:?}");
         for (input, output) in rpcs {
             assert!(is_request(input), "{input}");
             assert!(!is_request(output), "{output}");

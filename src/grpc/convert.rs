@@ -7,7 +7,9 @@ use super::proto;
 use crate::error::Error;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::public_key::PublicKey;
-use crate::service::{FingerprintOp, Minted, SignOp, Signed};
+use crate::service::{
+    AnchorChecked, FingerprintOp, Minted, SignOp, Signed, Verified, VerifyFingerprintOp, VerifyOp,
+};
 
 /// A Sign request (or SignBatch item) as an operation.
 pub fn sign_op(request: proto::SignRequest) -> SignOp {
@@ -29,6 +31,92 @@ pub fn fingerprint_op(request: proto::FingerprintRequest) -> FingerprintOp {
         timestamp_ms: request.timestamp_ms,
         agent_id: request.agent_id,
     }
+}
+
+/// A Verify request (or VerifyBatch item) as an operation.
+pub fn verify_op(request: proto::VerifyRequest) -> VerifyOp {
+    VerifyOp {
+        format: signature_format(request.signature_format),
+        key_id: request.key_id,
+        message: request.message,
+        signature: request.signature,
+        key_version: request.key_version,
+        message_crc32c: request.message_crc32c,
+        signature_crc32c: request.signature_crc32c,
+    }
+}
+
+/// A VerifyFingerprint request (or batch item) as an operation.
+pub fn verify_fingerprint_op(request: proto::VerifyFingerprintRequest) -> VerifyFingerprintOp {
+    VerifyFingerprintOp {
+        anchor: FingerprintOp {
+            key_id: request.key_id,
+            tenant_id: request.tenant_id,
+            procedure_id: request.procedure_id,
+            factors: [request.factor_a, request.factor_b, request.factor_c],
+            timestamp_ms: request.timestamp_ms,
+            agent_id: request.agent_id,
+        },
+        fingerprint: request.fingerprint,
+        signature: request.signature,
+        key_version: request.key_version,
+    }
+}
+
+/// The answer to a Verify.
+pub fn verify_response(verified: Verified) -> proto::VerifyResponse {
+    proto::VerifyResponse {
+        valid: verified.verdict.valid,
+        key_id: verified.key_id,
+        key_version: verified.verdict.key_version,
+        algorithm: algorithm(verified.verdict.algorithm).into(),
+        verified_message_crc32c: verified.message_crc32c_checked,
+        verified_signature_crc32c: verified.signature_crc32c_checked,
+    }
+}
+
+/// The answer to a VerifyFingerprint.
+pub fn verify_fingerprint_response(done: AnchorChecked) -> proto::VerifyFingerprintResponse {
+    proto::VerifyFingerprintResponse {
+        valid: done.checked.valid(),
+        fingerprint_matches: done.checked.fingerprint_matches,
+        signature_matches: done.checked.signature_matches,
+        key_id: done.key_id,
+        key_version: done.checked.key_version,
+        expected_fingerprint: done.checked.expected_fingerprint,
+    }
+}
+
+/// The answer to a VerifyBatch: one result per item, in order.
+pub fn verify_batch_response(results: Vec<Result<Verified, Error>>) -> proto::VerifyBatchResponse {
+    use proto::verify_batch_result::Result as One;
+    let results = results
+        .into_iter()
+        .map(|r| proto::VerifyBatchResult {
+            result: Some(match r {
+                Ok(verified) => One::Verdict(verify_response(verified)),
+                Err(e) => One::Error(item_error(e)),
+            }),
+        })
+        .collect();
+    proto::VerifyBatchResponse { results }
+}
+
+/// The answer to a VerifyFingerprintBatch: one result per item, in order.
+pub fn verify_fingerprint_batch_response(
+    results: Vec<Result<AnchorChecked, Error>>,
+) -> proto::VerifyFingerprintBatchResponse {
+    use proto::verify_fingerprint_batch_result::Result as One;
+    let results = results
+        .into_iter()
+        .map(|r| proto::VerifyFingerprintBatchResult {
+            result: Some(match r {
+                Ok(done) => One::Verdict(verify_fingerprint_response(done)),
+                Err(e) => One::Error(item_error(e)),
+            }),
+        })
+        .collect();
+    proto::VerifyFingerprintBatchResponse { results }
 }
 
 /// The answer to a Sign.

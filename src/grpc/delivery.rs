@@ -151,6 +151,7 @@ mod tests {
             algorithm: Some("ed25519"),
             message_sha256: Some("00".into()),
             outcome: Outcome::Allowed,
+            verdict: None,
             code: "OK",
             latency_us: 1,
             undelivered_seq: None,

@@ -160,6 +160,55 @@ impl signer_server::Signer for SignerService {
         Ok(Response::new(convert::fingerprint_batch_response(results)))
     }
 
+    async fn verify(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let call = self.call(&request)?;
+        let op = convert::verify_op(request.into_inner());
+        let verified = self.service.verify(&call, op).await?;
+        Ok(Response::new(convert::verify_response(verified)))
+    }
+
+    async fn verify_fingerprint(
+        &self,
+        request: Request<proto::VerifyFingerprintRequest>,
+    ) -> Result<Response<proto::VerifyFingerprintResponse>, Status> {
+        let call = self.call(&request)?;
+        let op = convert::verify_fingerprint_op(request.into_inner());
+        let checked = self.service.verify_fingerprint(&call, op).await?;
+        Ok(Response::new(convert::verify_fingerprint_response(checked)))
+    }
+
+    async fn verify_batch(
+        &self,
+        request: Request<proto::VerifyBatchRequest>,
+    ) -> Result<Response<proto::VerifyBatchResponse>, Status> {
+        let call = self.call(&request)?;
+        let ops = request
+            .into_inner()
+            .items
+            .into_iter()
+            .map(convert::verify_op);
+        let results = self.service.verify_batch(&call, ops.collect()).await?;
+        Ok(Response::new(convert::verify_batch_response(results)))
+    }
+
+    async fn verify_fingerprint_batch(
+        &self,
+        request: Request<proto::VerifyFingerprintBatchRequest>,
+    ) -> Result<Response<proto::VerifyFingerprintBatchResponse>, Status> {
+        let call = self.call(&request)?;
+        let ops = request.into_inner().items.into_iter();
+        let results = self
+            .service
+            .verify_fingerprint_batch(&call, ops.map(convert::verify_fingerprint_op).collect())
+            .await?;
+        Ok(Response::new(convert::verify_fingerprint_batch_response(
+            results,
+        )))
+    }
+
     async fn list_keys(
         &self,
         request: Request<proto::ListKeysRequest>,

@@ -23,6 +23,14 @@ pub enum Rpc {
     GetPublicKey,
     /// `ListKeys`.
     ListKeys,
+    /// `Verify`.
+    Verify,
+    /// `VerifyBatch` (each item is audited and counted under this name).
+    VerifyBatch,
+    /// `VerifyFingerprint`.
+    VerifyFingerprint,
+    /// `VerifyFingerprintBatch`.
+    VerifyFingerprintBatch,
 }
 
 impl Rpc {
@@ -35,6 +43,10 @@ impl Rpc {
             Rpc::FingerprintBatch => "FingerprintBatch",
             Rpc::GetPublicKey => "GetPublicKey",
             Rpc::ListKeys => "ListKeys",
+            Rpc::Verify => "Verify",
+            Rpc::VerifyBatch => "VerifyBatch",
+            Rpc::VerifyFingerprint => "VerifyFingerprint",
+            Rpc::VerifyFingerprintBatch => "VerifyFingerprintBatch",
         }
     }
 
@@ -45,12 +57,19 @@ impl Rpc {
             Rpc::Fingerprint | Rpc::FingerprintBatch => Operation::Fingerprint,
             Rpc::GetPublicKey => Operation::PublicKey,
             Rpc::ListKeys => Operation::List,
+            Rpc::Verify
+            | Rpc::VerifyBatch
+            | Rpc::VerifyFingerprint
+            | Rpc::VerifyFingerprintBatch => Operation::Verify,
         }
     }
 
-    /// Whether the RPC signs, and so is audited.
+    /// Whether the RPC uses a key (signs or verifies), and so is audited.
     pub fn audited(self) -> bool {
-        matches!(self.operation(), Operation::Sign | Operation::Fingerprint)
+        matches!(
+            self.operation(),
+            Operation::Sign | Operation::Fingerprint | Operation::Verify
+        )
     }
 }
 

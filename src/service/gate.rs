@@ -183,6 +183,7 @@ impl Service {
             algorithm: None,
             message_sha256: None,
             outcome: Outcome::Failed,
+            verdict: None,
             code: "UNKNOWN",
             latency_us: 0,
             undelivered_seq: None,

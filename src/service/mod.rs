@@ -7,6 +7,7 @@
 mod call;
 mod delivery;
 mod gate;
+mod verify;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 pub use call::{Call, Rpc};
 pub use delivery::Delivery;
+pub use verify::{AnchorChecked, Verified, VerifyFingerprintOp, VerifyOp};
 
 use crate::audit::{AuditLog, Outcome, Record};
 use crate::config::Limits;

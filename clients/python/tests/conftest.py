@@ -249,7 +249,7 @@ class Token:
             '[[listen]]\ntype = "unix"\npath = "signet.sock"\n\n'
             f"{listeners}"
             f'[[clients]]\nname = "tests"\nuid = {os.getuid()}\nkeys = ["*"]\n'
-            'operations = ["sign", "fingerprint"]\n\n'
+            'operations = ["sign", "fingerprint", "verify"]\n\n'
             f"{clients}"
             f'[backend]\ntype = "pkcs11"\nmodule = "{self.module}"\n'
             f'token = {{ label = "{self.label}" }}\npin = {{ file = "pin" }}\n'

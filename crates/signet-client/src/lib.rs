@@ -7,6 +7,7 @@ mod code;
 mod connect;
 mod error;
 mod types;
+mod verify;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use error::Error;
 /// The tonic this crate is built on, for calls through [`Client::stub`].
 pub use tonic;
 pub use types::{Algorithm, Anchor, KeyInfo, PublicKey, Signature, SignatureFormat, Witness};
+pub use verify::{AnchorVerdict, Verdict};
 pub use zeroize::Zeroizing;
 
 /// The generated protobuf types and tonic stub of `signet.v1` (the agent's own

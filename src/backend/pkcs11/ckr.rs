@@ -58,6 +58,26 @@ pub fn classify(error: CkError) -> Error {
     }
 }
 
+/// `C_VerifyInit` + `C_Verify`'s result: `CKR_SIGNATURE_INVALID` and `CKR_SIGNATURE_LEN_RANGE`
+/// are the token's answer "does not verify" (`Ok(false)`); `CKR_KEY_FUNCTION_NOT_PERMITTED`
+/// means the key object was created with `CKA_VERIFY = false`, which the operator must fix.
+pub fn verified(result: Result<(), CkError>, key_id: &str) -> Result<bool, Error> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(CkError::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => {
+            Ok(false)
+        }
+        Err(CkError::Pkcs11(RvError::KeyFunctionNotPermitted, _)) => {
+            Err(Error::FailedPrecondition(format!(
+                "key '{}' was created without CKA_VERIFY; see the README to enable \
+                 verification or rotate",
+                key_id.escape_debug()
+            )))
+        }
+        Err(e) => Err(classify(e)),
+    }
+}
+
 /// `C_Initialize`'s result: a module that is already initialised is fine.
 pub fn initialized(result: Result<(), CkError>) -> Result<(), Error> {
     match result {
@@ -170,6 +190,8 @@ fn op_of(function: Function) -> &'static str {
     match function {
         Function::Sign => "C_Sign",
         Function::SignInit => "C_SignInit",
+        Function::Verify => "C_Verify",
+        Function::VerifyInit => "C_VerifyInit",
         Function::FindObjectsInit => "C_FindObjectsInit",
         Function::FindObjects => "C_FindObjects",
         Function::FindObjectsFinal => "C_FindObjectsFinal",
@@ -267,6 +289,31 @@ mod tests {
             short.to_string().contains("shorter than 32 bytes"),
             "{short}"
         );
+    }
+
+    #[test]
+    fn verify_answers_are_valid_invalid_not_permitted_or_a_fault() {
+        let verify = |rv| verified(Err(CkError::Pkcs11(rv, Function::Verify)), "h");
+        assert!(verified(Ok(()), "h").expect("valid"));
+        assert!(!verify(RvError::SignatureInvalid).expect("invalid"));
+        assert!(!verify(RvError::SignatureLenRange).expect("invalid"));
+        let e = verified(
+            Err(CkError::Pkcs11(
+                RvError::KeyFunctionNotPermitted,
+                Function::VerifyInit,
+            )),
+            "h",
+        )
+        .expect_err("no CKA_VERIFY");
+        assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+        assert!(
+            e.to_string()
+                .contains("key 'h' was created without CKA_VERIFY"),
+            "{e}"
+        );
+        let lost = verify(RvError::DeviceRemoved).expect_err("lost");
+        assert!(lost.is_connection_loss());
+        assert!(lost.to_string().contains("C_Verify"), "{lost}");
     }
 
     #[test]

@@ -170,12 +170,13 @@ fn private_template(label: &str, id: &[u8]) -> Vec<Attribute> {
     ]
 }
 
-/// What a secret key may not do beyond [`private_template`]'s limits.
+/// What a secret key may not do beyond [`private_template`]'s limits. It may verify: the
+/// agent checks HMAC tags inside the HSM (`C_Verify`) for `Verify` and `VerifyFingerprint`.
 fn secret_only_sign() -> [Attribute; 3] {
     [
         Attribute::Encrypt(false),
         Attribute::Wrap(false),
-        Attribute::Verify(false),
+        Attribute::Verify(true),
     ]
 }
 

@@ -1,9 +1,11 @@
-//! The raw side of `signet bench`: the same signatures straight through the PKCS#11 module in
-//! this process, with one session per thread and the key handle found once, as a baseline for
-//! the agent (or, pointed at `p11-kit-client.so`, to measure a PKCS#11 remoting peer).
+//! The raw side of `signet bench`: the same signatures (or, with `verify`, `C_Verify` of one
+//! signature) straight through the PKCS#11 module in this process, with one session per thread
+//! and the key handle found once, as a baseline for the agent (or, pointed at
+//! `p11-kit-client.so`, to measure a PKCS#11 remoting peer).
 
 use std::time::{Duration, Instant};
 
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use sha2::{Digest, Sha256};
 
 use super::{classify, discover, mechanism, Token};
@@ -13,7 +15,9 @@ use crate::error::Error;
 use crate::key::Algorithm;
 use crate::secret::Secret;
 
-/// Signs `size`-byte messages with `key_id` on `threads` threads for `duration`.
+/// Signs `size`-byte messages with `key_id` on `threads` threads for `duration`; with `verify`,
+/// checks one signature over and over instead (`C_Verify` with the secret key for HMAC, with
+/// the public key object of the same label for Ed25519 and P-256).
 pub fn run(
     config: &config::Pkcs11,
     pin: &Secret,
@@ -21,9 +25,10 @@ pub fn run(
     threads: usize,
     size: usize,
     duration: Duration,
+    verify: bool,
 ) -> Result<Report, Error> {
     let token = Token::open(config, pin, false)?;
-    let result = measure(&token, key_id, threads, size, duration);
+    let result = measure(&token, key_id, threads, size, duration, verify);
     token.close();
     result
 }
@@ -34,6 +39,7 @@ fn measure(
     threads: usize,
     size: usize,
     duration: Duration,
+    verify: bool,
 ) -> Result<Report, Error> {
     let key = discover::find_keys(&token.session)?
         .into_iter()
@@ -47,7 +53,10 @@ fn measure(
         _ => message,
     };
     let (pkcs11, slot, handle) = (&token.pkcs11, token.slot, key.handle);
-    let input = &input;
+    let check = verify
+        .then(|| verifier(token, key_id, algorithm, handle, &input))
+        .transpose()?;
+    let (input, check) = (&input, &check);
     let started = Instant::now();
     let until = started + duration;
     let parts: Vec<Result<Report, Error>> = std::thread::scope(|scope| {
@@ -59,8 +68,14 @@ fn measure(
                     let mut report = Report::default();
                     while Instant::now() < until {
                         let begun = Instant::now();
-                        match session.sign(&mechanism, handle, input) {
-                            Ok(_) => report.ok += 1,
+                        let done = match check {
+                            Some((public, signature)) => session
+                                .verify(&mechanism, *public, input, signature)
+                                .map(drop),
+                            None => session.sign(&mechanism, handle, input).map(drop),
+                        };
+                        match done {
+                            Ok(()) => report.ok += 1,
                             Err(e) => {
                                 *report.errors.entry(classify(e).to_string()).or_default() += 1
                             }
@@ -83,7 +98,8 @@ fn measure(
     });
     let mut total = Report {
         label: format!(
-            "raw {key_id} ({}) {size}-byte, {threads} thread(s)",
+            "raw {} {key_id} ({}) {size}-byte, {threads} thread(s)",
+            if verify { "C_Verify" } else { "C_Sign" },
             algorithm.name()
         ),
         ..Report::default()
@@ -98,4 +114,33 @@ fn measure(
     }
     total.elapsed = started.elapsed();
     Ok(total)
+}
+
+/// The key object `C_Verify` takes (the secret key itself for HMAC, the public key object of the
+/// same label otherwise) and one signature over `input` to check.
+fn verifier(
+    token: &Token,
+    key_id: &str,
+    algorithm: Algorithm,
+    handle: ObjectHandle,
+    input: &[u8],
+) -> Result<(ObjectHandle, Vec<u8>), Error> {
+    let signature = token
+        .session
+        .sign(&mechanism(algorithm), handle, input)
+        .map_err(classify)?;
+    if algorithm == Algorithm::HmacSha256 {
+        return Ok((handle, signature));
+    }
+    let public = token
+        .session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Label(key_id.as_bytes().to_vec()),
+        ])
+        .map_err(classify)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::NotOnToken(format!("{key_id} (its public key object)")))?;
+    Ok((public, signature))
 }

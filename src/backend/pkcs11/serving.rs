@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::secret::Secret;
 
 mod sign;
+mod verify;
 
 /// How often the supervisor checks that the token still answers while nothing fails.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -150,6 +151,24 @@ impl Backend for Pkcs11Backend {
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let connection = self.shared.current()?;
         let result = self.shared.sign_on(&connection, descriptor, input);
+        if let Err(e) = &result {
+            if e.is_connection_loss() {
+                self.shared.lost(&connection, e);
+            }
+        }
+        result
+    }
+
+    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error> {
+        let descriptor = self
+            .shared
+            .keys
+            .get(key_id)
+            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
+        let connection = self.shared.current()?;
+        let result = self
+            .shared
+            .verify_on(&connection, descriptor, input, signature);
         if let Err(e) = &result {
             if e.is_connection_loss() {
                 self.shared.lost(&connection, e);

@@ -178,7 +178,7 @@ impl KeyAdmin for YubiHsmAdmin {
                 object_id,
                 label,
                 self.domain,
-                Capability::SIGN_HMAC,
+                Capability::SIGN_HMAC | Capability::VERIFY_HMAC,
                 yubihsm::hmac::Algorithm::Sha256,
             ),
         };
@@ -212,7 +212,7 @@ impl KeyAdmin for YubiHsmAdmin {
                 object_id,
                 label,
                 self.domain,
-                Capability::SIGN_HMAC,
+                Capability::SIGN_HMAC | Capability::VERIFY_HMAC,
                 yubihsm::hmac::Algorithm::Sha256,
                 // The yubihsm crate copies it into a command buffer it does not wipe.
                 secret,

@@ -46,6 +46,34 @@ pub fn classify(op: &'static str, source: yubihsm::client::Error) -> Error {
     HsmError::new(fault_of(&source), op, YubiError(source)).into()
 }
 
+/// The HMAC-verify command's result. The `yubihsm` client reports a tag that does not match as
+/// a response error without a device code, whose message is exactly
+/// [`HMAC_MISMATCH`]: that is `Ok(false)`. A key without the `verify-hmac` capability is
+/// refused by the device with insufficient permissions: `FailedPrecondition`, saying so.
+pub fn verified(result: Result<(), yubihsm::client::Error>, key_id: &str) -> Result<bool, Error> {
+    let e = match result {
+        Ok(()) => return Ok(true),
+        Err(e) => e,
+    };
+    let mismatch = *e.kind() == ClientKind::ResponseError
+        && e.device_error().is_none()
+        && std::error::Error::source(&e).is_some_and(|s| s.to_string() == HMAC_MISMATCH);
+    if mismatch {
+        return Ok(false);
+    }
+    if e.device_error() == Some(DeviceKind::InsufficientPermissions) {
+        return Err(Error::FailedPrecondition(format!(
+            "key '{}' was created without the verify-hmac capability (the YubiHSM's CKA_VERIFY); \
+             see the README to enable verification or rotate",
+            key_id.escape_debug()
+        )));
+    }
+    Err(classify("Verify HMAC", e))
+}
+
+/// The message of the `yubihsm` client's error for an HMAC tag that does not match.
+const HMAC_MISMATCH: &str = "HMAC verification failure";
+
 /// Converts a failed session opening (see [`open_fault`]), with what the operator should do
 /// about a refusal.
 pub fn open_error(auth_key: u16, source: yubihsm::client::Error) -> Error {

@@ -35,6 +35,7 @@ use crate::error::{Error, HsmError, HsmFault};
 use crate::secret::Secret;
 
 mod sign;
+mod verify;
 
 use sign::find_served;
 
@@ -166,6 +167,23 @@ impl Backend for YubiHsmBackend {
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let mut guard = self.shared.serving_session()?;
         let result = self.shared.sign_on(&mut guard, served, input);
+        if let Err(e) = &result {
+            if e.is_connection_loss() {
+                self.shared.lost(&mut guard, e);
+            }
+        }
+        result
+    }
+
+    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error> {
+        let served = self
+            .shared
+            .served
+            .iter()
+            .find(|k| k.descriptor.id == key_id)
+            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
+        let mut guard = self.shared.serving_session()?;
+        let result = self.shared.verify_on(&mut guard, served, input, signature);
         if let Err(e) = &result {
             if e.is_connection_loss() {
                 self.shared.lost(&mut guard, e);

@@ -94,6 +94,36 @@ class WitnessAnchor:
     key_id: str
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a signature verified (``Verify``). A signature that does not verify is
+    ``valid=False``; malformed input (empty, wrong length, bad DER) raises INVALID_ARGUMENT."""
+
+    valid: bool
+    key_id: str
+    #: The key version that matched; when none did, the version tried.
+    key_version: int
+    algorithm: str
+
+
+@dataclass(frozen=True)
+class AnchorVerdict:
+    """Whether an SWT3 anchor verified (``VerifyFingerprint``), part by part."""
+
+    #: ``fingerprint_matches and signature_matches``.
+    valid: bool
+    #: The fingerprint recomputed from the anchor fields equals the claimed one.
+    fingerprint_matches: bool
+    #: The signature is the key's HMAC of the *claimed* fingerprint's payload: True with
+    #: ``fingerprint_matches`` False means the witness signed that fingerprint but the fields sent
+    #: with it are not the ones it was minted from.
+    signature_matches: bool
+    #: The fingerprint the anchor fields give.
+    expected_fingerprint: str
+    key_id: str
+    key_version: int
+
+
 def _crc32c_table() -> List[int]:
     table = []
     for n in range(256):
@@ -239,6 +269,40 @@ class Client:
             raise SignetError(
                 grpc.StatusCode.DATA_LOSS, "the signature's CRC32C does not match: corrupted"
             )
+
+    def verify(
+        self,
+        key_id: str,
+        message: bytes,
+        signature: bytes,
+        *,
+        der: bool = False,
+        key_version: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> Verdict:
+        """Checks ``signature`` over exactly ``message`` with ``key_id``. HMAC tags are checked
+        inside the HSM (nobody here holds the secret); Ed25519 and P-256 (r||s, or DER with
+        ``der=True``) against the key's public key. ``key_version`` pins a version; by default
+        every verify-enabled version is tried. The CRC32C of both is sent and must be confirmed.
+        Needs the ``verify`` grant."""
+        message, signature = bytes(message), bytes(signature)
+        request = pb.VerifyRequest(
+            key_id=key_id,
+            message=message,
+            signature=signature,
+            message_crc32c=crc32c(message),
+            signature_crc32c=crc32c(signature),
+        )
+        if der:
+            request.signature_format = pb.SIGNATURE_FORMAT_DER
+        if key_version is not None:
+            request.key_version = key_version
+        r = self._call(self._stub.Verify, request, timeout)
+        if not (r.verified_message_crc32c and r.verified_signature_crc32c):
+            raise SignetError(
+                grpc.StatusCode.DATA_LOSS, "the agent did not confirm the request's CRC32Cs"
+            )
+        return Verdict(r.valid, r.key_id, r.key_version, _algorithm_name(r.algorithm))
 
     def public_key(self, key_id: str, *, timeout: Optional[float] = None) -> PublicKey:
         """The public key of an asymmetric key. An HMAC key raises FAILED_PRECONDITION."""
@@ -387,6 +451,53 @@ class Client:
                 f"the agent minted {r.fingerprint}, the SWT3 Python SDK's formula gives {expected}",
             )
         return WitnessAnchor(r.fingerprint, r.signature, r.timestamp_ms, r.key_id)
+
+
+    def verify_fingerprint(
+        self,
+        key_id: str,
+        tenant_id: str,
+        procedure_id: str,
+        factor_a: float,
+        factor_b: float,
+        factor_c: float,
+        timestamp_ms: int,
+        fingerprint: str,
+        signature: str,
+        agent_id: Optional[str] = None,
+        *,
+        key_version: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> AnchorVerdict:
+        """Checks an SWT3 anchor as an ingest server receives it: the agent recomputes the
+        fingerprint from the fields (the arguments of ``witness_fingerprint``; ``timestamp_ms``
+        required) and checks ``signature`` (64 hex characters, what ``sign_payload`` returns)
+        over ``"{fingerprint}:{agent_id}"`` (or ``"{fingerprint}"``) with the HMAC key inside
+        the HSM. Needs the ``verify`` grant."""
+        request = pb.VerifyFingerprintRequest(
+            key_id=key_id,
+            tenant_id=tenant_id,
+            procedure_id=procedure_id,
+            factor_a=float(factor_a),
+            factor_b=float(factor_b),
+            factor_c=float(factor_c),
+            timestamp_ms=_positive_timestamp(timestamp_ms),
+            fingerprint=fingerprint,
+            signature=signature,
+        )
+        if agent_id is not None:
+            request.agent_id = agent_id
+        if key_version is not None:
+            request.key_version = key_version
+        r = self._call(self._stub.VerifyFingerprint, request, timeout)
+        return AnchorVerdict(
+            valid=r.valid,
+            fingerprint_matches=r.fingerprint_matches,
+            signature_matches=r.signature_matches,
+            expected_fingerprint=r.expected_fingerprint,
+            key_id=r.key_id,
+            key_version=r.key_version,
+        )
 
 
 def _positive_timestamp(timestamp_ms: int) -> int:

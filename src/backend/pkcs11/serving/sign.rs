@@ -46,7 +46,7 @@ impl Shared {
 
     /// Looks `key` up on a working session of `connection` and records its (new) handle;
     /// `KeyGone` only when the token answers and no longer has the key.
-    fn find_again(
+    pub(super) fn find_again(
         &self,
         connection: &Connection,
         key: &KeyDescriptor,

@@ -52,7 +52,7 @@ impl Shared {
 
     /// Looks `served` up on the session and records its object id; `KeyGone` only when the
     /// device answers the lookup and no longer has the key.
-    fn find_again(
+    pub(super) fn find_again(
         &self,
         guard: &mut MutexGuard<'_, Option<Session>>,
         served: &ServedKey,

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16signet/v1/signer.proto\x12\tsignet.v1\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"9\n\x10SignBatchRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.signet.v1.SignRequest\"@\n\x11SignBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.signet.v1.SignBatchResult\"p\n\x0fSignBatchResult\x12,\n\tsignature\x18\x01 \x01(\x0b\x32\x17.signet.v1.SignResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"G\n\x17\x46ingerprintBatchRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.signet.v1.FingerprintRequest\"N\n\x18\x46ingerprintBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.signet.v1.FingerprintBatchResult\"\x80\x01\n\x16\x46ingerprintBatchResult\x12\x35\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x1e.signet.v1.FingerprintResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"\xae\x01\n\x0bSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\x39\n\x10signature_format\x18\x03 \x01(\x0e\x32\x1a.signet.v1.SignatureFormatH\x00\x88\x01\x01\x12\x1b\n\x0emessage_crc32c\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x13\n\x11_signature_formatB\x11\n\x0f_message_crc32c\"\xcb\x01\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\'\n\talgorithm\x18\x03 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x34\n\x10signature_format\x18\x04 \x01(\x0e\x32\x1a.signet.v1.SignatureFormat\x12\x18\n\x10signature_crc32c\x18\x05 \x01(\r\x12\x1f\n\x17verified_message_crc32c\x18\x06 \x01(\x08\"%\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\xa0\x01\n\x14GetPublicKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x10\n\x08spki_der\x18\x04 \x01(\x0c\x12\x0b\n\x03pem\x18\x05 \x01(\t\x12\x0b\n\x03jwk\x18\x06 \x01(\t\x12\x16\n\x0ejwk_thumbprint\x18\x07 \x01(\t\"\xbd\x01\n\x12\x46ingerprintRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0cprocedure_id\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61\x63tor_a\x18\x04 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_b\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_c\x18\x06 \x01(\x01\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x15\n\x08\x61gent_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_agent_id\"c\n\x13\x46ingerprintResponse\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0e\n\x06key_id\x18\x04 \x01(\t\"\x11\n\x0fListKeysRequest\"4\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.signet.v1.KeyInfo\"Z\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x16\n\x0ehas_public_key\x18\x03 \x01(\x08*y\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LGORITHM_ED25519\x10\x01\x12\x1f\n\x1b\x41LGORITHM_ECDSA_P256_SHA256\x10\x02\x12\x19\n\x15\x41LGORITHM_HMAC_SHA256\x10\x03*g\n\x0fSignatureFormat\x12 \n\x1cSIGNATURE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14SIGNATURE_FORMAT_RAW\x10\x01\x12\x18\n\x14SIGNATURE_FORMAT_DER\x10\x02\x32\xca\x03\n\x06Signer\x12\x37\n\x04Sign\x12\x16.signet.v1.SignRequest\x1a\x17.signet.v1.SignResponse\x12O\n\x0cGetPublicKey\x12\x1e.signet.v1.GetPublicKeyRequest\x1a\x1f.signet.v1.GetPublicKeyResponse\x12L\n\x0b\x46ingerprint\x12\x1d.signet.v1.FingerprintRequest\x1a\x1e.signet.v1.FingerprintResponse\x12\x43\n\x08ListKeys\x12\x1a.signet.v1.ListKeysRequest\x1a\x1b.signet.v1.ListKeysResponse\x12\x46\n\tSignBatch\x12\x1b.signet.v1.SignBatchRequest\x1a\x1c.signet.v1.SignBatchResponse\x12[\n\x10\x46ingerprintBatch\x12\".signet.v1.FingerprintBatchRequest\x1a#.signet.v1.FingerprintBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16signet/v1/signer.proto\x12\tsignet.v1\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"9\n\x10SignBatchRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.signet.v1.SignRequest\"@\n\x11SignBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.signet.v1.SignBatchResult\"p\n\x0fSignBatchResult\x12,\n\tsignature\x18\x01 \x01(\x0b\x32\x17.signet.v1.SignResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"G\n\x17\x46ingerprintBatchRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.signet.v1.FingerprintRequest\"N\n\x18\x46ingerprintBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.signet.v1.FingerprintBatchResult\"\x80\x01\n\x16\x46ingerprintBatchResult\x12\x35\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x1e.signet.v1.FingerprintResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"=\n\x12VerifyBatchRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.signet.v1.VerifyRequest\"D\n\x13VerifyBatchResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.signet.v1.VerifyBatchResult\"r\n\x11VerifyBatchResult\x12,\n\x07verdict\x18\x01 \x01(\x0b\x32\x19.signet.v1.VerifyResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"S\n\x1dVerifyFingerprintBatchRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.signet.v1.VerifyFingerprintRequest\"Z\n\x1eVerifyFingerprintBatchResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.signet.v1.VerifyFingerprintBatchResult\"\x88\x01\n\x1cVerifyFingerprintBatchResult\x12\x37\n\x07verdict\x18\x01 \x01(\x0b\x32$.signet.v1.VerifyFingerprintResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"\xae\x01\n\x0bSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\x39\n\x10signature_format\x18\x03 \x01(\x0e\x32\x1a.signet.v1.SignatureFormatH\x00\x88\x01\x01\x12\x1b\n\x0emessage_crc32c\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x13\n\x11_signature_formatB\x11\n\x0f_message_crc32c\"\xcb\x01\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\'\n\talgorithm\x18\x03 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x34\n\x10signature_format\x18\x04 \x01(\x0e\x32\x1a.signet.v1.SignatureFormat\x12\x18\n\x10signature_crc32c\x18\x05 \x01(\r\x12\x1f\n\x17verified_message_crc32c\x18\x06 \x01(\x08\"%\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\xa0\x01\n\x14GetPublicKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x10\n\x08spki_der\x18\x04 \x01(\x0c\x12\x0b\n\x03pem\x18\x05 \x01(\t\x12\x0b\n\x03jwk\x18\x06 \x01(\t\x12\x16\n\x0ejwk_thumbprint\x18\x07 \x01(\t\"\xbd\x01\n\x12\x46ingerprintRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0cprocedure_id\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61\x63tor_a\x18\x04 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_b\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_c\x18\x06 \x01(\x01\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x15\n\x08\x61gent_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_agent_id\"c\n\x13\x46ingerprintResponse\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0e\n\x06key_id\x18\x04 \x01(\t\"\x11\n\x0fListKeysRequest\"4\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.signet.v1.KeyInfo\"Z\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x16\n\x0ehas_public_key\x18\x03 \x01(\x08\"\xa1\x02\n\rVerifyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x39\n\x10signature_format\x18\x04 \x01(\x0e\x32\x1a.signet.v1.SignatureFormatH\x00\x88\x01\x01\x12\x18\n\x0bkey_version\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0emessage_crc32c\x18\x06 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10signature_crc32c\x18\x07 \x01(\rH\x03\x88\x01\x01\x42\x13\n\x11_signature_formatB\x0e\n\x0c_key_versionB\x11\n\x0f_message_crc32cB\x13\n\x11_signature_crc32c\"\xb1\x01\n\x0eVerifyResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\x12\'\n\talgorithm\x18\x04 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x1f\n\x17verified_message_crc32c\x18\x05 \x01(\x08\x12!\n\x19verified_signature_crc32c\x18\x06 \x01(\x08\"\x95\x02\n\x18VerifyFingerprintRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0cprocedure_id\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61\x63tor_a\x18\x04 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_b\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_c\x18\x06 \x01(\x01\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x15\n\x08\x61gent_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0b\x66ingerprint\x18\t \x01(\t\x12\x11\n\tsignature\x18\n \x01(\t\x12\x18\n\x0bkey_version\x18\x0b \x01(\rH\x01\x88\x01\x01\x42\x0b\n\t_agent_idB\x0e\n\x0c_key_version\"\xa5\x01\n\x19VerifyFingerprintResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x1b\n\x13\x66ingerprint_matches\x18\x02 \x01(\x08\x12\x19\n\x11signature_matches\x18\x03 \x01(\x08\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x13\n\x0bkey_version\x18\x05 \x01(\r\x12\x1c\n\x14\x65xpected_fingerprint\x18\x06 \x01(\t*y\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LGORITHM_ED25519\x10\x01\x12\x1f\n\x1b\x41LGORITHM_ECDSA_P256_SHA256\x10\x02\x12\x19\n\x15\x41LGORITHM_HMAC_SHA256\x10\x03*g\n\x0fSignatureFormat\x12 \n\x1cSIGNATURE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14SIGNATURE_FORMAT_RAW\x10\x01\x12\x18\n\x14SIGNATURE_FORMAT_DER\x10\x02\x32\xa6\x06\n\x06Signer\x12\x37\n\x04Sign\x12\x16.signet.v1.SignRequest\x1a\x17.signet.v1.SignResponse\x12O\n\x0cGetPublicKey\x12\x1e.signet.v1.GetPublicKeyRequest\x1a\x1f.signet.v1.GetPublicKeyResponse\x12L\n\x0b\x46ingerprint\x12\x1d.signet.v1.FingerprintRequest\x1a\x1e.signet.v1.FingerprintResponse\x12\x43\n\x08ListKeys\x12\x1a.signet.v1.ListKeysRequest\x1a\x1b.signet.v1.ListKeysResponse\x12\x46\n\tSignBatch\x12\x1b.signet.v1.SignBatchRequest\x1a\x1c.signet.v1.SignBatchResponse\x12[\n\x10\x46ingerprintBatch\x12\".signet.v1.FingerprintBatchRequest\x1a#.signet.v1.FingerprintBatchResponse\x12=\n\x06Verify\x12\x18.signet.v1.VerifyRequest\x1a\x19.signet.v1.VerifyResponse\x12^\n\x11VerifyFingerprint\x12#.signet.v1.VerifyFingerprintRequest\x1a$.signet.v1.VerifyFingerprintResponse\x12L\n\x0bVerifyBatch\x12\x1d.signet.v1.VerifyBatchRequest\x1a\x1e.signet.v1.VerifyBatchResponse\x12m\n\x16VerifyFingerprintBatch\x12(.signet.v1.VerifyFingerprintBatchRequest\x1a).signet.v1.VerifyFingerprintBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'signet.v1.signer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALGORITHM']._serialized_start=1647
-  _globals['_ALGORITHM']._serialized_end=1768
-  _globals['_SIGNATUREFORMAT']._serialized_start=1770
-  _globals['_SIGNATUREFORMAT']._serialized_end=1873
+  _globals['_ALGORITHM']._serialized_start=3132
+  _globals['_ALGORITHM']._serialized_end=3253
+  _globals['_SIGNATUREFORMAT']._serialized_start=3255
+  _globals['_SIGNATUREFORMAT']._serialized_end=3358
   _globals['_ITEMERROR']._serialized_start=37
   _globals['_ITEMERROR']._serialized_end=79
   _globals['_SIGNBATCHREQUEST']._serialized_start=81
@@ -49,24 +49,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINGERPRINTBATCHRESPONSE']._serialized_end=471
   _globals['_FINGERPRINTBATCHRESULT']._serialized_start=474
   _globals['_FINGERPRINTBATCHRESULT']._serialized_end=602
-  _globals['_SIGNREQUEST']._serialized_start=605
-  _globals['_SIGNREQUEST']._serialized_end=779
-  _globals['_SIGNRESPONSE']._serialized_start=782
-  _globals['_SIGNRESPONSE']._serialized_end=985
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=987
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1024
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1027
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1187
-  _globals['_FINGERPRINTREQUEST']._serialized_start=1190
-  _globals['_FINGERPRINTREQUEST']._serialized_end=1379
-  _globals['_FINGERPRINTRESPONSE']._serialized_start=1381
-  _globals['_FINGERPRINTRESPONSE']._serialized_end=1480
-  _globals['_LISTKEYSREQUEST']._serialized_start=1482
-  _globals['_LISTKEYSREQUEST']._serialized_end=1499
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1501
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1553
-  _globals['_KEYINFO']._serialized_start=1555
-  _globals['_KEYINFO']._serialized_end=1645
-  _globals['_SIGNER']._serialized_start=1876
-  _globals['_SIGNER']._serialized_end=2334
+  _globals['_VERIFYBATCHREQUEST']._serialized_start=604
+  _globals['_VERIFYBATCHREQUEST']._serialized_end=665
+  _globals['_VERIFYBATCHRESPONSE']._serialized_start=667
+  _globals['_VERIFYBATCHRESPONSE']._serialized_end=735
+  _globals['_VERIFYBATCHRESULT']._serialized_start=737
+  _globals['_VERIFYBATCHRESULT']._serialized_end=851
+  _globals['_VERIFYFINGERPRINTBATCHREQUEST']._serialized_start=853
+  _globals['_VERIFYFINGERPRINTBATCHREQUEST']._serialized_end=936
+  _globals['_VERIFYFINGERPRINTBATCHRESPONSE']._serialized_start=938
+  _globals['_VERIFYFINGERPRINTBATCHRESPONSE']._serialized_end=1028
+  _globals['_VERIFYFINGERPRINTBATCHRESULT']._serialized_start=1031
+  _globals['_VERIFYFINGERPRINTBATCHRESULT']._serialized_end=1167
+  _globals['_SIGNREQUEST']._serialized_start=1170
+  _globals['_SIGNREQUEST']._serialized_end=1344
+  _globals['_SIGNRESPONSE']._serialized_start=1347
+  _globals['_SIGNRESPONSE']._serialized_end=1550
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=1552
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1589
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1592
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1752
+  _globals['_FINGERPRINTREQUEST']._serialized_start=1755
+  _globals['_FINGERPRINTREQUEST']._serialized_end=1944
+  _globals['_FINGERPRINTRESPONSE']._serialized_start=1946
+  _globals['_FINGERPRINTRESPONSE']._serialized_end=2045
+  _globals['_LISTKEYSREQUEST']._serialized_start=2047
+  _globals['_LISTKEYSREQUEST']._serialized_end=2064
+  _globals['_LISTKEYSRESPONSE']._serialized_start=2066
+  _globals['_LISTKEYSRESPONSE']._serialized_end=2118
+  _globals['_KEYINFO']._serialized_start=2120
+  _globals['_KEYINFO']._serialized_end=2210
+  _globals['_VERIFYREQUEST']._serialized_start=2213
+  _globals['_VERIFYREQUEST']._serialized_end=2502
+  _globals['_VERIFYRESPONSE']._serialized_start=2505
+  _globals['_VERIFYRESPONSE']._serialized_end=2682
+  _globals['_VERIFYFINGERPRINTREQUEST']._serialized_start=2685
+  _globals['_VERIFYFINGERPRINTREQUEST']._serialized_end=2962
+  _globals['_VERIFYFINGERPRINTRESPONSE']._serialized_start=2965
+  _globals['_VERIFYFINGERPRINTRESPONSE']._serialized_end=3130
+  _globals['_SIGNER']._serialized_start=3361
+  _globals['_SIGNER']._serialized_end=4167
 # @@protoc_insertion_point(module_scope)

@@ -75,6 +75,46 @@ class FingerprintBatchResult(_message.Message):
     error: ItemError
     def __init__(self, fingerprint: _Optional[_Union[FingerprintResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
 
+class VerifyBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[VerifyRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[VerifyRequest, _Mapping]]] = ...) -> None: ...
+
+class VerifyBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[VerifyBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[VerifyBatchResult, _Mapping]]] = ...) -> None: ...
+
+class VerifyBatchResult(_message.Message):
+    __slots__ = ("verdict", "error")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    verdict: VerifyResponse
+    error: ItemError
+    def __init__(self, verdict: _Optional[_Union[VerifyResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class VerifyFingerprintBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[VerifyFingerprintRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[VerifyFingerprintRequest, _Mapping]]] = ...) -> None: ...
+
+class VerifyFingerprintBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[VerifyFingerprintBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[VerifyFingerprintBatchResult, _Mapping]]] = ...) -> None: ...
+
+class VerifyFingerprintBatchResult(_message.Message):
+    __slots__ = ("verdict", "error")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    verdict: VerifyFingerprintResponse
+    error: ItemError
+    def __init__(self, verdict: _Optional[_Union[VerifyFingerprintResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
 class SignRequest(_message.Message):
     __slots__ = ("key_id", "message", "signature_format", "message_crc32c")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -178,3 +218,79 @@ class KeyInfo(_message.Message):
     algorithm: Algorithm
     has_public_key: bool
     def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., has_public_key: bool = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("key_id", "message", "signature", "signature_format", "key_version", "message_crc32c", "signature_crc32c")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    message: bytes
+    signature: bytes
+    signature_format: SignatureFormat
+    key_version: int
+    message_crc32c: int
+    signature_crc32c: int
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., signature_format: _Optional[_Union[SignatureFormat, str]] = ..., key_version: _Optional[int] = ..., message_crc32c: _Optional[int] = ..., signature_crc32c: _Optional[int] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("valid", "key_id", "key_version", "algorithm", "verified_message_crc32c", "verified_signature_crc32c")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_MESSAGE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_SIGNATURE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    key_id: str
+    key_version: int
+    algorithm: Algorithm
+    verified_message_crc32c: bool
+    verified_signature_crc32c: bool
+    def __init__(self, valid: bool = ..., key_id: _Optional[str] = ..., key_version: _Optional[int] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., verified_message_crc32c: bool = ..., verified_signature_crc32c: bool = ...) -> None: ...
+
+class VerifyFingerprintRequest(_message.Message):
+    __slots__ = ("key_id", "tenant_id", "procedure_id", "factor_a", "factor_b", "factor_c", "timestamp_ms", "agent_id", "fingerprint", "signature", "key_version")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCEDURE_ID_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_A_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_B_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_C_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    tenant_id: str
+    procedure_id: str
+    factor_a: float
+    factor_b: float
+    factor_c: float
+    timestamp_ms: int
+    agent_id: str
+    fingerprint: str
+    signature: str
+    key_version: int
+    def __init__(self, key_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., procedure_id: _Optional[str] = ..., factor_a: _Optional[float] = ..., factor_b: _Optional[float] = ..., factor_c: _Optional[float] = ..., timestamp_ms: _Optional[int] = ..., agent_id: _Optional[str] = ..., fingerprint: _Optional[str] = ..., signature: _Optional[str] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class VerifyFingerprintResponse(_message.Message):
+    __slots__ = ("valid", "fingerprint_matches", "signature_matches", "key_id", "key_version", "expected_fingerprint")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    fingerprint_matches: bool
+    signature_matches: bool
+    key_id: str
+    key_version: int
+    expected_fingerprint: str
+    def __init__(self, valid: bool = ..., fingerprint_matches: bool = ..., signature_matches: bool = ..., key_id: _Optional[str] = ..., key_version: _Optional[int] = ..., expected_fingerprint: _Optional[str] = ...) -> None: ...

@@ -70,6 +70,26 @@ class SignerStub(object):
                 request_serializer=signet_dot_v1_dot_signer__pb2.FingerprintBatchRequest.SerializeToString,
                 response_deserializer=signet_dot_v1_dot_signer__pb2.FingerprintBatchResponse.FromString,
                 _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/signet.v1.Signer/Verify',
+                request_serializer=signet_dot_v1_dot_signer__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=signet_dot_v1_dot_signer__pb2.VerifyResponse.FromString,
+                _registered_method=True)
+        self.VerifyFingerprint = channel.unary_unary(
+                '/signet.v1.Signer/VerifyFingerprint',
+                request_serializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintRequest.SerializeToString,
+                response_deserializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintResponse.FromString,
+                _registered_method=True)
+        self.VerifyBatch = channel.unary_unary(
+                '/signet.v1.Signer/VerifyBatch',
+                request_serializer=signet_dot_v1_dot_signer__pb2.VerifyBatchRequest.SerializeToString,
+                response_deserializer=signet_dot_v1_dot_signer__pb2.VerifyBatchResponse.FromString,
+                _registered_method=True)
+        self.VerifyFingerprintBatch = channel.unary_unary(
+                '/signet.v1.Signer/VerifyFingerprintBatch',
+                request_serializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintBatchRequest.SerializeToString,
+                response_deserializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintBatchResponse.FromString,
+                _registered_method=True)
 
 
 class SignerServicer(object):
@@ -127,6 +147,40 @@ class SignerServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Verify(self, request, context):
+        """Checks a signature over exactly the bytes given. HMAC tags are checked inside the HSM
+        (the agent never computes or compares a tag); Ed25519 and P-256 signatures against the
+        key's public key with the verifier verify-after-sign uses. A signature that does not
+        verify is `valid: false` with status OK; a malformed one (empty, wrong length, bad DER) is
+        INVALID_ARGUMENT naming the field. Needs the `verify` grant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyFingerprint(self, request, context):
+        """The SWT3 verifier's operation: recomputes the anchor fingerprint and checks the witness's
+        HMAC inside the HSM, so an ingest server never holds the secret. Needs the `verify` grant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyBatch(self, request, context):
+        """Verify for many signatures in one call, with one result per item, within the same bounds
+        as SignBatch (items, and the messages together).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyFingerprintBatch(self, request, context):
+        """VerifyFingerprint for many anchors in one call, with one result per item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +213,26 @@ def add_SignerServicer_to_server(servicer, server):
                     servicer.FingerprintBatch,
                     request_deserializer=signet_dot_v1_dot_signer__pb2.FingerprintBatchRequest.FromString,
                     response_serializer=signet_dot_v1_dot_signer__pb2.FingerprintBatchResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=signet_dot_v1_dot_signer__pb2.VerifyRequest.FromString,
+                    response_serializer=signet_dot_v1_dot_signer__pb2.VerifyResponse.SerializeToString,
+            ),
+            'VerifyFingerprint': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyFingerprint,
+                    request_deserializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintRequest.FromString,
+                    response_serializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintResponse.SerializeToString,
+            ),
+            'VerifyBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyBatch,
+                    request_deserializer=signet_dot_v1_dot_signer__pb2.VerifyBatchRequest.FromString,
+                    response_serializer=signet_dot_v1_dot_signer__pb2.VerifyBatchResponse.SerializeToString,
+            ),
+            'VerifyFingerprintBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyFingerprintBatch,
+                    request_deserializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintBatchRequest.FromString,
+                    response_serializer=signet_dot_v1_dot_signer__pb2.VerifyFingerprintBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -329,6 +403,114 @@ class Signer(object):
             '/signet.v1.Signer/FingerprintBatch',
             signet_dot_v1_dot_signer__pb2.FingerprintBatchRequest.SerializeToString,
             signet_dot_v1_dot_signer__pb2.FingerprintBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signet.v1.Signer/Verify',
+            signet_dot_v1_dot_signer__pb2.VerifyRequest.SerializeToString,
+            signet_dot_v1_dot_signer__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyFingerprint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signet.v1.Signer/VerifyFingerprint',
+            signet_dot_v1_dot_signer__pb2.VerifyFingerprintRequest.SerializeToString,
+            signet_dot_v1_dot_signer__pb2.VerifyFingerprintResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signet.v1.Signer/VerifyBatch',
+            signet_dot_v1_dot_signer__pb2.VerifyBatchRequest.SerializeToString,
+            signet_dot_v1_dot_signer__pb2.VerifyBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyFingerprintBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signet.v1.Signer/VerifyFingerprintBatch',
+            signet_dot_v1_dot_signer__pb2.VerifyFingerprintBatchRequest.SerializeToString,
+            signet_dot_v1_dot_signer__pb2.VerifyFingerprintBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

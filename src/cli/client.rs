@@ -51,7 +51,11 @@ pub struct PublicKey {
     /// The key id.
     #[arg(long)]
     key: String,
-    /// pem (default), jwk, base64 or hex (the raw key), or json (every form).
+    /// The key version (default: the primary version).
+    #[arg(long = "key-version")]
+    key_version: Option<u32>,
+    /// pem (default), jwk, base64 or hex (the raw key), or json (every form, with the JWK Set
+    /// of every version that may verify).
     #[arg(long, default_value = "pem", value_parser = ["pem", "jwk", "base64", "hex", "json"])]
     output: String,
 }
@@ -63,6 +67,7 @@ impl PublicKey {
         run_client(client::public_key(
             &agent,
             self.key,
+            self.key_version,
             output_of(&self.output),
         ))
     }

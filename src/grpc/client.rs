@@ -182,6 +182,7 @@ pub async fn sign(
         Output::Hex => hex::encode(&response.signature),
         Output::Json => serde_json::json!({
             "key_id": response.key_id,
+            "key_version": response.key_version,
             "algorithm": algorithm_name(response.algorithm),
             "signature_format": if der { "der" } else { "raw" },
             "signature": b64,
@@ -196,11 +197,15 @@ pub async fn sign(
 pub async fn public_key(
     agent: &Agent,
     key_id: String,
+    key_version: Option<u32>,
     output: Output,
 ) -> Result<String, ClientError> {
     let r = connect(agent)
         .await?
-        .get_public_key(GetPublicKeyRequest { key_id })
+        .get_public_key(GetPublicKeyRequest {
+            key_id,
+            key_version,
+        })
         .await?
         .into_inner();
     Ok(match output {
@@ -210,11 +215,13 @@ pub async fn public_key(
         Output::Hex => hex::encode(&r.raw),
         Output::Json => serde_json::json!({
             "key_id": r.key_id,
+            "key_version": r.key_version,
             "algorithm": algorithm_name(r.algorithm),
             "raw_hex": hex::encode(&r.raw),
             "pem": r.pem,
             "jwk": serde_json::from_str::<serde_json::Value>(&r.jwk).unwrap_or_default(),
             "jwk_thumbprint": r.jwk_thumbprint,
+            "jwks": serde_json::from_str::<serde_json::Value>(&r.jwks).unwrap_or_default(),
         })
         .to_string(),
     })
@@ -234,6 +241,9 @@ pub async fn fingerprint(
     Ok(match output {
         Output::Json | Output::Pem | Output::Jwk => serde_json::json!({
             "key_id": r.key_id,
+            "key_version": r.key_version,
+            "signing_key_id": r.key_id,
+            "signing_key_version": r.key_version,
             "fingerprint": r.fingerprint,
             "signature": r.signature,
             "timestamp_ms": r.timestamp_ms,

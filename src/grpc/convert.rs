@@ -6,7 +6,7 @@ use tonic::Status;
 use super::proto;
 use crate::error::Error;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
-use crate::public_key::PublicKey;
+use crate::signer::PublicKeyInfo;
 use crate::service::{FingerprintOp, Minted, SignOp, Signed};
 
 /// A Sign request (or SignBatch item) as an operation.
@@ -39,6 +39,7 @@ pub fn sign_response(signed: Signed) -> proto::SignResponse {
         verified_message_crc32c: signed.crc32c_checked,
         signature: signature.bytes,
         key_id: signed.key_id,
+        key_version: signature.key_version,
         algorithm: algorithm(signature.algorithm).into(),
         signature_format: match signature.format {
             SignatureFormat::Raw => proto::SignatureFormat::Raw,
@@ -54,6 +55,7 @@ pub fn fingerprint_response(minted: Minted) -> proto::FingerprintResponse {
         fingerprint: minted.witness.fingerprint,
         signature: minted.witness.signature,
         timestamp_ms: minted.witness.timestamp_ms,
+        key_version: minted.witness.key_version,
         key_id: minted.key_id,
     }
 }
@@ -91,18 +93,22 @@ pub fn fingerprint_batch_response(
 }
 
 /// The answer to a GetPublicKey.
-pub fn public_key_response(
-    key: &KeyDescriptor,
-    public_key: &PublicKey,
-) -> Result<proto::GetPublicKeyResponse, Error> {
+pub fn public_key_response(info: PublicKeyInfo) -> Result<proto::GetPublicKeyResponse, Error> {
+    let PublicKeyInfo {
+        key,
+        public_key,
+        jwks,
+    } = info;
     Ok(proto::GetPublicKeyResponse {
         algorithm: algorithm(key.algorithm).into(),
         raw: public_key.raw(),
         spki_der: public_key.spki_der()?,
         pem: public_key.pem()?,
-        jwk: public_key.jwk(&key.id),
+        jwk: public_key.jwk(&key.kid()),
         jwk_thumbprint: public_key.jwk_thumbprint(),
-        key_id: key.id.clone(),
+        key_version: key.version,
+        jwks,
+        key_id: key.id,
     })
 }
 

@@ -15,6 +15,8 @@ pub struct Pkcs11Admin {
     token: Option<Token>,
     /// `backend.keys`: the keys the agent serves (all, when absent).
     wanted: Option<Vec<String>>,
+    /// `backend.require_generated`: `keys list` marks keys once outside the HSM refused.
+    strict: bool,
 }
 
 impl Pkcs11Admin {
@@ -23,6 +25,7 @@ impl Pkcs11Admin {
         Ok(Pkcs11Admin {
             token: Some(Token::open(config, pin, true)?),
             wanted: config.keys.clone(),
+            strict: config.require_generated,
         })
     }
 
@@ -55,7 +58,7 @@ impl KeyAdmin for Pkcs11Admin {
     fn list(&self) -> Result<Vec<KeyInfo>, Error> {
         let session = self.session()?;
         let found = discover::find_keys(session)?;
-        let verdicts = discover::assess(session, &found);
+        let verdicts = discover::assess(session, &found, self.strict);
         Ok(found
             .into_iter()
             .zip(verdicts)

@@ -28,16 +28,20 @@ pub struct YubiHsmAdmin {
     auth_key: u16,
     /// `backend.keys`: the keys the agent serves (all, when absent).
     wanted: Option<Vec<String>>,
+    /// `backend.require_generated`: `keys list` marks imported keys refused.
+    strict: bool,
 }
 
 impl YubiHsmAdmin {
     /// Opens a session (one authentication attempt).
     pub fn open(config: &config::YubiHsm, password: &Secret) -> Result<Self, Error> {
-        Self::open_with(
+        let mut admin = Self::open_with(
             &Device::new(config, password)?,
             config.domain,
             config.keys.clone(),
-        )
+        )?;
+        admin.strict = config.require_generated;
+        Ok(admin)
     }
 
     /// Opens a session on `device`; new keys go to `domain` (1 to 16).
@@ -53,6 +57,7 @@ impl YubiHsmAdmin {
             auth_key: device.auth_key(),
             domain,
             wanted,
+            strict: false,
         })
     }
 
@@ -126,7 +131,7 @@ fn free_object_id(used: &std::collections::HashSet<u16>) -> Result<u16, Error> {
 impl KeyAdmin for YubiHsmAdmin {
     fn list(&self) -> Result<Vec<KeyInfo>, Error> {
         let found = discover::find_keys(&self.client)?;
-        let verdicts = discover::assess(&self.client, self.auth_key, &found)?;
+        let verdicts = discover::assess(&self.client, self.auth_key, &found, self.strict)?;
         Ok(found
             .into_iter()
             .zip(verdicts)

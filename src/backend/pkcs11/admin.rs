@@ -69,7 +69,16 @@ impl KeyAdmin for Pkcs11Admin {
                     (Some(_), None) => false,
                 };
                 let (not_served, refused) = verdict.as_listed(selected, self.wanted.is_some());
+                let may_verify = if key.secret {
+                    key.can_verify
+                } else {
+                    key.label
+                        .as_deref()
+                        .is_some_and(|label| discover::public_verify(session, &key, label))
+                };
                 KeyInfo {
+                    may_sign: key.can_sign,
+                    may_verify,
                     not_served,
                     refused,
                     selected,
@@ -116,5 +125,13 @@ impl KeyAdmin for Pkcs11Admin {
 
     fn destroy(&self, id: &str) -> Result<usize, Error> {
         provision::destroy(self.session()?, id)
+    }
+
+    fn set_usage(&self, label: &str, sign: bool, verify: bool) -> Result<(), Error> {
+        provision::set_usage(self.session()?, label, sign, verify)
+    }
+
+    fn fixed_usage(&self) -> bool {
+        false
     }
 }

@@ -169,15 +169,20 @@ pub fn assess(session: &Session, found: &[FoundKey], strict: bool) -> Vec<Verdic
 }
 
 /// Whether a key that may not sign may not verify either: a secret key's `CKA_VERIFY`, or the
-/// `CKA_VERIFY` of a private key's public-key object (a missing object counts as disabled).
+/// `CKA_VERIFY` of a private key's public-key object.
 fn disabled(session: &Session, key: &FoundKey, label: &str) -> bool {
     if key.secret {
         return !key.can_verify;
     }
+    !public_verify(session, key, label)
+}
+
+/// The `CKA_VERIFY` of a private key's public-key object (false when there is none).
+pub fn public_verify(session: &Session, key: &FoundKey, label: &str) -> bool {
     let Ok(Some(handle)) = public_object_of(session, key, label) else {
-        return true;
+        return false;
     };
-    !matches!(
+    matches!(
         session.get_attributes(handle, &[AttributeType::Verify]).as_deref(),
         Ok([Attribute::Verify(true)])
     )

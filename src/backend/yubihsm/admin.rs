@@ -140,6 +140,8 @@ impl KeyAdmin for YubiHsmAdmin {
                 let (not_served, refused) = verdict.as_listed(selected, self.wanted.is_some());
                 let exportable = key.exportable();
                 KeyInfo {
+                    may_sign: key.can_sign(),
+                    may_verify: true,
                     not_served,
                     refused,
                     selected,
@@ -261,6 +263,19 @@ impl KeyAdmin for YubiHsmAdmin {
             .delete_object(key.object_id, key.object_type)
             .map_err(|e| classify("Delete Object", e))?;
         Ok(1)
+    }
+
+    fn set_usage(&self, label: &str, _sign: bool, _verify: bool) -> Result<(), Error> {
+        Err(Error::FailedPrecondition(format!(
+            "a YubiHSM object's capabilities never change, so version '{}' cannot be made \
+             primary, verify-only or disabled; on a YubiHSM the highest version is primary: \
+             destroy newer versions to go back, or destroy a version to retire it",
+            label.escape_debug()
+        )))
+    }
+
+    fn fixed_usage(&self) -> bool {
+        true
     }
 }
 

@@ -36,11 +36,11 @@ impl Pkcs11Admin {
             .ok_or_else(|| Error::Internal("the token was already closed".into()))
     }
 
-    /// The one private or secret key labelled `id`.
+    /// The one private or secret key labelled `id` that Signet manages (it may sign or verify).
     fn find(&self, id: &str) -> Result<FoundKey, Error> {
         let matching = discover::find_keys(self.session()?)?
             .into_iter()
-            .filter(|k| k.label.as_deref() == Some(id) && k.is_signing_key())
+            .filter(|k| k.label.as_deref() == Some(id) && k.is_managed())
             .collect();
         crate::backend::admin::the_one(matching, id, "")
     }

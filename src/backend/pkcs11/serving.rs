@@ -77,6 +77,9 @@ struct Shared {
     /// The `CKA_ID` of each served key version, by object label, to recognise it after a
     /// reconnect. Replaced with the registry by a re-scan.
     object_ids: RwLock<HashMap<String, Vec<u8>>>,
+    /// Held for the whole of a re-scan: re-scans run one at a time, so an older one never
+    /// replaces what a newer one found.
+    rescanning: Mutex<()>,
     connection: RwLock<Option<Arc<Connection>>>,
     /// Connections that were lost but may still be used by calls in flight.
     lost: Mutex<Vec<Weak<Connection>>>,
@@ -128,6 +131,7 @@ impl Pkcs11Backend {
             pin,
             keys: RegistryCell::new(keys),
             object_ids: RwLock::new(object_ids),
+            rescanning: Mutex::new(()),
             connection: RwLock::new(Some(Arc::new(connection))),
             lost: Mutex::new(Vec::new()),
             supervisor: Supervisor::new("HSM", PROBE_INTERVAL),

@@ -13,6 +13,8 @@ impl Shared {
     /// Finds the keys again on a session of the working connection and replaces the registry;
     /// an error (the HSM unavailable) leaves the last good registry in place.
     pub(super) fn rescan(&self) -> Result<(), Error> {
+        // Inserts and replacements only: a poisoned lock guards nothing inconsistent.
+        let _one_at_a_time = self.rescanning.lock().unwrap_or_else(|p| p.into_inner());
         let connection = self.current()?;
         let strict = self.config.require_generated;
         let wanted = self.config.keys.as_deref();

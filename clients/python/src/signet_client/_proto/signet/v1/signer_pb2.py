@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16signet/v1/signer.proto\x12\tsignet.v1\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"9\n\x10SignBatchRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.signet.v1.SignRequest\"@\n\x11SignBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.signet.v1.SignBatchResult\"p\n\x0fSignBatchResult\x12,\n\tsignature\x18\x01 \x01(\x0b\x32\x17.signet.v1.SignResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"G\n\x17\x46ingerprintBatchRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.signet.v1.FingerprintRequest\"N\n\x18\x46ingerprintBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.signet.v1.FingerprintBatchResult\"\x80\x01\n\x16\x46ingerprintBatchResult\x12\x35\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x1e.signet.v1.FingerprintResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"\xae\x01\n\x0bSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\x39\n\x10signature_format\x18\x03 \x01(\x0e\x32\x1a.signet.v1.SignatureFormatH\x00\x88\x01\x01\x12\x1b\n\x0emessage_crc32c\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x13\n\x11_signature_formatB\x11\n\x0f_message_crc32c\"\xcb\x01\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\'\n\talgorithm\x18\x03 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x34\n\x10signature_format\x18\x04 \x01(\x0e\x32\x1a.signet.v1.SignatureFormat\x12\x18\n\x10signature_crc32c\x18\x05 \x01(\r\x12\x1f\n\x17verified_message_crc32c\x18\x06 \x01(\x08\"%\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\xa0\x01\n\x14GetPublicKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x10\n\x08spki_der\x18\x04 \x01(\x0c\x12\x0b\n\x03pem\x18\x05 \x01(\t\x12\x0b\n\x03jwk\x18\x06 \x01(\t\x12\x16\n\x0ejwk_thumbprint\x18\x07 \x01(\t\"\xbd\x01\n\x12\x46ingerprintRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0cprocedure_id\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61\x63tor_a\x18\x04 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_b\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_c\x18\x06 \x01(\x01\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x15\n\x08\x61gent_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_agent_id\"c\n\x13\x46ingerprintResponse\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0e\n\x06key_id\x18\x04 \x01(\t\"\x11\n\x0fListKeysRequest\"4\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.signet.v1.KeyInfo\"Z\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x16\n\x0ehas_public_key\x18\x03 \x01(\x08*y\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LGORITHM_ED25519\x10\x01\x12\x1f\n\x1b\x41LGORITHM_ECDSA_P256_SHA256\x10\x02\x12\x19\n\x15\x41LGORITHM_HMAC_SHA256\x10\x03*g\n\x0fSignatureFormat\x12 \n\x1cSIGNATURE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14SIGNATURE_FORMAT_RAW\x10\x01\x12\x18\n\x14SIGNATURE_FORMAT_DER\x10\x02\x32\xca\x03\n\x06Signer\x12\x37\n\x04Sign\x12\x16.signet.v1.SignRequest\x1a\x17.signet.v1.SignResponse\x12O\n\x0cGetPublicKey\x12\x1e.signet.v1.GetPublicKeyRequest\x1a\x1f.signet.v1.GetPublicKeyResponse\x12L\n\x0b\x46ingerprint\x12\x1d.signet.v1.FingerprintRequest\x1a\x1e.signet.v1.FingerprintResponse\x12\x43\n\x08ListKeys\x12\x1a.signet.v1.ListKeysRequest\x1a\x1b.signet.v1.ListKeysResponse\x12\x46\n\tSignBatch\x12\x1b.signet.v1.SignBatchRequest\x1a\x1c.signet.v1.SignBatchResponse\x12[\n\x10\x46ingerprintBatch\x12\".signet.v1.FingerprintBatchRequest\x1a#.signet.v1.FingerprintBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16signet/v1/signer.proto\x12\tsignet.v1\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"9\n\x10SignBatchRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.signet.v1.SignRequest\"@\n\x11SignBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.signet.v1.SignBatchResult\"p\n\x0fSignBatchResult\x12,\n\tsignature\x18\x01 \x01(\x0b\x32\x17.signet.v1.SignResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"G\n\x17\x46ingerprintBatchRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.signet.v1.FingerprintRequest\"N\n\x18\x46ingerprintBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.signet.v1.FingerprintBatchResult\"\x80\x01\n\x16\x46ingerprintBatchResult\x12\x35\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x1e.signet.v1.FingerprintResponseH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.signet.v1.ItemErrorH\x00\x42\x08\n\x06result\"\xae\x01\n\x0bSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\x39\n\x10signature_format\x18\x03 \x01(\x0e\x32\x1a.signet.v1.SignatureFormatH\x00\x88\x01\x01\x12\x1b\n\x0emessage_crc32c\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x13\n\x11_signature_formatB\x11\n\x0f_message_crc32c\"\xe0\x01\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\'\n\talgorithm\x18\x03 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x34\n\x10signature_format\x18\x04 \x01(\x0e\x32\x1a.signet.v1.SignatureFormat\x12\x18\n\x10signature_crc32c\x18\x05 \x01(\r\x12\x1f\n\x17verified_message_crc32c\x18\x06 \x01(\x08\x12\x13\n\x0bkey_version\x18\x07 \x01(\r\"O\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x18\n\x0bkey_version\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x0e\n\x0c_key_version\"\xc3\x01\n\x14GetPublicKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x10\n\x08spki_der\x18\x04 \x01(\x0c\x12\x0b\n\x03pem\x18\x05 \x01(\t\x12\x0b\n\x03jwk\x18\x06 \x01(\t\x12\x16\n\x0ejwk_thumbprint\x18\x07 \x01(\t\x12\x13\n\x0bkey_version\x18\x08 \x01(\r\x12\x0c\n\x04jwks\x18\t \x01(\t\"\xbd\x01\n\x12\x46ingerprintRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0cprocedure_id\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61\x63tor_a\x18\x04 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_b\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61\x63tor_c\x18\x06 \x01(\x01\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x15\n\x08\x61gent_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_agent_id\"x\n\x13\x46ingerprintResponse\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x13\n\x0bkey_version\x18\x05 \x01(\r\"\x11\n\x0fListKeysRequest\"4\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.signet.v1.KeyInfo\"Z\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.signet.v1.Algorithm\x12\x16\n\x0ehas_public_key\x18\x03 \x01(\x08*y\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LGORITHM_ED25519\x10\x01\x12\x1f\n\x1b\x41LGORITHM_ECDSA_P256_SHA256\x10\x02\x12\x19\n\x15\x41LGORITHM_HMAC_SHA256\x10\x03*g\n\x0fSignatureFormat\x12 \n\x1cSIGNATURE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14SIGNATURE_FORMAT_RAW\x10\x01\x12\x18\n\x14SIGNATURE_FORMAT_DER\x10\x02\x32\xca\x03\n\x06Signer\x12\x37\n\x04Sign\x12\x16.signet.v1.SignRequest\x1a\x17.signet.v1.SignResponse\x12O\n\x0cGetPublicKey\x12\x1e.signet.v1.GetPublicKeyRequest\x1a\x1f.signet.v1.GetPublicKeyResponse\x12L\n\x0b\x46ingerprint\x12\x1d.signet.v1.FingerprintRequest\x1a\x1e.signet.v1.FingerprintResponse\x12\x43\n\x08ListKeys\x12\x1a.signet.v1.ListKeysRequest\x1a\x1b.signet.v1.ListKeysResponse\x12\x46\n\tSignBatch\x12\x1b.signet.v1.SignBatchRequest\x1a\x1c.signet.v1.SignBatchResponse\x12[\n\x10\x46ingerprintBatch\x12\".signet.v1.FingerprintBatchRequest\x1a#.signet.v1.FingerprintBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'signet.v1.signer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALGORITHM']._serialized_start=1647
-  _globals['_ALGORITHM']._serialized_end=1768
-  _globals['_SIGNATUREFORMAT']._serialized_start=1770
-  _globals['_SIGNATUREFORMAT']._serialized_end=1873
+  _globals['_ALGORITHM']._serialized_start=1766
+  _globals['_ALGORITHM']._serialized_end=1887
+  _globals['_SIGNATUREFORMAT']._serialized_start=1889
+  _globals['_SIGNATUREFORMAT']._serialized_end=1992
   _globals['_ITEMERROR']._serialized_start=37
   _globals['_ITEMERROR']._serialized_end=79
   _globals['_SIGNBATCHREQUEST']._serialized_start=81
@@ -52,21 +52,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNREQUEST']._serialized_start=605
   _globals['_SIGNREQUEST']._serialized_end=779
   _globals['_SIGNRESPONSE']._serialized_start=782
-  _globals['_SIGNRESPONSE']._serialized_end=985
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=987
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1024
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1027
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1187
-  _globals['_FINGERPRINTREQUEST']._serialized_start=1190
-  _globals['_FINGERPRINTREQUEST']._serialized_end=1379
-  _globals['_FINGERPRINTRESPONSE']._serialized_start=1381
-  _globals['_FINGERPRINTRESPONSE']._serialized_end=1480
-  _globals['_LISTKEYSREQUEST']._serialized_start=1482
-  _globals['_LISTKEYSREQUEST']._serialized_end=1499
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1501
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1553
-  _globals['_KEYINFO']._serialized_start=1555
-  _globals['_KEYINFO']._serialized_end=1645
-  _globals['_SIGNER']._serialized_start=1876
-  _globals['_SIGNER']._serialized_end=2334
+  _globals['_SIGNRESPONSE']._serialized_end=1006
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=1008
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1087
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1090
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1285
+  _globals['_FINGERPRINTREQUEST']._serialized_start=1288
+  _globals['_FINGERPRINTREQUEST']._serialized_end=1477
+  _globals['_FINGERPRINTRESPONSE']._serialized_start=1479
+  _globals['_FINGERPRINTRESPONSE']._serialized_end=1599
+  _globals['_LISTKEYSREQUEST']._serialized_start=1601
+  _globals['_LISTKEYSREQUEST']._serialized_end=1618
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1620
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1672
+  _globals['_KEYINFO']._serialized_start=1674
+  _globals['_KEYINFO']._serialized_end=1764
+  _globals['_SIGNER']._serialized_start=1995
+  _globals['_SIGNER']._serialized_end=2453
 # @@protoc_insertion_point(module_scope)

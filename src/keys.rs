@@ -246,7 +246,9 @@ fn type_of(key: &KeyInfo) -> &'static str {
 
 /// The key version its label names (`id#n`: n; any other label: 1).
 fn version_of(key: &KeyInfo) -> u32 {
-    key.id.as_deref().map_or(1, |l| crate::key::split_label(l).1)
+    key.id
+        .as_deref()
+        .map_or(1, |l| crate::key::split_label(l).1)
 }
 
 /// The id as printed: control characters and quotes escaped, so a label cannot play tricks

@@ -69,11 +69,7 @@ pub fn ring(admin: &dyn KeyAdmin, id: &str) -> Result<Vec<Version>, Error> {
         return Err(Error::NotOnToken(id.to_owned()));
     }
     keys.sort_by_key(|(v, _)| *v);
-    let primary = keys
-        .iter()
-        .rev()
-        .find(|(_, k)| k.may_sign)
-        .map(|(v, _)| *v);
+    let primary = keys.iter().rev().find(|(_, k)| k.may_sign).map(|(v, _)| *v);
     Ok(keys
         .into_iter()
         .map(|(version, info)| Version {
@@ -150,7 +146,10 @@ pub fn set_primary(admin: &dyn KeyAdmin, id: &str, n: u32) -> Result<(), Error> 
         return Ok(());
     }
     admin.set_usage(&target.label, true, true)?;
-    for other in versions.iter().filter(|v| v.version != n && v.info.may_sign) {
+    for other in versions
+        .iter()
+        .filter(|v| v.version != n && v.info.may_sign)
+    {
         admin.set_usage(&other.label, false, true)?;
     }
     Ok(())
@@ -197,7 +196,9 @@ fn primary_in_use(id: &str, n: u32, what: &str) -> Error {
 }
 
 fn same_algorithm(id: &str, versions: &[Version]) -> Result<Algorithm, Error> {
-    let mut algorithms = versions.iter().filter_map(|v| v.info.algorithm.clone().ok());
+    let mut algorithms = versions
+        .iter()
+        .filter_map(|v| v.info.algorithm.clone().ok());
     let first = algorithms
         .next()
         .ok_or_else(|| Error::NotOnToken(id.to_owned()))?;
@@ -223,7 +224,11 @@ pub fn table(versions: &[Version]) -> String {
             v.version,
             v.label.escape_debug().to_string(),
             v.info.algorithm.as_ref().map_or("-", |a| a.name()),
-            if v.info.local { "generated" } else { "imported" },
+            if v.info.local {
+                "generated"
+            } else {
+                "imported"
+            },
             yes_no(v.info.may_sign),
             yes_no(v.info.may_verify),
             v.state.name(),

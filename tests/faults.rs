@@ -43,7 +43,11 @@ struct FaultyDevice {
 impl FaultyDevice {
     fn new() -> Arc<Self> {
         let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-        let registry = Arc::new(Registry::new([KeyDescriptor::new("ed", Algorithm::Ed25519, Some(PublicKey::Ed25519(key.verifying_key())))]));
+        let registry = Arc::new(Registry::new([KeyDescriptor::new(
+            "ed",
+            Algorithm::Ed25519,
+            Some(PublicKey::Ed25519(key.verifying_key())),
+        )]));
         Arc::new(FaultyDevice {
             registry,
             key,

@@ -44,8 +44,16 @@ impl SoftKeys {
 /// The keys [`SoftKeys`] serves.
 fn descriptors(ed: &ed25519_dalek::SigningKey, ec: &p256::ecdsa::SigningKey) -> Vec<KeyDescriptor> {
     vec![
-        KeyDescriptor::new("ed", Algorithm::Ed25519, Some(PublicKey::Ed25519(ed.verifying_key()))),
-        KeyDescriptor::new("ec", Algorithm::EcdsaP256Sha256, Some(PublicKey::P256(*ec.verifying_key()))),
+        KeyDescriptor::new(
+            "ed",
+            Algorithm::Ed25519,
+            Some(PublicKey::Ed25519(ed.verifying_key())),
+        ),
+        KeyDescriptor::new(
+            "ec",
+            Algorithm::EcdsaP256Sha256,
+            Some(PublicKey::P256(*ec.verifying_key())),
+        ),
         KeyDescriptor::new("hmac", Algorithm::HmacSha256, None),
     ]
 }

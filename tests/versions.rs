@@ -58,7 +58,10 @@ fn flags_change(device: &impl Device) -> bool {
 
 fn keys_ok(device: &impl Device, command: &str, args: &[&str]) -> String {
     let out = device.keys(command, args);
-    assert_success(&out, &format!("{}: signet keys {command} {args:?}", device.backend()));
+    assert_success(
+        &out,
+        &format!("{}: signet keys {command} {args:?}", device.backend()),
+    );
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
@@ -180,7 +183,13 @@ async fn rotation_under_load_fails_no_call_and_each_signature_verifies_with_its_
         }));
     }
     for key in ["ed", "ec"] {
-        assert_eq!(public_key(&mut client, key, None).await.expect(key).key_version, 1);
+        assert_eq!(
+            public_key(&mut client, key, None)
+                .await
+                .expect(key)
+                .key_version,
+            1
+        );
     }
     // The operator rotates on the same token, from another process, while the agent signs.
     let rotate = |id: &'static str| {
@@ -196,7 +205,10 @@ async fn rotation_under_load_fails_no_call_and_each_signature_verifies_with_its_
         until(&format!("{key} signing with version 2"), || {
             let mut client = client.clone();
             async move {
-                let r = client.sign(sign_request(key, b"probe")).await.expect("sign");
+                let r = client
+                    .sign(sign_request(key, b"probe"))
+                    .await
+                    .expect("sign");
                 r.into_inner().key_version == 2
             }
         })
@@ -208,7 +220,10 @@ async fn rotation_under_load_fails_no_call_and_each_signature_verifies_with_its_
     let mut made = Vec::new();
     for worker in load {
         let (m, failures) = worker.await.expect("load task");
-        assert!(failures.is_empty(), "calls failed during the rotation: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "calls failed during the rotation: {failures:?}"
+        );
         made.extend(m);
     }
     // Every signature verifies with the public key of the version its response names; the
@@ -216,12 +231,20 @@ async fn rotation_under_load_fails_no_call_and_each_signature_verifies_with_its_
     let mut keys = std::collections::HashMap::new();
     for key in ["ed", "ec"] {
         for version in [1, 2] {
-            let r = public_key(&mut client, key, Some(version)).await.expect("old and new");
+            let r = public_key(&mut client, key, Some(version))
+                .await
+                .expect("old and new");
             assert_eq!(r.key_version, version);
             assert_eq!(kids(&r), [key.to_owned(), format!("{key}#2")], "{}", r.jwks);
             keys.insert((key.to_owned(), version), r);
         }
-        assert_eq!(public_key(&mut client, key, None).await.expect(key).key_version, 2);
+        assert_eq!(
+            public_key(&mut client, key, None)
+                .await
+                .expect(key)
+                .key_version,
+            2
+        );
     }
     let mut versions_seen = std::collections::BTreeSet::new();
     for (key, version, message, signature) in &made {
@@ -235,7 +258,10 @@ async fn rotation_under_load_fails_no_call_and_each_signature_verifies_with_its_
         versions_seen.insert(*version);
     }
     assert!(made.len() > 4, "the load made {} signatures", made.len());
-    assert!(versions_seen.contains(&2), "the load never reached version 2");
+    assert!(
+        versions_seen.contains(&2),
+        "the load never reached version 2"
+    );
     // Retiring version 1: GetPublicKey no longer answers for it, and the key set drops it.
     for key in ["ed", "ec"] {
         tokio::task::block_in_place(|| retire(&device, key, "1"));
@@ -321,7 +347,11 @@ async fn set_primary_disable_and_destroy_take_effect_on_sighup() {
         async move { public_key(&mut client, "ed", Some(2)).await.is_ok() }
     })
     .await;
-    let signed = client.sign(sign_request("ed", b"m")).await.expect("sign").into_inner();
+    let signed = client
+        .sign(sign_request("ed", b"m"))
+        .await
+        .expect("sign")
+        .into_inner();
     assert_eq!(signed.key_version, 1);
     // set-primary: version 2 signs.
     tokio::task::block_in_place(|| keys_ok(&token, "set-primary", &["ed", "2"]));
@@ -335,13 +365,24 @@ async fn set_primary_disable_and_destroy_take_effect_on_sighup() {
     })
     .await;
     let v2 = public_key(&mut client, "ed", Some(2)).await.expect("v2");
-    let signed = client.sign(sign_request("ed", b"m2")).await.expect("sign").into_inner();
+    let signed = client
+        .sign(sign_request("ed", b"m2"))
+        .await
+        .expect("sign")
+        .into_inner();
     assert!(verifies(&v2, b"m2", &signed.signature));
     // The primary cannot be disabled or destroyed while other versions exist.
     for args in [&["ed", "2"][..], &["ed", "--version", "2", "--yes"][..]] {
-        let command = if args.len() == 2 { "disable" } else { "destroy" };
+        let command = if args.len() == 2 {
+            "disable"
+        } else {
+            "destroy"
+        };
         let out = token.keys(command, args);
-        assert!(!out.status.success(), "{command} of the primary must be refused");
+        assert!(
+            !out.status.success(),
+            "{command} of the primary must be refused"
+        );
         assert!(String::from_utf8_lossy(&out.stderr).contains("primary"));
     }
     // disable version 1: it leaves GetPublicKey and the key set, and stays on the token.
@@ -356,7 +397,10 @@ async fn set_primary_disable_and_destroy_take_effect_on_sighup() {
     })
     .await;
     let table = keys_ok(&token, "versions", &["ed"]);
-    assert!(table.contains("disabled") && table.contains("primary"), "{table}");
+    assert!(
+        table.contains("disabled") && table.contains("primary"),
+        "{table}"
+    );
     // destroy --version 1: gone from the token.
     tokio::task::block_in_place(|| keys_ok(&token, "destroy", &["ed", "--version", "1", "--yes"]));
     let rows: serde_json::Value =
@@ -367,7 +411,11 @@ async fn set_primary_disable_and_destroy_take_effect_on_sighup() {
     hangup(&agent);
     let listed = |client: SignerClient<Channel>, id: &'static str| async move {
         let mut client = client;
-        let keys = client.list_keys(ListKeysRequest {}).await.expect("list").into_inner();
+        let keys = client
+            .list_keys(ListKeysRequest {})
+            .await
+            .expect("list")
+            .into_inner();
         keys.keys.iter().any(|k| k.key_id == id)
     };
     until("the new key listed", || listed(client.clone(), "later")).await;
@@ -378,7 +426,9 @@ async fn set_primary_disable_and_destroy_take_effect_on_sighup() {
         async move { !listed(client, "later").await }
     })
     .await;
-    let status = public_key(&mut client, "later", None).await.expect_err("destroyed");
+    let status = public_key(&mut client, "later", None)
+        .await
+        .expect_err("destroyed");
     assert_eq!(status.code(), Code::NotFound);
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
@@ -395,12 +445,25 @@ async fn verify_only_key_objects_refuse_signing_with_failed_precondition() {
         serde_json::from_str(&keys_ok(&token, "list", &["--json"])).expect("JSON");
     let row = &listed.as_array().expect("rows")[0];
     assert_eq!(row["id"], "vo#2", "{listed}");
-    assert_eq!((&row["may_sign"], &row["may_verify"]), (&false.into(), &true.into()));
+    assert_eq!(
+        (&row["may_sign"], &row["may_verify"]),
+        (&false.into(), &true.into())
+    );
     let agent = token.start_agent().await;
     let mut client = agent.client().await;
-    let keys = client.list_keys(ListKeysRequest {}).await.expect("list").into_inner();
-    assert!(keys.keys.iter().any(|k| k.key_id == "vo"), "served for verification");
-    let status = client.sign(sign_request("vo", b"m")).await.expect_err("verify-only");
+    let keys = client
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(
+        keys.keys.iter().any(|k| k.key_id == "vo"),
+        "served for verification"
+    );
+    let status = client
+        .sign(sign_request("vo", b"m"))
+        .await
+        .expect_err("verify-only");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("verif"), "{status:?}");
     let status = client
@@ -428,7 +491,11 @@ async fn a_rescan_keeps_the_last_good_keys_while_the_token_is_away() {
     })
     .await;
     // The keys served stay: ListKeys answers from the last good registry.
-    let keys = client.list_keys(ListKeysRequest {}).await.expect("list").into_inner();
+    let keys = client
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner();
     assert!(keys.keys.iter().any(|k| k.key_id == "ed"), "{keys:?}");
     std::fs::rename(&away, &tokens).expect("move the token directory back");
     until("signing again", || {
@@ -437,10 +504,18 @@ async fn a_rescan_keeps_the_last_good_keys_while_the_token_is_away() {
     })
     .await;
     hangup(&agent);
-    let keys = client.list_keys(ListKeysRequest {}).await.expect("list").into_inner();
+    let keys = client
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner();
     assert!(keys.keys.iter().any(|k| k.key_id == "ed"), "{keys:?}");
     let r = public_key(&mut client, "ed", None).await.expect("ed");
-    let signed = client.sign(sign_request("ed", b"after")).await.expect("sign").into_inner();
+    let signed = client
+        .sign(sign_request("ed", b"after"))
+        .await
+        .expect("sign")
+        .into_inner();
     assert!(verifies(&r, b"after", &signed.signature));
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");

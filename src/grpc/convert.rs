@@ -6,8 +6,8 @@ use tonic::Status;
 use super::proto;
 use crate::error::Error;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
-use crate::signer::PublicKeyInfo;
 use crate::service::{FingerprintOp, Minted, SignOp, Signed};
+use crate::signer::PublicKeyInfo;
 
 /// A Sign request (or SignBatch item) as an operation.
 pub fn sign_op(request: proto::SignRequest) -> SignOp {

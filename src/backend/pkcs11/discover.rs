@@ -183,7 +183,9 @@ pub fn public_verify(session: &Session, key: &FoundKey, label: &str) -> bool {
         return false;
     };
     matches!(
-        session.get_attributes(handle, &[AttributeType::Verify]).as_deref(),
+        session
+            .get_attributes(handle, &[AttributeType::Verify])
+            .as_deref(),
         Ok([Attribute::Verify(true)])
     )
 }
@@ -379,8 +381,13 @@ pub fn choose(
     let ring_of = |key: &FoundKey| key.label.as_deref().map(|l| split_label(l).0.to_owned());
     if let Some(ids) = wanted {
         for id in ids {
-            if !found.iter().any(|k| ring_of(k).as_deref() == Some(id.as_str())) {
-                problems.push(format!("key '{id}' (listed in backend.keys) is not on the token"));
+            if !found
+                .iter()
+                .any(|k| ring_of(k).as_deref() == Some(id.as_str()))
+            {
+                problems.push(format!(
+                    "key '{id}' (listed in backend.keys) is not on the token"
+                ));
             }
         }
     }

@@ -154,7 +154,10 @@ pub fn set_usage(session: &Session, label: &str, sign: bool, verify: bool) -> Re
     };
     if key.secret {
         session
-            .update_attributes(key.handle, &[Attribute::Sign(sign), Attribute::Verify(verify)])
+            .update_attributes(
+                key.handle,
+                &[Attribute::Sign(sign), Attribute::Verify(verify)],
+            )
             .map_err(classify)?;
         return Ok(());
     }

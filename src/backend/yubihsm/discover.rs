@@ -346,8 +346,7 @@ pub fn choose(
         if !found.iter().any(|k| {
             key_ref.matches(k)
                 || k.label.as_deref().map(|l| split_label(l).0) == Some(reference.as_str())
-        })
-        {
+        }) {
             problems.push(format!(
                 "key '{reference}' (listed in backend.keys) is not on the YubiHSM"
             ));

@@ -391,8 +391,8 @@ impl HsmCall {
     }
 
     /// The HSM call and verify-after-sign, on a worker thread. When the token no longer lets
-    /// the version sign (a rotation or `set-primary` since the registry was read) or no longer
-    /// has it, the backend re-reads its keys and the call is made once more with the new
+    /// the version sign (a rotation or `set-primary` since the registry was read), the backend
+    /// re-reads its keys and the call is made once more with the new
     /// primary version, so a rotation fails no call.
     fn run(&mut self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
         let signature = match self.sign(backend) {
@@ -492,9 +492,10 @@ impl HsmCall {
 }
 
 /// Whether a signing error says the version was retired under the call: the token no longer
-/// lets it sign, or no longer has it.
+/// lets it sign. (A key the token no longer has is `NOT_FOUND` for the call, as before; the
+/// next re-scan drops it from the registry.)
 fn retired(error: &Error) -> bool {
-    error.fault() == Some(HsmFault::NotPermitted) || matches!(error, Error::KeyGone(_))
+    error.fault() == Some(HsmFault::NotPermitted)
 }
 
 /// The same failure for every item of a chunk that failed as a whole (queue full, deadline,

@@ -394,10 +394,20 @@ impl HsmCall {
     /// the version sign (a rotation or `set-primary` since the registry was read), the backend
     /// re-reads its keys and the call is made once more with the new
     /// primary version, so a rotation fails no call.
+    ///
+    /// A key the token says it no longer has is looked up once more before the call answers
+    /// `NOT_FOUND`: a token can miss an object for a moment while another process rewrites it
+    /// (SoftHSM2 while `signet keys rotate` changes the old version's flags).
     fn run(&mut self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
-        let signature = match self.sign(backend) {
-            Err(e) if retired(&e) && self.follow_primary(backend) => self.sign(backend)?,
-            other => other?,
+        let mut retries = 0;
+        let signature = loop {
+            match self.sign(backend) {
+                Ok(signature) => break signature,
+                Err(e) if retries < 2 && retired(&e) && self.follow_primary(backend) => {}
+                Err(Error::KeyGone(_)) if retries < 2 => {}
+                Err(e) => return Err(e),
+            }
+            retries += 1;
         };
         self.check(&signature)?;
         Ok(signature)

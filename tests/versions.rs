@@ -323,6 +323,28 @@ async fn strict_mode_refuses_an_imported_key_by_name_and_serves_a_rotated_versio
         .into_inner();
     assert_eq!(minted.key_version, 2);
     assert_eq!(minted.fingerprint, "f7f20b581cbf");
+    // A key imported while the agent serves (by a key command that is not in strict mode:
+    // in strict mode the import itself is refused) is refused by the re-scan too, by name.
+    let strict = std::fs::read_to_string(device.config()).expect("config");
+    std::fs::write(
+        device.config(),
+        strict.replace("require_generated = true\n", ""),
+    )
+    .expect("config");
+    tokio::task::block_in_place(|| device.import_hmac_key("late", common::HMAC_SECRET));
+    std::fs::write(device.config(), strict).expect("config");
+    hangup(&agent);
+    until("the late key refused", || {
+        let log = agent.log_text();
+        async move { log.contains("'late'") && log.contains("require_generated") }
+    })
+    .await;
+    let keys = client
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(!keys.keys.iter().any(|k| k.key_id == "late"), "{keys:?}");
     // Not the imported secret's tag: version 2 is a new key.
     let payload = format!("{}:agent-007", minted.fingerprint);
     assert!(!common::verify_hmac(
@@ -430,6 +452,15 @@ async fn set_primary_disable_and_destroy_take_effect_on_sighup() {
         .await
         .expect_err("destroyed");
     assert_eq!(status.code(), Code::NotFound);
+    // An extractable key that appears is refused and logged by the re-scan, never served.
+    tokio::task::block_in_place(|| token.generate_extractable_p256("leaky"));
+    hangup(&agent);
+    until("the extractable key refused", || {
+        let log = agent.log_text();
+        async move { log.contains("'leaky'") && log.contains("CKA_EXTRACTABLE is true") }
+    })
+    .await;
+    assert!(!listed(client.clone(), "leaky").await);
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
 }

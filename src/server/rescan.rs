@@ -39,6 +39,8 @@ pub(super) async fn follow_key_changes(
         };
         let backend = Arc::clone(&backend);
         match tokio::task::spawn_blocking(move || backend.rescan()).await {
+            // Changes are logged by the backend; a periodic re-read that found none is quiet.
+            Ok(Ok(())) if why == "periodic" => tracing::debug!("re-read the token's keys"),
             Ok(Ok(())) => tracing::info!(trigger = why, "re-read the token's keys"),
             Ok(Err(e)) => tracing::warn!(
                 trigger = why,

@@ -261,3 +261,153 @@ pub fn json(versions: &[Version]) -> String {
         .collect();
     format!("{}\n", serde_json::Value::Array(rows))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// A token of HMAC key objects with the given (label, may sign, may verify), recording
+    /// what the commands change.
+    struct Token {
+        keys: RefCell<Vec<(String, bool, bool)>>,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Token {
+        fn new(keys: &[(&str, bool, bool)]) -> Self {
+            Token {
+                keys: RefCell::new(keys.iter().map(|(l, s, v)| ((*l).into(), *s, *v)).collect()),
+                calls: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl KeyAdmin for Token {
+        fn list(&self) -> Result<Vec<KeyInfo>, Error> {
+            Ok(self
+                .keys
+                .borrow()
+                .iter()
+                .map(|(label, sign, verify)| KeyInfo {
+                    id: Some(label.clone()),
+                    object_id: None,
+                    algorithm: Ok(Algorithm::HmacSha256),
+                    size_bits: Some(256),
+                    sensitive: true,
+                    extractable: false,
+                    always_sensitive: true,
+                    never_extractable: true,
+                    local: true,
+                    not_served: None,
+                    refused: false,
+                    signing: *sign,
+                    selected: true,
+                    may_sign: *sign,
+                    may_verify: *verify,
+                })
+                .collect())
+        }
+        fn generate(&self, _: Algorithm, id: &str) -> Result<(), Error> {
+            self.calls.borrow_mut().push(format!("generate {id}"));
+            self.keys.borrow_mut().push((id.into(), true, true));
+            Ok(())
+        }
+        fn import_hmac(&self, _: &str, _: &[u8]) -> Result<(), Error> {
+            unreachable!()
+        }
+        fn import_ed25519(&self, _: &str, _: &[u8; 32], _: &[u8; 32]) -> Result<(), Error> {
+            unreachable!()
+        }
+        fn public_key(&self, id: &str) -> Result<PublicKey, Error> {
+            Err(Error::NotOnToken(id.into()))
+        }
+        fn sign(&self, _: &str, _: &[u8]) -> Result<Vec<u8>, Error> {
+            unreachable!()
+        }
+        fn destroy(&self, id: &str) -> Result<usize, Error> {
+            self.calls.borrow_mut().push(format!("destroy {id}"));
+            self.keys.borrow_mut().retain(|(l, _, _)| l != id);
+            Ok(1)
+        }
+        fn set_usage(&self, label: &str, sign: bool, verify: bool) -> Result<(), Error> {
+            self.calls
+                .borrow_mut()
+                .push(format!("{label} sign={sign} verify={verify}"));
+            for key in self.keys.borrow_mut().iter_mut().filter(|k| k.0 == label) {
+                (key.1, key.2) = (sign, verify);
+            }
+            Ok(())
+        }
+        fn fixed_usage(&self) -> bool {
+            false
+        }
+    }
+
+    fn states(token: &Token) -> Vec<(u32, State)> {
+        ring(token, "w")
+            .expect("ring")
+            .iter()
+            .map(|v| (v.version, v.state))
+            .collect()
+    }
+
+    #[test]
+    fn the_flags_on_the_token_are_the_state_and_the_highest_signer_is_primary() {
+        let token = Token::new(&[
+            ("w", true, false),
+            ("w#2", false, true),
+            ("w#3", false, false),
+            ("other", true, true),
+            ("w#02", true, true),
+        ]);
+        // "w#02" is not a version label: it is version 1 of the key "w#02".
+        assert_eq!(
+            states(&token),
+            [
+                (1, State::Primary),
+                (2, State::VerifyOnly),
+                (3, State::Disabled)
+            ]
+        );
+        assert!(matches!(ring(&token, "none"), Err(Error::NotOnToken(_))));
+    }
+
+    #[test]
+    fn rotate_adds_the_next_version_and_demotes_the_others_after_it_exists() {
+        let token = Token::new(&[("w", true, true), ("w#2", false, true)]);
+        let rotated = rotate(&token, "w", false).expect("rotate");
+        assert_eq!((rotated.version, rotated.primary), (3, true));
+        assert_eq!(
+            *token.calls.borrow(),
+            ["generate w#3", "w sign=false verify=true"]
+        );
+        assert_eq!(states(&token)[2], (3, State::Primary));
+        let staged = rotate(&token, "w", true).expect("stage");
+        assert_eq!((staged.version, staged.primary), (4, false));
+        assert_eq!(
+            states(&token)[2..],
+            [(3, State::Primary), (4, State::VerifyOnly)]
+        );
+    }
+
+    #[test]
+    fn set_primary_promotes_first_and_the_primary_is_never_disabled_or_destroyed() {
+        let token = Token::new(&[("w", false, true), ("w#2", true, true)]);
+        set_primary(&token, "w", 1).expect("set-primary");
+        assert_eq!(
+            *token.calls.borrow(),
+            ["w sign=true verify=true", "w#2 sign=false verify=true"]
+        );
+        for e in [disable(&token, "w", 1), destroy(&token, "w", 1).map(|_| ())] {
+            let e = e.expect_err("the primary");
+            assert!(e.to_string().contains("primary"), "{e}");
+        }
+        disable(&token, "w", 2).expect("disable");
+        assert_eq!(states(&token), [(1, State::Primary), (2, State::Disabled)]);
+        assert!(matches!(disable(&token, "w", 9), Err(Error::NotOnToken(_))));
+        destroy(&token, "w", 2).expect("destroy");
+        assert_eq!(states(&token), [(1, State::Primary)]);
+    }
+}

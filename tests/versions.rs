@@ -488,8 +488,10 @@ async fn verify_only_key_objects_refuse_signing_with_failed_precondition() {
         .expect("list")
         .into_inner();
     assert!(
-        keys.keys.iter().any(|k| k.key_id == "vo"),
-        "served for verification"
+        keys.keys
+            .iter()
+            .any(|k| k.key_id == "vo" && k.key_version == 2 && !k.can_sign),
+        "served for verification: {keys:?}"
     );
     let status = client
         .sign(sign_request("vo", b"m"))

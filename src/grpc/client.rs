@@ -269,6 +269,8 @@ pub async fn list(agent: &Agent, json: bool) -> Result<String, ClientError> {
                     "key_id": k.key_id,
                     "algorithm": algorithm_name(k.algorithm),
                     "has_public_key": k.has_public_key,
+                    "key_version": k.key_version,
+                    "can_sign": k.can_sign,
                 })
             })
             .collect();

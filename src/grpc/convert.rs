@@ -119,6 +119,8 @@ pub fn list_keys_response(keys: Vec<KeyDescriptor>) -> proto::ListKeysResponse {
         .map(|k| proto::KeyInfo {
             algorithm: algorithm(k.algorithm).into(),
             has_public_key: k.public_key.is_some(),
+            key_version: k.version,
+            can_sign: k.can_sign,
             key_id: k.id,
         })
         .collect();

@@ -61,6 +61,10 @@ class KeyInfo:
     algorithm: str
     #: False for HMAC keys, which have no public half.
     has_public_key: bool
+    #: The version that signs (1 for a key that was never rotated).
+    key_version: int = 1
+    #: False for a key served for verification only.
+    can_sign: bool = True
 
 
 @dataclass(frozen=True)
@@ -311,7 +315,10 @@ class Client:
         """The keys the agent serves, sorted by id."""
         r = self._call(self._stub.ListKeys, pb.ListKeysRequest(), timeout)
         return [
-            KeyInfo(k.key_id, _algorithm_name(k.algorithm), k.has_public_key) for k in r.keys
+            KeyInfo(
+                k.key_id, _algorithm_name(k.algorithm), k.has_public_key, k.key_version, k.can_sign
+            )
+            for k in r.keys
         ]
 
     # -- sqooler ---------------------------------------------------------------------------

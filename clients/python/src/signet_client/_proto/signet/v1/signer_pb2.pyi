@@ -180,11 +180,15 @@ class ListKeysResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "algorithm", "has_public_key")
+    __slots__ = ("key_id", "algorithm", "has_public_key", "key_version", "can_sign")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     HAS_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAN_SIGN_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     algorithm: Algorithm
     has_public_key: bool
-    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., has_public_key: bool = ...) -> None: ...
+    key_version: int
+    can_sign: bool
+    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., has_public_key: bool = ..., key_version: _Optional[int] = ..., can_sign: bool = ...) -> None: ...

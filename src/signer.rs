@@ -14,6 +14,10 @@ use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::public_key::PublicKey;
 use crate::swt3::Anchor;
 
+/// How long a call waits before it looks a key the token says is gone up again (twice as long
+/// the second time): a token can miss an object for a moment while another process rewrites it.
+const KEY_GONE_PAUSE: Duration = Duration::from_millis(20);
+
 /// The longest key id accepted; longer ones are refused without being echoed.
 pub const MAX_KEY_ID_BYTES: usize = 256;
 
@@ -404,7 +408,10 @@ impl HsmCall {
             match self.sign(backend) {
                 Ok(signature) => break signature,
                 Err(e) if retries < 2 && retired(&e) && self.follow_primary(backend) => {}
-                Err(Error::KeyGone(_)) if retries < 2 => {}
+                Err(Error::KeyGone(_)) if retries < 2 => {
+                    // Give the other process a moment to finish writing the object.
+                    std::thread::sleep(KEY_GONE_PAUSE * (retries + 1));
+                }
                 Err(e) => return Err(e),
             }
             retries += 1;

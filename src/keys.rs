@@ -49,7 +49,7 @@ pub fn generate(
     }
 }
 
-/// The one signing key labelled `id`.
+/// The one key labelled `id` (or with that YubiHSM object id) that may sign or verify.
 pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
     let mut matching: Vec<KeyInfo> = admin
         .list()?
@@ -59,7 +59,8 @@ pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
                 || k.object_id
                     .as_deref()
                     .is_some_and(|o| o.eq_ignore_ascii_case(id)))
-                && k.signing
+                // A verify-only version (after a rotation) is still the key this id names.
+                && (k.signing || (k.algorithm.is_ok() && k.may_verify))
         })
         .collect();
     match matching.len() {

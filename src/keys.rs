@@ -49,7 +49,7 @@ pub fn generate(
     }
 }
 
-/// The one signing key labelled `id`.
+/// The one key labelled `id` (or with that YubiHSM object id) that may sign or verify.
 pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
     let mut matching: Vec<KeyInfo> = admin
         .list()?
@@ -59,7 +59,8 @@ pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
                 || k.object_id
                     .as_deref()
                     .is_some_and(|o| o.eq_ignore_ascii_case(id)))
-                && k.signing
+                // A verify-only version (after a rotation) is still the key this id names.
+                && (k.signing || (k.algorithm.is_ok() && k.may_verify))
         })
         .collect();
     match matching.len() {
@@ -75,7 +76,7 @@ pub fn the_key(admin: &dyn KeyAdmin, id: &str) -> Result<KeyInfo, Error> {
 
 /// Reads a new key's flags back from the token: a token that ignored part of the template
 /// (left the key extractable, say) must not leave a key behind that the agent would refuse.
-fn check_created(admin: &dyn KeyAdmin, id: &str) -> Result<(), Error> {
+pub(crate) fn check_created(admin: &dyn KeyAdmin, id: &str) -> Result<(), Error> {
     let key = the_key(admin, id)?;
     if key.refused {
         return Err(Error::FailedPrecondition(format!(
@@ -88,7 +89,7 @@ fn check_created(admin: &dyn KeyAdmin, id: &str) -> Result<(), Error> {
 
 /// Removes a key whose creation check failed; if even that fails, the error tells the
 /// operator to remove it.
-fn undo_create(admin: &dyn KeyAdmin, id: &str, error: Error) -> Error {
+pub(crate) fn undo_create(admin: &dyn KeyAdmin, id: &str, error: Error) -> Error {
     match admin.destroy(id) {
         Ok(_) => error,
         Err(cleanup) => still_on_token(id, error, cleanup),
@@ -244,6 +245,13 @@ fn type_of(key: &KeyInfo) -> &'static str {
     }
 }
 
+/// The key version its label names (`id#n`: n; any other label: 1).
+fn version_of(key: &KeyInfo) -> u32 {
+    key.id
+        .as_deref()
+        .map_or(1, |l| crate::key::split_label(l).1)
+}
+
 /// The id as printed: control characters and quotes escaped, so a label cannot play tricks
 /// with the operator's terminal.
 fn id_of(key: &KeyInfo) -> String {
@@ -259,7 +267,8 @@ pub fn missing(keys: &[KeyInfo], wanted: Option<&[String]>) -> Vec<String> {
     // id; anything else (and everything on a PKCS#11 token) is a label.
     let names = |key: &KeyInfo, entry: &str| match (KeyRef::parse(entry), &key.object_id) {
         (KeyRef::Id(id), Some(object_id)) => *object_id == format_id(id),
-        _ => key.id.as_deref() == Some(entry),
+        // A key id names every version of the key (`id`, `id#2`, …).
+        _ => key.id.as_deref().map(|l| crate::key::split_label(l).0) == Some(entry),
     };
     wanted
         .unwrap_or_default()
@@ -283,6 +292,9 @@ pub fn list_table(keys: &[KeyInfo], missing: &[String]) -> String {
         "SENSITIVE".into(),
         "EXTRACTABLE".into(),
         "ORIGIN".into(),
+        "VERSION".into(),
+        "SIGN".into(),
+        "VERIFY".into(),
         "SERVED".into(),
     ]];
     for key in keys {
@@ -293,10 +305,13 @@ pub fn list_table(keys: &[KeyInfo], missing: &[String]) -> String {
             yes_no(key.sensitive).into(),
             yes_no(key.extractable).into(),
             if key.local { "generated" } else { "imported" }.into(),
+            version_of(key).to_string(),
+            yes_no(key.may_sign).into(),
+            yes_no(key.may_verify).into(),
             yes_no(key.not_served.is_none()).into(),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..10)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -352,6 +367,9 @@ pub fn list_json(keys: &[KeyInfo], missing: &[String]) -> String {
                 "always_sensitive": key.always_sensitive,
                 "never_extractable": key.never_extractable,
                 "local": key.local,
+                "version": version_of(key),
+                "may_sign": key.may_sign,
+                "may_verify": key.may_verify,
                 "served": key.not_served.is_none(),
                 "blocks_agent_start": key.blocks_start(),
                 "not_served_reason": key.not_served,
@@ -392,6 +410,8 @@ mod tests {
             refused: false,
             signing: true,
             selected: true,
+            may_sign: true,
+            may_verify: true,
         }
     }
 
@@ -444,6 +464,8 @@ mod tests {
                     refused: false,
                     signing: true,
                     selected: true,
+                    may_sign: true,
+                    may_verify: true,
                 })
                 .collect())
         }
@@ -477,6 +499,12 @@ mod tests {
             self.created.borrow_mut().retain(|k| k != id);
             self.destroyed.borrow_mut().push(id.into());
             Ok(1)
+        }
+        fn set_usage(&self, _: &str, _: bool, _: bool) -> Result<(), Error> {
+            Ok(())
+        }
+        fn fixed_usage(&self) -> bool {
+            false
         }
     }
 

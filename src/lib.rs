@@ -30,6 +30,7 @@ pub mod service;
 pub mod signer;
 pub mod sqooler;
 pub mod swt3;
+pub mod versions;
 
 pub use backend::{Backend, HsmState, Opened};
 pub use config::Config;

@@ -1,5 +1,6 @@
 //! Runs the agent: opens the backend, binds the listeners, serves `signet.v1.Signer` with the
-//! standard health and reflection services, and shuts down in order on SIGTERM or SIGINT.
+//! standard health and reflection services, follows key changes on the token (SIGHUP and a
+//! periodic re-scan), and shuts down in order on SIGTERM or SIGINT.
 //!
 //! The gRPC routes are served over hyper's HTTP/2 directly (see [`listen`] and [`connection`]),
 //! not through tonic's transport server, whose own `grpc-timeout` timer would answer
@@ -8,6 +9,7 @@
 mod connection;
 mod health;
 mod listen;
+mod rescan;
 mod tls;
 
 use std::path::PathBuf;
@@ -62,6 +64,7 @@ pub async fn serve_until(
     workers: usize,
     stop: impl std::future::Future<Output = Result<(), Error>>,
 ) -> Result<(), Error> {
+    let hangups = rescan::hangups()?;
     let signer = Arc::new(signer::start(
         Arc::clone(&backend),
         workers,
@@ -197,6 +200,12 @@ pub async fn serve_until(
     }
     let health_follows_hsm =
         tokio::spawn(follow_health(backend.state(), audit_health, health.clone()));
+    let key_changes = tokio::spawn(rescan::follow_key_changes(
+        Arc::clone(&backend),
+        hangups,
+        config.backend.rescan_interval(),
+        shutdown_rx.clone(),
+    ));
     let keys: Vec<String> = signer
         .keys()
         .into_iter()
@@ -225,6 +234,10 @@ pub async fn serve_until(
         servers.abort_all();
     }
     drop(routes);
+    // A re-read in progress finishes before the HSM closes (it is bounded like any HSM call).
+    if tokio::time::timeout(DRAIN_TIME, key_changes).await.is_err() {
+        tracing::warn!("a key re-read did not finish in time; closing the HSM anyway");
+    }
     close_signer(signer).await;
     if let Some(audit) = &audit {
         audit.flush();

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
 use crate::config::Limits;
-use crate::error::Error;
+use crate::error::{Error, HsmFault};
 use crate::executor::Executor;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::public_key::PublicKey;
@@ -17,6 +17,10 @@ use crate::swt3::Anchor;
 mod verify;
 
 pub use verify::{Checked, Claim, Verdict, VerifyItem};
+
+/// How long a call waits before it looks a key the token says is gone up again (twice as long
+/// the second time): a token can miss an object for a moment while another process rewrites it.
+const KEY_GONE_PAUSE: Duration = Duration::from_millis(20);
 
 /// The longest key id accepted; longer ones are refused without being echoed.
 pub const MAX_KEY_ID_BYTES: usize = 256;
@@ -30,6 +34,8 @@ pub struct Signature {
     pub algorithm: Algorithm,
     /// The encoding of `bytes`.
     pub format: SignatureFormat,
+    /// The key version that signed (the primary version when the call was made).
+    pub key_version: u32,
 }
 
 /// A minted and signed SWT3 anchor.
@@ -41,6 +47,22 @@ pub struct Witness {
     pub signature: String,
     /// The timestamp used in the formula.
     pub timestamp_ms: i64,
+    /// The key version whose HMAC this is (SWT3 `signing_key_version`).
+    pub key_version: u32,
+}
+
+/// The public key of one version of an asymmetric key, with the key set of all its versions
+/// that may verify.
+#[derive(Debug, Clone)]
+pub struct PublicKeyInfo {
+    /// The version whose public key this is.
+    pub key: KeyDescriptor,
+    /// Its public key.
+    pub public_key: PublicKey,
+    /// An RFC 7517 JWK Set (`{"keys":[…]}`) of every version of the key that may verify, each
+    /// JWK with its own `kid` ([`KeyDescriptor::kid`]: the bare key id for version 1, `id#n`
+    /// for version n).
+    pub jwks: String,
 }
 
 /// Signs on behalf of callers with the keys a backend serves.
@@ -84,25 +106,51 @@ impl Signer {
         self.backend.registry().to_vec()
     }
 
-    fn key(&self, key_id: &str) -> Result<&KeyDescriptor, Error> {
+    /// The primary version of `key_id`, the one that signs; `FAILED_PRECONDITION` when the key
+    /// is served but no version of it may sign (verify-only key objects).
+    fn primary(&self, key_id: &str) -> Result<Arc<KeyDescriptor>, Error> {
         check_key_id(key_id)?;
-        self.backend
-            .registry()
-            .get(key_id)
-            .map(|k| &**k)
-            .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))
+        let registry = self.backend.registry();
+        match registry.primary(key_id) {
+            Some(key) => Ok(Arc::clone(key)),
+            None if registry.contains(key_id) => Err(Error::FailedPrecondition(format!(
+                "key '{key_id}' has no version that may sign: it is served for verification \
+                 only (CKA_SIGN is false)"
+            ))),
+            None => Err(Error::KeyNotFound(key_id.to_owned())),
+        }
     }
 
-    /// The public key of an asymmetric key.
-    pub fn public_key(&self, key_id: &str) -> Result<(&KeyDescriptor, &PublicKey), Error> {
-        let key = self.key(key_id)?;
-        match &key.public_key {
-            Some(pk) => Ok((key, pk)),
-            None => Err(Error::FailedPrecondition(format!(
+    /// The public key of an asymmetric key: of version `version`, or (when `None`) of the
+    /// version that signs (the newest served one when none may sign).
+    pub fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo, Error> {
+        check_key_id(key_id)?;
+        let registry = self.backend.registry();
+        let key = match version {
+            Some(v) => registry
+                .version(key_id, v)
+                .ok_or_else(|| Error::KeyNotFound(crate::key::version_label(key_id, v)))?,
+            None => registry
+                .get(key_id)
+                .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?,
+        };
+        let Some(public_key) = key.public_key.clone() else {
+            return Err(Error::FailedPrecondition(format!(
                 "key '{key_id}' is an {} key: a symmetric key has no public key",
                 key.algorithm.name()
-            ))),
-        }
+            )));
+        };
+        let jwks = registry
+            .verifiers(key_id)
+            .iter()
+            .filter_map(|k| k.public_key.as_ref().map(|pk| pk.jwk(&k.kid())))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(PublicKeyInfo {
+            key: KeyDescriptor::clone(key),
+            public_key,
+            jwks: format!("{{\"keys\":[{jwks}]}}"),
+        })
     }
 
     /// Signs exactly `message`. Asymmetric signatures are verified against the cached public
@@ -174,6 +222,7 @@ impl Signer {
         let bytes = call.bytes();
         self.executor
             .run(deadline, bytes, move |backend| {
+                let mut call = call;
                 let raw = call.run(backend)?;
                 Ok((call, raw))
             })
@@ -212,7 +261,7 @@ impl Signer {
             let bytes = chunk.iter().map(|(_, c)| c.bytes()).sum();
             let slots = Arc::clone(&slots);
             let run = self.executor.run(deadline, bytes, move |backend| {
-                for (index, call) in chunk {
+                for (index, mut call) in chunk {
                     if Instant::now() >= deadline || lock(&slots).answered {
                         break;
                     }
@@ -263,7 +312,7 @@ impl Signer {
         message: Vec<u8>,
         format: SignatureFormat,
     ) -> Result<HsmCall, Error> {
-        let key = self.key(key_id)?;
+        let key = self.primary(key_id)?;
         if message.len() > self.max_message_bytes {
             return Err(Error::ResourceExhausted(format!(
                 "message is {} bytes, over this agent's limit of {} bytes; it was not signed",
@@ -279,6 +328,7 @@ impl Signer {
         }
         Ok(HsmCall {
             key_id: key_id.to_owned(),
+            version: key.version,
             algorithm: key.algorithm,
             public_key: key.public_key.clone(),
             input: message,
@@ -289,7 +339,7 @@ impl Signer {
 
     /// Checks a Fingerprint request and prepares its HSM call (the signed payload).
     fn prepare_fingerprint(&self, key_id: &str, anchor: Anchor<'_>) -> Result<HsmCall, Error> {
-        let key = self.key(key_id)?;
+        let key = self.primary(key_id)?;
         if key.algorithm != Algorithm::HmacSha256 {
             return Err(Error::FailedPrecondition(format!(
                 "key '{key_id}' is an {} key; Fingerprint needs an hmac-sha256 key",
@@ -303,6 +353,7 @@ impl Signer {
         let fingerprint = anchor.fingerprint();
         Ok(HsmCall {
             key_id: key_id.to_owned(),
+            version: key.version,
             algorithm: key.algorithm,
             public_key: None,
             input: anchor.signed_payload(&fingerprint).into_bytes(),
@@ -320,7 +371,7 @@ trait Job: Send + 'static {
     /// The bytes it holds in the queue.
     fn bytes(&self) -> usize;
     /// The work, on a worker thread.
-    fn run(&self, backend: &dyn Backend) -> Result<Self::Out, Error>;
+    fn run(&mut self, backend: &dyn Backend) -> Result<Self::Out, Error>;
 }
 
 /// A finished job and what it produced.
@@ -341,6 +392,8 @@ fn lock<J: Job>(slots: &Mutex<Slots<J>>) -> std::sync::MutexGuard<'_, Slots<J>> 
 /// result.
 struct HsmCall {
     key_id: String,
+    /// The key version to sign with: the primary when the call was prepared.
+    version: u32,
     algorithm: Algorithm,
     public_key: Option<PublicKey>,
     /// The message (Sign) or the SWT3 signed payload (Fingerprint).
@@ -357,21 +410,68 @@ impl Job for HsmCall {
         self.input.len()
     }
 
-    /// The HSM call and verify-after-sign, on a worker thread.
-    fn run(&self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
-        let signature = self.sign(backend)?;
+    /// The HSM call and verify-after-sign, on a worker thread. When the token no longer lets
+    /// the version sign (a rotation or `set-primary` since the registry was read), the backend
+    /// re-reads its keys and the call is made once more with the new
+    /// primary version, so a rotation fails no call.
+    ///
+    /// A key the token says it no longer has is looked up once more before the call answers
+    /// `NOT_FOUND`: a token can miss an object for a moment while another process rewrites it
+    /// (SoftHSM2 while `signet keys rotate` changes the old version's flags).
+    fn run(&mut self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
+        let mut retries = 0;
+        let signature = loop {
+            match self.sign(backend) {
+                Ok(signature) => break signature,
+                Err(e) if retries < 2 && retired(&e) && self.follow_primary(backend) => {}
+                Err(Error::KeyGone(_)) if retries < 2 => {
+                    // Give the other process a moment to finish writing the object.
+                    std::thread::sleep(KEY_GONE_PAUSE * (retries + 1));
+                }
+                Err(e) => return Err(e),
+            }
+            retries += 1;
+        };
         self.check(&signature)?;
         Ok(signature)
     }
 }
 
 impl HsmCall {
+    /// Re-reads the backend's keys and switches to the key's primary version; whether it
+    /// changed.
+    fn follow_primary(&mut self, backend: &dyn Backend) -> bool {
+        if let Err(e) = backend.rescan() {
+            tracing::warn!(key = %self.key_id, error = %e, "re-reading the keys after a refused signature failed");
+            return false;
+        }
+        match backend.registry().primary(&self.key_id) {
+            Some(key) if key.version != self.version && key.algorithm == self.algorithm => {
+                tracing::info!(
+                    key = %self.key_id,
+                    from = self.version,
+                    to = key.version,
+                    "the token retired the version this call was to sign with; signing with the \
+                     new primary version"
+                );
+                self.version = key.version;
+                self.public_key = key.public_key.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The HSM call alone. ECDSA signs the SHA-256 of the message; the other mechanisms take
     /// it whole.
     fn sign(&self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
         let digest = (self.algorithm == Algorithm::EcdsaP256Sha256)
             .then(|| Sha256::digest(&self.input).to_vec());
-        backend.sign(&self.key_id, digest.as_deref().unwrap_or(&self.input))
+        backend.sign(
+            &self.key_id,
+            self.version,
+            digest.as_deref().unwrap_or(&self.input),
+        )
     }
 
     /// Verify-after-sign: an asymmetric signature that does not verify against the key's
@@ -402,6 +502,7 @@ impl HsmCall {
             bytes,
             algorithm: self.algorithm,
             format: self.format,
+            key_version: self.version,
         })
     }
 
@@ -420,8 +521,16 @@ impl HsmCall {
             fingerprint,
             signature: hex::encode(mac),
             timestamp_ms,
+            key_version: self.version,
         })
     }
+}
+
+/// Whether a signing error says the version was retired under the call: the token no longer
+/// lets it sign. (A key the token no longer has is `NOT_FOUND` for the call, as before; the
+/// next re-scan drops it from the registry.)
+fn retired(error: &Error) -> bool {
+    error.fault() == Some(HsmFault::NotPermitted)
 }
 
 /// The same failure for every item of a chunk that failed as a whole (queue full, deadline,
@@ -493,15 +602,19 @@ mod tests {
     struct Fake {
         key: ed25519_dalek::SigningKey,
         corrupt: bool,
-        registry: crate::backend::Registry,
+        registry: Arc<crate::backend::Registry>,
     }
 
     impl Backend for Fake {
-        fn registry(&self) -> &crate::backend::Registry {
-            &self.registry
+        fn registry(&self) -> Arc<crate::backend::Registry> {
+            Arc::clone(&self.registry)
         }
 
-        fn sign(&self, _key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        fn rescan(&self) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn sign(&self, _key_id: &str, _version: u32, input: &[u8]) -> Result<Vec<u8>, Error> {
             let mut signature = self.key.sign(input).to_bytes().to_vec();
             if self.corrupt || input.starts_with(b"bad") {
                 signature[5] ^= 0x01;
@@ -509,7 +622,13 @@ mod tests {
             Ok(signature)
         }
 
-        fn verify(&self, _key_id: &str, _input: &[u8], _sig: &[u8]) -> Result<bool, Error> {
+        fn verify(
+            &self,
+            _key_id: &str,
+            _version: u32,
+            _input: &[u8],
+            _sig: &[u8],
+        ) -> Result<bool, Error> {
             Err(Error::Internal("not an HMAC backend".into()))
         }
 
@@ -522,11 +641,11 @@ mod tests {
 
     fn signer(corrupt: bool) -> Signer {
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
-        let registry = crate::backend::Registry::new([KeyDescriptor {
-            id: "ed".into(),
-            algorithm: Algorithm::Ed25519,
-            public_key: Some(PublicKey::Ed25519(key.verifying_key())),
-        }]);
+        let registry = Arc::new(crate::backend::Registry::new([KeyDescriptor::new(
+            "ed",
+            Algorithm::Ed25519,
+            Some(PublicKey::Ed25519(key.verifying_key())),
+        )]));
         let backend = Arc::new(Fake {
             key,
             corrupt,

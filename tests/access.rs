@@ -92,6 +92,7 @@ async fn unix_callers_are_matched_by_uid_and_every_decision_is_audited() {
     client
         .get_public_key(signet::grpc::proto::GetPublicKeyRequest {
             key_id: "ec".into(),
+            key_version: None,
         })
         .await
         .expect("public keys are open");
@@ -378,6 +379,7 @@ async fn plain_tcp_callers_may_read_but_not_sign() {
     client
         .get_public_key(signet::grpc::proto::GetPublicKeyRequest {
             key_id: "ed".into(),
+            key_version: None,
         })
         .await
         .expect("public keys are open");

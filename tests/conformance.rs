@@ -587,6 +587,7 @@ async fn every_bad_input_gets_its_code_and_message(token: impl Device) {
         let status = client
             .get_public_key(GetPublicKeyRequest {
                 key_id: key_id.into(),
+                key_version: None,
             })
             .await
             .expect_err(name);

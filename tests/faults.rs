@@ -37,17 +37,17 @@ struct FaultyDevice {
     changed: std::sync::Condvar,
     calls: AtomicUsize,
     state: watch::Sender<HsmState>,
-    registry: Registry,
+    registry: Arc<Registry>,
 }
 
 impl FaultyDevice {
     fn new() -> Arc<Self> {
         let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-        let registry = Registry::new([KeyDescriptor {
-            id: "ed".into(),
-            algorithm: Algorithm::Ed25519,
-            public_key: Some(PublicKey::Ed25519(key.verifying_key())),
-        }]);
+        let registry = Arc::new(Registry::new([KeyDescriptor::new(
+            "ed",
+            Algorithm::Ed25519,
+            Some(PublicKey::Ed25519(key.verifying_key())),
+        )]));
         Arc::new(FaultyDevice {
             registry,
             key,
@@ -74,11 +74,15 @@ impl FaultyDevice {
 }
 
 impl Backend for FaultyDevice {
-    fn registry(&self) -> &Registry {
-        &self.registry
+    fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
     }
 
-    fn sign(&self, _key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+    fn rescan(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn sign(&self, _key_id: &str, _version: u32, input: &[u8]) -> Result<Vec<u8>, Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut mode = self.mode.lock().expect("mode");
         while *mode == Mode::Hang && input.starts_with(b"hang") {
@@ -100,7 +104,13 @@ impl Backend for FaultyDevice {
         }
     }
 
-    fn verify(&self, _key_id: &str, _input: &[u8], _signature: &[u8]) -> Result<bool, Error> {
+    fn verify(
+        &self,
+        _key_id: &str,
+        _version: u32,
+        _input: &[u8],
+        _signature: &[u8],
+    ) -> Result<bool, Error> {
         Err(Error::Internal("this fake device holds no HMAC key".into()))
     }
 

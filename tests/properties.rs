@@ -29,14 +29,14 @@ const SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3
 struct SoftKeys {
     ed: ed25519_dalek::SigningKey,
     ec: p256::ecdsa::SigningKey,
-    registry: Registry,
+    registry: Arc<Registry>,
 }
 
 impl SoftKeys {
     fn new() -> Self {
         let ed = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
         let ec = p256::ecdsa::SigningKey::from_slice(&[12; 32]).expect("key");
-        let registry = Registry::new(descriptors(&ed, &ec));
+        let registry = Arc::new(Registry::new(descriptors(&ed, &ec)));
         SoftKeys { ed, ec, registry }
     }
 }
@@ -44,30 +44,30 @@ impl SoftKeys {
 /// The keys [`SoftKeys`] serves.
 fn descriptors(ed: &ed25519_dalek::SigningKey, ec: &p256::ecdsa::SigningKey) -> Vec<KeyDescriptor> {
     vec![
-        KeyDescriptor {
-            id: "ed".into(),
-            algorithm: Algorithm::Ed25519,
-            public_key: Some(PublicKey::Ed25519(ed.verifying_key())),
-        },
-        KeyDescriptor {
-            id: "ec".into(),
-            algorithm: Algorithm::EcdsaP256Sha256,
-            public_key: Some(PublicKey::P256(*ec.verifying_key())),
-        },
-        KeyDescriptor {
-            id: "hmac".into(),
-            algorithm: Algorithm::HmacSha256,
-            public_key: None,
-        },
+        KeyDescriptor::new(
+            "ed",
+            Algorithm::Ed25519,
+            Some(PublicKey::Ed25519(ed.verifying_key())),
+        ),
+        KeyDescriptor::new(
+            "ec",
+            Algorithm::EcdsaP256Sha256,
+            Some(PublicKey::P256(*ec.verifying_key())),
+        ),
+        KeyDescriptor::new("hmac", Algorithm::HmacSha256, None),
     ]
 }
 
 impl Backend for SoftKeys {
-    fn registry(&self) -> &Registry {
-        &self.registry
+    fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
     }
 
-    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+    fn rescan(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn sign(&self, key_id: &str, _version: u32, input: &[u8]) -> Result<Vec<u8>, Error> {
         Ok(match key_id {
             "ed" => ed25519_dalek::Signer::sign(&self.ed, input)
                 .to_bytes()
@@ -88,9 +88,15 @@ impl Backend for SoftKeys {
         })
     }
 
-    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error> {
+    fn verify(
+        &self,
+        key_id: &str,
+        version: u32,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error> {
         // A software stand-in for the HSM's own check (this fake has no HSM).
-        Ok(self.sign(key_id, input)? == signature)
+        Ok(self.sign(key_id, version, input)? == signature)
     }
 
     fn shutdown(&self) {}

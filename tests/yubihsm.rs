@@ -443,7 +443,7 @@ fn keys_the_authentication_key_cannot_sign_with_are_not_served() {
         YubiHsmBackend::open_with(device(), None, Timing::default()).expect("serves the rest");
     let ids: Vec<String> = backend.registry().iter().map(|k| k.id.clone()).collect();
     assert_eq!(ids, ["ed"]);
-    let signature = backend.sign("ed", b"least privilege").expect("signs");
+    let signature = backend.sign("ed", 1, b"least privilege").expect("signs");
     let public = backend.registry().to_vec()[0]
         .public_key
         .clone()

@@ -38,6 +38,11 @@ pub struct KeyInfo {
     pub signing: bool,
     /// The configuration selects the key (`backend.keys` names it, or is absent).
     pub selected: bool,
+    /// The token lets the key sign (`CKA_SIGN`; the sign capability on a YubiHSM).
+    pub may_sign: bool,
+    /// The token lets the key verify (`CKA_VERIFY` of a secret key or of a private key's
+    /// public-key object; always on a YubiHSM).
+    pub may_verify: bool,
 }
 
 impl KeyInfo {
@@ -96,4 +101,15 @@ pub trait KeyAdmin {
 
     /// Destroys the key `id` and its public-key object; returns how many objects went.
     fn destroy(&self, id: &str) -> Result<usize, Error>;
+
+    /// Sets what the key object labelled `label` may do: sign (`CKA_SIGN`), verify
+    /// (`CKA_VERIFY` of the secret key, or of the private key's public-key object). The version
+    /// commands' only way to change a version's state. Fails on a token whose objects cannot
+    /// change ([`fixed_usage`](Self::fixed_usage)).
+    fn set_usage(&self, label: &str, sign: bool, verify: bool) -> Result<(), Error>;
+
+    /// Whether the token's key objects keep the uses they were created with (a YubiHSM's
+    /// capabilities never change): then a version's state follows from its number alone (the
+    /// highest is primary) and only `rotate` and `destroy` change a ring.
+    fn fixed_usage(&self) -> bool;
 }

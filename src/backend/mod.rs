@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::error::Error;
-pub use registry::Registry;
+pub use registry::{log_changes, Registry, RegistryCell};
 
 use self::admin::KeyAdmin;
 use self::pkcs11::admin::Pkcs11Admin;
@@ -104,22 +104,35 @@ pub enum HsmState {
 
 /// An HSM that signs with keys it holds.
 pub trait Backend: Send + Sync {
-    /// The keys this backend serves, checked against the Tier 4 rule when the backend opened.
-    fn registry(&self) -> &Registry;
+    /// The keys this backend serves right now, checked against the Tier 4 rule when they were
+    /// found: a snapshot, taken once per call (a re-scan replaces it whole).
+    fn registry(&self) -> Arc<Registry>;
 
-    /// Signs `input` with the key `key_id` and returns the raw signature.
+    /// Signs `input` with version `version` of the key `key_id` and returns the raw signature.
     ///
     /// `input` is what the key's mechanism takes: the whole message for Ed25519 (pure EdDSA)
     /// and HMAC-SHA256, the 32-byte SHA-256 digest of the message for ECDSA P-256, whose
     /// signature comes back as the 64-byte r‖s.
-    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error>;
+    fn sign(&self, key_id: &str, version: u32, input: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// Reads the token's keys again and replaces the registry: new keys and versions are
+    /// served, destroyed and disabled ones leave, a key that breaks the Tier 4 rule (or, in
+    /// strict mode, was ever outside the HSM) is refused and logged. When the HSM cannot be
+    /// read the error is returned and the last good registry stays. Blocking.
+    fn rescan(&self) -> Result<(), Error>;
 
     /// Checks `signature` over `input` with the HMAC key `key_id`, inside the HSM (PKCS#11
     /// `C_Verify`, the YubiHSM's HMAC-verify command): the agent never computes or compares a
     /// tag itself. `Ok(false)` when the HSM says the tag does not match; an error when the HSM
     /// could not check it (a key made without `CKA_VERIFY` is `FailedPrecondition`).
     /// Asymmetric signatures are checked by the signer against the public key, not here.
-    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error>;
+    fn verify(
+        &self,
+        key_id: &str,
+        version: u32,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error>;
 
     /// The backend's state, as it changes. A backend that cannot lose its HSM is always
     /// [`HsmState::Serving`].

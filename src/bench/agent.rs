@@ -152,6 +152,7 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
         _ => client(&channels[0])
             .get_public_key(GetPublicKeyRequest {
                 key_id: load.key.clone(),
+                key_version: None,
             })
             .await
             .ok()
@@ -254,6 +255,7 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
                     Rpc::PublicKey => client
                         .get_public_key(GetPublicKeyRequest {
                             key_id: load.key.clone(),
+                            key_version: None,
                         })
                         .await
                         .map(|_| 1),

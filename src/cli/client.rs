@@ -46,6 +46,7 @@ impl Sign {
                 "hex" => hex::encode(&signature.bytes),
                 "json" => serde_json::json!({
                     "key_id": signature.key_id,
+                    "key_version": signature.key_version,
                     "algorithm": signature.algorithm.name(),
                     "signature_format": if der { "der" } else { "raw" },
                     "signature": b64,
@@ -65,7 +66,11 @@ pub struct PublicKey {
     /// The key id.
     #[arg(long)]
     key: String,
-    /// pem (default), jwk, base64 or hex (the raw key), or json (every form).
+    /// The key version (default: the primary version).
+    #[arg(long = "key-version")]
+    key_version: Option<u32>,
+    /// pem (default), jwk, base64 or hex (the raw key), or json (every form, with the JWK Set
+    /// of every version that may verify).
     #[arg(long, default_value = "pem", value_parser = ["pem", "jwk", "base64", "hex", "json"])]
     output: String,
 }
@@ -75,18 +80,20 @@ impl PublicKey {
     pub fn run(self) -> anyhow::Result<()> {
         let output = self.output;
         self.agent.run(|client| async move {
-            let key = client.public_key(&self.key).await?;
+            let key = client.public_key_version(&self.key, self.key_version).await?;
             Ok(match output.as_str() {
                 "jwk" => key.jwk,
                 "base64" => base64::engine::general_purpose::STANDARD.encode(&key.raw),
                 "hex" => hex::encode(&key.raw),
                 "json" => serde_json::json!({
                     "key_id": key.key_id,
+                    "key_version": key.key_version,
                     "algorithm": key.algorithm.name(),
                     "raw_hex": hex::encode(&key.raw),
                     "pem": key.pem,
                     "jwk": serde_json::from_str::<serde_json::Value>(&key.jwk).unwrap_or_default(),
                     "jwk_thumbprint": key.jwk_thumbprint,
+                    "jwks": serde_json::from_str::<serde_json::Value>(&key.jwks).unwrap_or_default(),
                 })
                 .to_string(),
                 _ => key.pem.trim_end().to_owned(),
@@ -147,6 +154,9 @@ impl Fingerprint {
             } else {
                 serde_json::json!({
                     "key_id": w.key_id,
+                    "key_version": w.key_version,
+                    "signing_key_id": w.key_id,
+                    "signing_key_version": w.key_version,
                     "fingerprint": w.fingerprint,
                     "signature": w.signature,
                     "timestamp_ms": w.timestamp_ms,
@@ -181,6 +191,8 @@ impl List {
                             "key_id": k.key_id,
                             "algorithm": k.algorithm.name(),
                             "has_public_key": k.has_public_key,
+                            "key_version": k.key_version,
+                            "can_sign": k.can_sign,
                         })
                     })
                     .collect();

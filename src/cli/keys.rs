@@ -64,15 +64,59 @@ pub enum KeysCommand {
         #[arg(long, default_value = "jwk", value_parser = parse_public_format)]
         format: PublicFormat,
     },
-    /// Destroy a key and its public-key object. This cannot be undone.
+    /// Destroy a key and its public-key object (version 1, the object labelled ID, or the
+    /// version given). This cannot be undone.
     Destroy {
         #[command(flatten)]
         config: ConfigArg,
         /// The key id.
         id: String,
+        /// The version to destroy (default: the object labelled ID itself, version 1).
+        #[arg(long)]
+        version: Option<u32>,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+    },
+    /// Generate a new version of a key inside the token (same type, same flags and checks as
+    /// `generate`) and make it primary; prints its public JWK.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key id.
+        id: String,
+        /// Add the new version for verification only; the primary stays as it is.
+        #[arg(long)]
+        stage: bool,
+    },
+    /// List the versions of a key and what each may do.
+    Versions {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key id.
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a version of a key the one that signs; the others that could sign become
+    /// verify-only.
+    SetPrimary {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key id.
+        id: String,
+        /// The version.
+        version: u32,
+    },
+    /// Disable a version of a key: no signing, no verifying (`set-primary` brings it back).
+    Disable {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key id.
+        id: String,
+        /// The version.
+        version: u32,
     },
 }
 
@@ -164,7 +208,88 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
             let bytes = keys::public(open(&config.config)?.as_ref(), &id, format)?;
             stdout.write_all(&bytes)?;
         }
-        KeysCommand::Destroy { config, id, yes } => {
+        KeysCommand::Destroy {
+            config,
+            id,
+            version: Some(version),
+            yes,
+        } => {
+            let admin = open(&config.config)?;
+            let label = signet::versions::ring(admin.as_ref(), &id)?
+                .into_iter()
+                .find(|v| v.version == version)
+                .map(|v| v.label)
+                .ok_or_else(|| signet::error::Error::NotOnToken(format!("{id}#{version}")))?;
+            if !yes {
+                confirm_destroy(&label)?;
+            }
+            let objects = signet::versions::destroy(admin.as_ref(), &id, version)?;
+            eprintln!(
+                "destroyed version {version} of key '{}' ({objects} object{}); a serving agent \
+                 drops it at its next re-scan (or at once on SIGHUP)",
+                id.escape_debug(),
+                if objects == 1 { "" } else { "s" }
+            );
+        }
+        KeysCommand::Rotate { config, id, stage } => {
+            let admin = open(&config.config)?;
+            let rotated = signet::versions::rotate(admin.as_ref(), &id, stage)?;
+            eprintln!(
+                "key '{}' version {} is on the token{}; a serving agent follows at its next \
+                 re-scan (or at once on SIGHUP)",
+                id.escape_debug(),
+                rotated.version,
+                if rotated.primary {
+                    " and is primary"
+                } else {
+                    ", verify-only (staged)"
+                }
+            );
+            if let Some(public) = rotated.public_key {
+                let kid = signet::versions::ring(admin.as_ref(), &id)?
+                    .into_iter()
+                    .find(|v| v.version == rotated.version)
+                    .map_or_else(|| id.clone(), |v| v.label);
+                writeln!(stdout, "{}", public.jwk(&kid))?;
+            }
+        }
+        KeysCommand::Versions { config, id, json } => {
+            let versions = signet::versions::ring(open(&config.config)?.as_ref(), &id)?;
+            let text = if json {
+                signet::versions::json(&versions)
+            } else {
+                signet::versions::table(&versions)
+            };
+            stdout.write_all(text.as_bytes())?;
+        }
+        KeysCommand::SetPrimary {
+            config,
+            id,
+            version,
+        } => {
+            signet::versions::set_primary(open(&config.config)?.as_ref(), &id, version)?;
+            eprintln!(
+                "version {version} of key '{}' is primary",
+                id.escape_debug()
+            );
+        }
+        KeysCommand::Disable {
+            config,
+            id,
+            version,
+        } => {
+            signet::versions::disable(open(&config.config)?.as_ref(), &id, version)?;
+            eprintln!(
+                "version {version} of key '{}' is disabled (no signing, no verifying)",
+                id.escape_debug()
+            );
+        }
+        KeysCommand::Destroy {
+            config,
+            id,
+            version: None,
+            yes,
+        } => {
             let admin = open(&config.config)?;
             keys::the_key(admin.as_ref(), &id)?;
             if !yes {

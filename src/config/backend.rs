@@ -25,6 +25,31 @@ impl Backend {
             Backend::Yubihsm(y) => y.keys.as_deref(),
         }
     }
+
+    /// `backend.require_generated`: serve only keys that were never outside the HSM.
+    pub fn require_generated(&self) -> bool {
+        match self {
+            Backend::Pkcs11(p) => p.require_generated,
+            Backend::Yubihsm(y) => y.require_generated,
+        }
+    }
+
+    /// How often the serving agent re-reads the token's keys (`backend.rescan_interval_ms`,
+    /// default 30 s); `None` when set to 0 (only SIGHUP re-reads them).
+    pub fn rescan_interval(&self) -> Option<std::time::Duration> {
+        let ms = match self {
+            Backend::Pkcs11(p) => p.rescan_interval_ms,
+            Backend::Yubihsm(y) => y.rescan_interval_ms,
+        };
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
+}
+
+/// The default of `backend.rescan_interval_ms`: 30 s.
+pub const DEFAULT_RESCAN_INTERVAL_MS: u64 = 30_000;
+
+fn default_rescan_interval_ms() -> u64 {
+    DEFAULT_RESCAN_INTERVAL_MS
 }
 
 /// Settings of the native YubiHSM2 backend.
@@ -43,6 +68,10 @@ pub struct YubiHsm {
     /// The keys to serve: labels, or object ids written `0x` and four hex digits
     /// (`"0x0042"`). Absent: every signing key of a supported type the session can see.
     pub keys: Option<Vec<String>>,
+    /// Strict Tier 4: refuse every key that was ever outside the HSM (imported).
+    pub require_generated: bool,
+    /// How often the serving agent re-reads the keys, in milliseconds; 0: only on SIGHUP.
+    pub rescan_interval_ms: u64,
 }
 
 /// How the YubiHSM backend reaches the device, parsed from `backend.connector`.
@@ -128,6 +157,14 @@ pub struct Pkcs11 {
     pub sessions: Option<usize>,
     /// The key ids (labels) to serve. Absent: every signing key of a supported type on the token.
     pub keys: Option<Vec<String>>,
+    /// Strict Tier 4: refuse every key that was ever outside the HSM (`CKA_ALWAYS_SENSITIVE`
+    /// or `CKA_NEVER_EXTRACTABLE` false). Default false.
+    #[serde(default)]
+    pub require_generated: bool,
+    /// How often the serving agent re-reads the token's keys, in milliseconds; 0: only on
+    /// SIGHUP. Default 30 000.
+    #[serde(default = "default_rescan_interval_ms")]
+    pub rescan_interval_ms: u64,
 }
 
 /// How the token is found.

@@ -11,7 +11,10 @@ mod settings;
 
 use std::path::Path;
 
-pub use backend::{Backend, Pkcs11, SecretSource, TokenSelector, YubiHsm, YubiHsmConnector};
+pub use backend::{
+    Backend, Pkcs11, SecretSource, TokenSelector, YubiHsm, YubiHsmConnector,
+    DEFAULT_RESCAN_INTERVAL_MS,
+};
 pub use listen::{Listener, Mode};
 pub use settings::{
     Audit, Client, ClientMatcher, Fsync, Limits, MetricsSettings, OnAuditFailure, Operation,

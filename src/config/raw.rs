@@ -95,6 +95,8 @@ struct YubiHsm {
     password: SecretSource,
     domain: Option<u8>,
     keys: Option<Vec<String>>,
+    require_generated: Option<bool>,
+    rescan_interval_ms: Option<u64>,
 }
 
 /// `connector = { http = "…" }` or `{ usb = "…" }`, as written.
@@ -297,6 +299,7 @@ fn check_pkcs11(p: Pkcs11) -> Result<Pkcs11, Error> {
         _ => {}
     }
     check_key_list(p.keys.as_deref())?;
+    check_rescan_interval(p.rescan_interval_ms)?;
     Ok(p)
 }
 
@@ -318,14 +321,31 @@ impl YubiHsm {
             )));
         }
         check_key_list(self.keys.as_deref())?;
+        let rescan_interval_ms = self
+            .rescan_interval_ms
+            .unwrap_or(valid::DEFAULT_RESCAN_INTERVAL_MS);
+        check_rescan_interval(rescan_interval_ms)?;
         Ok(valid::YubiHsm {
             connector,
             auth_key: self.auth_key,
             password: self.password,
             domain,
             keys: self.keys,
+            require_generated: self.require_generated.unwrap_or(false),
+            rescan_interval_ms,
         })
     }
+}
+
+/// `backend.rescan_interval_ms`: 0 (off) or between 100 ms and one day.
+fn check_rescan_interval(ms: u64) -> Result<(), Error> {
+    if ms != 0 && !(100..=86_400_000).contains(&ms) {
+        return Err(Error::Config(format!(
+            "backend.rescan_interval_ms must be 0 (re-read keys on SIGHUP only) or between 100 \
+             and 86400000, got {ms}"
+        )));
+    }
+    Ok(())
 }
 
 /// `backend.keys`: no empty entry, none twice.

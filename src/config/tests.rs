@@ -247,3 +247,28 @@ fn messages_name_the_types_of_the_documentation() {
         "{e}"
     );
 }
+
+#[test]
+fn key_rescans_default_to_30_s_and_strict_mode_to_off() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    assert_eq!(
+        c.backend.rescan_interval(),
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert!(!c.backend.require_generated());
+    let set = MINIMAL.replace(
+        "[backend]\n",
+        "[backend]\n        rescan_interval_ms = 0\n        require_generated = true\n",
+    );
+    let c = Config::parse(&set).expect("valid");
+    assert_eq!(c.backend.rescan_interval(), None);
+    assert!(c.backend.require_generated());
+    for bad in ["50", "86400001"] {
+        let text = MINIMAL.replace(
+            "[backend]\n",
+            &format!("[backend]\n        rescan_interval_ms = {bad}\n"),
+        );
+        let e = Config::parse(&text).expect_err(bad).to_string();
+        assert!(e.contains("backend.rescan_interval_ms"), "{e}");
+    }
+}

@@ -6,10 +6,10 @@ use tonic::Status;
 use super::proto;
 use crate::error::Error;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
-use crate::public_key::PublicKey;
 use crate::service::{
     AnchorChecked, FingerprintOp, Minted, SignOp, Signed, Verified, VerifyFingerprintOp, VerifyOp,
 };
+use crate::signer::PublicKeyInfo;
 
 /// A Sign request (or SignBatch item) as an operation.
 pub fn sign_op(request: proto::SignRequest) -> SignOp {
@@ -127,6 +127,7 @@ pub fn sign_response(signed: Signed) -> proto::SignResponse {
         verified_message_crc32c: signed.crc32c_checked,
         signature: signature.bytes,
         key_id: signed.key_id,
+        key_version: signature.key_version,
         algorithm: algorithm(signature.algorithm).into(),
         signature_format: match signature.format {
             SignatureFormat::Raw => proto::SignatureFormat::Raw,
@@ -142,6 +143,7 @@ pub fn fingerprint_response(minted: Minted) -> proto::FingerprintResponse {
         fingerprint: minted.witness.fingerprint,
         signature: minted.witness.signature,
         timestamp_ms: minted.witness.timestamp_ms,
+        key_version: minted.witness.key_version,
         key_id: minted.key_id,
     }
 }
@@ -179,18 +181,22 @@ pub fn fingerprint_batch_response(
 }
 
 /// The answer to a GetPublicKey.
-pub fn public_key_response(
-    key: &KeyDescriptor,
-    public_key: &PublicKey,
-) -> Result<proto::GetPublicKeyResponse, Error> {
+pub fn public_key_response(info: PublicKeyInfo) -> Result<proto::GetPublicKeyResponse, Error> {
+    let PublicKeyInfo {
+        key,
+        public_key,
+        jwks,
+    } = info;
     Ok(proto::GetPublicKeyResponse {
         algorithm: algorithm(key.algorithm).into(),
         raw: public_key.raw(),
         spki_der: public_key.spki_der()?,
         pem: public_key.pem()?,
-        jwk: public_key.jwk(&key.id),
+        jwk: public_key.jwk(&key.kid()),
         jwk_thumbprint: public_key.jwk_thumbprint(),
-        key_id: key.id.clone(),
+        key_version: key.version,
+        jwks,
+        key_id: key.id,
     })
 }
 
@@ -201,6 +207,8 @@ pub fn list_keys_response(keys: Vec<KeyDescriptor>) -> proto::ListKeysResponse {
         .map(|k| proto::KeyInfo {
             algorithm: algorithm(k.algorithm).into(),
             has_public_key: k.public_key.is_some(),
+            key_version: k.version,
+            can_sign: k.can_sign,
             key_id: k.id,
         })
         .collect();

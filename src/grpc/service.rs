@@ -120,11 +120,11 @@ impl signer_server::Signer for SignerService {
         request: Request<proto::GetPublicKeyRequest>,
     ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
         let call = self.call(&request)?;
-        let (key, public_key) = self.service.public_key(&call, &request.get_ref().key_id)?;
-        Ok(Response::new(convert::public_key_response(
-            &key,
-            &public_key,
-        )?))
+        let request = request.get_ref();
+        let info = self
+            .service
+            .public_key(&call, &request.key_id, request.key_version)?;
+        Ok(Response::new(convert::public_key_response(info)?))
     }
 
     async fn fingerprint(

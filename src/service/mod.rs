@@ -23,8 +23,7 @@ use crate::error::Error;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::public_key::PublicKey;
-use crate::signer::{Signature, Signer, Witness};
+use crate::signer::{PublicKeyInfo, Signature, Signer, Witness};
 use crate::swt3::Anchor;
 use gate::Watch;
 
@@ -311,19 +310,18 @@ impl Service {
         Ok(results)
     }
 
-    /// The public key of an asymmetric key.
+    /// The public key of an asymmetric key: of version `key_version`, or of its primary
+    /// version; with the JWK Set of every version that may verify.
     pub fn public_key(
         &self,
         call: &Call,
         key_id: &str,
-    ) -> Result<(KeyDescriptor, PublicKey), Error> {
+        key_version: Option<u32>,
+    ) -> Result<PublicKeyInfo, Error> {
         let mut watch = Watch::new(self, call, Rpc::GetPublicKey, Some(key_id));
         let result = self
             .allowed(call, Rpc::GetPublicKey, key_id, &mut watch)
-            .and_then(|()| {
-                let (key, public_key) = self.signer.public_key(key_id)?;
-                Ok((key.clone(), public_key.clone()))
-            });
+            .and_then(|()| self.signer.public_key(key_id, key_version));
         watch.finish(result)
     }
 

@@ -4,13 +4,13 @@
 //! verifier verify-after-sign uses ([`PublicKey::verify`]). Malformed input is refused before any
 //! work, naming the field; a signature that does not verify is a verdict, not an error.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Job, Signer};
+use super::{check_key_id, Job, Signer};
 use crate::backend::Backend;
 use crate::error::Error;
-use crate::key::{Algorithm, SignatureFormat};
-use crate::public_key::PublicKey;
+use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::swt3::Anchor;
 
 /// Whether a signature verified, and with which key version.
@@ -73,24 +73,44 @@ pub struct Claim<'a> {
 }
 
 impl Signer {
-    /// The versions of `key_id` that may verify, oldest first. Every key has exactly version 1
-    /// until the registry knows versions; the verify code already tries a list.
-    pub fn verify_versions(&self, key_id: &str) -> Result<Vec<u32>, Error> {
-        self.key(key_id)?;
-        Ok(vec![1])
+    /// The versions of `key_id` that may verify, lowest first. A served key none of whose
+    /// versions may verify (an HMAC key made before `CKA_VERIFY` was set on new keys) is
+    /// `FAILED_PRECONDITION`, saying what to do.
+    pub fn verifiers(&self, key_id: &str) -> Result<Vec<Arc<KeyDescriptor>>, Error> {
+        check_key_id(key_id)?;
+        let registry = self.backend.registry();
+        let verifiers: Vec<_> = registry.verifiers(key_id).into_iter().cloned().collect();
+        if !verifiers.is_empty() {
+            return Ok(verifiers);
+        }
+        if registry.contains(key_id) {
+            return Err(Error::FailedPrecondition(format!(
+                "key '{}' was created without CKA_VERIFY; see the README to enable \
+                 verification on it, or rotate it to a version that may verify",
+                key_id.escape_debug()
+            )));
+        }
+        Err(Error::KeyNotFound(key_id.to_owned()))
     }
 
-    /// The versions to try: the one asked for (`NOT_FOUND` when the key has no such version),
-    /// or every verify-enabled one.
-    fn versions_to_try(&self, key_id: &str, wanted: Option<u32>) -> Result<Vec<u32>, Error> {
-        let versions = self.verify_versions(key_id)?;
+    /// The versions to try: the one asked for (`NOT_FOUND` when the key has no such version
+    /// that may verify), or every verify-enabled one.
+    fn versions_to_try(
+        &self,
+        key_id: &str,
+        wanted: Option<u32>,
+    ) -> Result<Vec<Arc<KeyDescriptor>>, Error> {
+        let versions = self.verifiers(key_id)?;
         match wanted {
             None => Ok(versions),
-            Some(version) if versions.contains(&version) => Ok(vec![version]),
-            Some(version) => Err(Error::VersionNotFound {
-                key_id: key_id.to_owned(),
-                version,
-            }),
+            Some(version) => versions
+                .into_iter()
+                .find(|k| k.version == version)
+                .map(|k| vec![k])
+                .ok_or_else(|| Error::VersionNotFound {
+                    key_id: key_id.to_owned(),
+                    version,
+                }),
         }
     }
 
@@ -155,7 +175,8 @@ impl Signer {
             format,
             key_version,
         } = item;
-        let key = self.key(&key_id)?;
+        let versions = self.versions_to_try(&key_id, key_version)?;
+        let algorithm = versions[0].algorithm;
         if message.len() > self.max_message_bytes {
             return Err(Error::ResourceExhausted(format!(
                 "message is {} bytes, over this agent's limit of {} bytes; it was not checked",
@@ -163,11 +184,10 @@ impl Signer {
                 self.max_message_bytes
             )));
         }
-        let signature = raw_signature(&key_id, key.algorithm, format, &signature)?;
+        let signature = raw_signature(&key_id, algorithm, format, &signature)?;
         Ok(VerifyCall {
-            versions: self.versions_to_try(&key_id, key_version)?,
-            algorithm: key.algorithm,
-            public_key: key.public_key.clone(),
+            versions,
+            algorithm,
             key_id,
             input: message,
             signature,
@@ -182,11 +202,12 @@ impl Signer {
         key_id: &str,
         claim: Claim<'_>,
     ) -> Result<VerifyCall, Error> {
-        let key = self.key(key_id)?;
-        if key.algorithm != Algorithm::HmacSha256 {
+        let versions = self.versions_to_try(key_id, claim.key_version)?;
+        let algorithm = versions[0].algorithm;
+        if algorithm != Algorithm::HmacSha256 {
             return Err(Error::FailedPrecondition(format!(
                 "key '{key_id}' is an {} key; VerifyFingerprint needs an hmac-sha256 key",
-                key.algorithm.name()
+                algorithm.name()
             )));
         }
         if claim.anchor.timestamp_ms == 0 {
@@ -210,10 +231,9 @@ impl Signer {
         let signature = hex_signature(claim.signature)?;
         let expected = claim.anchor.fingerprint();
         Ok(VerifyCall {
-            versions: self.versions_to_try(key_id, claim.key_version)?,
+            versions,
             key_id: key_id.to_owned(),
-            algorithm: key.algorithm,
-            public_key: None,
+            algorithm,
             input: claim.anchor.signed_payload(claimed).into_bytes(),
             signature,
             fingerprint: Some((expected == claimed, expected)),
@@ -284,10 +304,9 @@ fn hex_signature(signature: &str) -> Result<Vec<u8>, Error> {
 struct VerifyCall {
     key_id: String,
     algorithm: Algorithm,
-    /// For asymmetric keys: verified here, not in the HSM.
-    public_key: Option<PublicKey>,
-    /// Oldest first; never empty.
-    versions: Vec<u32>,
+    /// The versions to try, lowest first; never empty. An asymmetric version is verified
+    /// here against its own public key, an HMAC version in the HSM.
+    versions: Vec<Arc<KeyDescriptor>>,
     /// The message (Verify) or the SWT3 signed payload of the claimed fingerprint.
     input: Vec<u8>,
     signature: Vec<u8>,
@@ -304,16 +323,14 @@ impl Job for VerifyCall {
     }
 
     /// Tries each version, newest first, until one verifies.
-    fn run(&self, backend: &dyn Backend) -> Result<Option<u32>, Error> {
-        for &version in self.versions.iter().rev() {
-            // Today every key has version 1 only; the backend takes the version when keys
-            // have more.
-            let valid = match &self.public_key {
+    fn run(&mut self, backend: &dyn Backend) -> Result<Option<u32>, Error> {
+        for key in self.versions.iter().rev() {
+            let valid = match &key.public_key {
                 Some(public_key) => public_key.verify(&self.input, &self.signature),
-                None => backend.verify(&self.key_id, &self.input, &self.signature)?,
+                None => backend.verify(&self.key_id, key.version, &self.input, &self.signature)?,
             };
             if valid {
-                return Ok(Some(version));
+                return Ok(Some(key.version));
             }
         }
         Ok(None)
@@ -322,7 +339,7 @@ impl Job for VerifyCall {
 
 impl VerifyCall {
     fn tried(&self, found: Option<u32>) -> u32 {
-        found.unwrap_or_else(|| self.versions.last().copied().unwrap_or(1))
+        found.unwrap_or_else(|| self.versions.last().map_or(1, |k| k.version))
     }
 
     fn verdict(self, found: Option<u32>) -> Verdict {

@@ -650,7 +650,10 @@ impl Verifier {
         use signet::grpc::proto::GetPublicKeyRequest;
         let client = SignerClient::new(channel);
         let raw = |id: &str| {
-            let request = GetPublicKeyRequest { key_id: id.into() };
+            let request = GetPublicKeyRequest {
+                key_id: id.into(),
+                key_version: None,
+            };
             let mut client = client.clone();
             async move {
                 let reply = client.get_public_key(request).await;

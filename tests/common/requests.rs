@@ -45,6 +45,7 @@ pub async fn public_key(client: &mut SignerClient<Channel>, key_id: &str) -> Get
     client
         .get_public_key(GetPublicKeyRequest {
             key_id: key_id.into(),
+            key_version: None,
         })
         .await
         .expect("GetPublicKey")

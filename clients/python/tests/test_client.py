@@ -46,6 +46,23 @@ def test_public_key_encodings_agree(client, agent):
     assert ec_key.algorithm == "p256" and len(ec_key.raw) == 65 and ec_key.jwk["alg"] == "ES256"
 
 
+def test_results_name_the_key_version(client):
+    # Never-rotated keys are version 1, and their JWK Set holds that one version, kid = key id.
+    ed = client.public_key("ed")
+    assert ed.key_version == 1
+    assert [k["kid"] for k in ed.jwks["keys"]] == ["ed"]
+    assert client.public_key("ed", key_version=1).raw == ed.raw
+    with pytest.raises(SignetError) as missing:
+        client.public_key("ed", key_version=7)
+    assert missing.value.code == grpc.StatusCode.NOT_FOUND
+    signed = client.sign_versioned("ed", b"versioned")
+    assert (signed.key_id, signed.key_version, signed.algorithm) == ("ed", 1, "ed25519")
+    Ed25519PublicKey.from_public_bytes(ed.raw).verify(signed.signature, b"versioned")
+    # What an SWT3 payload's signing_key_id / signing_key_version carry.
+    anchor = client.witness_fingerprint("witness", "T", "AI-INF.1", 1, 1, 0, 1774800000000)
+    assert (anchor.signing_key_id, anchor.signing_key_version) == ("witness", 1)
+
+
 @pytest.mark.parametrize("message", [b"", b"hello", bytes(range(256)) * 100])
 def test_sign_and_verify_independently(client, message):
     ed = Ed25519PublicKey.from_public_bytes(client.public_key("ed").raw)

@@ -156,9 +156,20 @@ impl Client {
     /// The public key of the asymmetric key `key_id` (an HMAC key has none:
     /// `FAILED_PRECONDITION`).
     pub async fn public_key(&self, key_id: &str) -> Result<PublicKey, Error> {
+        self.public_key_version(key_id, None).await
+    }
+
+    /// [`Client::public_key`] of one version of the key (`None`: the primary version), with
+    /// the JWK Set of every version that may verify.
+    pub async fn public_key_version(
+        &self,
+        key_id: &str,
+        key_version: Option<u32>,
+    ) -> Result<PublicKey, Error> {
         #[allow(clippy::needless_update)]
         let request = proto::GetPublicKeyRequest {
             key_id: key_id.to_owned(),
+            key_version,
             ..Default::default()
         };
         let answer = self
@@ -221,6 +232,7 @@ fn checked(answer: proto::SignResponse, format: SignatureFormat) -> Result<Signa
         algorithm: Algorithm::from_i32(answer.algorithm),
         format,
         key_id: answer.key_id,
+        key_version: answer.key_version,
     })
 }
 

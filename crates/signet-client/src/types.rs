@@ -70,6 +70,8 @@ pub struct Signature {
     pub format: SignatureFormat,
     /// The key that signed.
     pub key_id: String,
+    /// The version of the key that signed (its primary version then).
+    pub key_version: u32,
 }
 
 /// The public half of an asymmetric key, in the encodings callers commonly need.
@@ -90,6 +92,10 @@ pub struct PublicKey {
     pub jwk: String,
     /// The RFC 7638 SHA-256 thumbprint of the JWK, base64url without padding.
     pub jwk_thumbprint: String,
+    /// The key version these encodings are of.
+    pub key_version: u32,
+    /// The RFC 7517 JWK Set of every version that may verify, each with its own `kid`.
+    pub jwks: String,
 }
 
 impl From<proto::GetPublicKeyResponse> for PublicKey {
@@ -102,6 +108,8 @@ impl From<proto::GetPublicKeyResponse> for PublicKey {
             pem: r.pem,
             jwk: r.jwk,
             jwk_thumbprint: r.jwk_thumbprint,
+            key_version: r.key_version,
+            jwks: r.jwks,
         }
     }
 }
@@ -116,6 +124,10 @@ pub struct KeyInfo {
     pub algorithm: Algorithm,
     /// True for asymmetric keys ([`crate::Client::public_key`] works), false for HMAC keys.
     pub has_public_key: bool,
+    /// The version listed (one entry per served version).
+    pub key_version: u32,
+    /// Whether this version signs (the primary) or only verifies.
+    pub can_sign: bool,
 }
 
 impl From<proto::KeyInfo> for KeyInfo {
@@ -124,6 +136,8 @@ impl From<proto::KeyInfo> for KeyInfo {
             key_id: k.key_id,
             algorithm: Algorithm::from_i32(k.algorithm),
             has_public_key: k.has_public_key,
+            key_version: k.key_version,
+            can_sign: k.can_sign,
         }
     }
 }
@@ -201,8 +215,10 @@ pub struct Witness {
     pub signature: String,
     /// The timestamp in the formula (the agent's clock when the anchor had none).
     pub timestamp_ms: i64,
-    /// The key that signed.
+    /// The key that signed (SWT3's `signing_key_id`).
     pub key_id: String,
+    /// The version that signed (SWT3's `signing_key_version`).
+    pub key_version: u32,
 }
 
 impl From<proto::FingerprintResponse> for Witness {
@@ -212,6 +228,7 @@ impl From<proto::FingerprintResponse> for Witness {
             signature: r.signature,
             timestamp_ms: r.timestamp_ms,
             key_id: r.key_id,
+            key_version: r.key_version,
         }
     }
 }

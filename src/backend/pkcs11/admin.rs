@@ -15,6 +15,8 @@ pub struct Pkcs11Admin {
     token: Option<Token>,
     /// `backend.keys`: the keys the agent serves (all, when absent).
     wanted: Option<Vec<String>>,
+    /// `backend.require_generated`: `keys list` marks keys once outside the HSM refused.
+    strict: bool,
 }
 
 impl Pkcs11Admin {
@@ -23,6 +25,7 @@ impl Pkcs11Admin {
         Ok(Pkcs11Admin {
             token: Some(Token::open(config, pin, true)?),
             wanted: config.keys.clone(),
+            strict: config.require_generated,
         })
     }
 
@@ -33,11 +36,11 @@ impl Pkcs11Admin {
             .ok_or_else(|| Error::Internal("the token was already closed".into()))
     }
 
-    /// The one private or secret key labelled `id`.
+    /// The one private or secret key labelled `id` that Signet manages (it may sign or verify).
     fn find(&self, id: &str) -> Result<FoundKey, Error> {
         let matching = discover::find_keys(self.session()?)?
             .into_iter()
-            .filter(|k| k.label.as_deref() == Some(id) && k.is_signing_key())
+            .filter(|k| k.label.as_deref() == Some(id) && k.is_managed())
             .collect();
         crate::backend::admin::the_one(matching, id, "")
     }
@@ -55,7 +58,7 @@ impl KeyAdmin for Pkcs11Admin {
     fn list(&self) -> Result<Vec<KeyInfo>, Error> {
         let session = self.session()?;
         let found = discover::find_keys(session)?;
-        let verdicts = discover::assess(session, &found);
+        let verdicts = discover::assess(session, &found, self.strict);
         Ok(found
             .into_iter()
             .zip(verdicts)
@@ -66,7 +69,16 @@ impl KeyAdmin for Pkcs11Admin {
                     (Some(_), None) => false,
                 };
                 let (not_served, refused) = verdict.as_listed(selected, self.wanted.is_some());
+                let may_verify = if key.secret {
+                    key.can_verify
+                } else {
+                    key.label
+                        .as_deref()
+                        .is_some_and(|label| discover::public_verify(session, &key, label))
+                };
                 KeyInfo {
+                    may_sign: key.can_sign,
+                    may_verify,
                     not_served,
                     refused,
                     selected,
@@ -113,5 +125,13 @@ impl KeyAdmin for Pkcs11Admin {
 
     fn destroy(&self, id: &str) -> Result<usize, Error> {
         provision::destroy(self.session()?, id)
+    }
+
+    fn set_usage(&self, label: &str, sign: bool, verify: bool) -> Result<(), Error> {
+        provision::set_usage(self.session()?, label, sign, verify)
+    }
+
+    fn fixed_usage(&self) -> bool {
+        false
     }
 }

@@ -10,7 +10,7 @@ use cryptoki::session::Session;
 use super::ckr::classify;
 pub use crate::backend::verdict::Verdict;
 use crate::error::Error;
-use crate::key::{Algorithm, KeyDescriptor};
+use crate::key::{split_label, Algorithm, KeyDescriptor};
 use crate::public_key::PublicKey;
 
 /// DER of the OID 1.2.840.10045.3.1.7 (prime256v1 / P-256).
@@ -37,6 +37,8 @@ pub struct FoundKey {
     pub extractable: bool,
     /// `CKA_SIGN`.
     pub can_sign: bool,
+    /// `CKA_VERIFY` (secret keys; a private key's is on its public-key object).
+    pub can_verify: bool,
     /// `CKA_DERIVE`: a derivation mechanism may take the key as its base.
     pub derive: bool,
     /// Whether this is a secret (symmetric) key rather than a private key.
@@ -57,6 +59,32 @@ impl FoundKey {
     /// manages. Other objects that share a label (a decrypt-only AES key, say) are left alone.
     pub fn is_signing_key(&self) -> bool {
         self.algorithm.is_ok() && self.can_sign
+    }
+
+    /// A version of a key Signet manages: a supported type that may sign or verify, or any
+    /// private key of a supported type (whose verify flag is on its public-key object). What
+    /// competes for a label, and what the version commands work on.
+    pub fn is_managed(&self) -> bool {
+        self.algorithm.is_ok() && (self.can_sign || self.can_verify || !self.secret)
+    }
+
+    /// The key was once outside the HSM (imported, or made extractable or not sensitive at
+    /// some point): `CKA_ALWAYS_SENSITIVE` or `CKA_NEVER_EXTRACTABLE` is false.
+    pub fn ever_outside(&self) -> bool {
+        !self.always_sensitive || !self.never_extractable
+    }
+
+    /// Why strict mode (`backend.require_generated`) refuses the key, if it does.
+    pub fn strict_violation(&self) -> Option<String> {
+        self.ever_outside().then(|| {
+            format!(
+                "backend.require_generated is set and this key was once outside the HSM \
+                 (CKA_ALWAYS_SENSITIVE {}, CKA_NEVER_EXTRACTABLE {}: imported). Rotate to a \
+                 version generated inside the HSM (`signet keys rotate`), then retire this one \
+                 (`signet keys disable` or `signet keys destroy --version`)",
+                self.always_sensitive, self.never_extractable
+            )
+        })
     }
 
     /// Why the key breaks the Tier 4 rule, or `None` if its material can never leave the HSM.
@@ -86,12 +114,13 @@ impl FoundKey {
     }
 }
 
-/// Decides, for each found key (in the same order), whether the agent serves it.
-pub fn assess(session: &Session, found: &[FoundKey]) -> Vec<Verdict> {
+/// Decides, for each found key (in the same order), whether the agent serves it; `strict`
+/// (`backend.require_generated`) refuses keys that were ever outside the HSM.
+pub fn assess(session: &Session, found: &[FoundKey], strict: bool) -> Vec<Verdict> {
     // Only keys the agent could sign with compete for a label: a decrypt-only AES key that
     // shares a label with a signing key does not make it ambiguous.
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for key in found.iter().filter(|k| k.is_signing_key()) {
+    for key in found.iter().filter(|k| k.is_managed()) {
         if let Some(label) = key.label.as_deref() {
             *counts.entry(label).or_default() += 1;
         }
@@ -104,7 +133,10 @@ pub fn assess(session: &Session, found: &[FoundKey]) -> Vec<Verdict> {
             };
             let not_signing = match &key.algorithm {
                 Err(why) => Some(why.clone()),
-                Ok(_) if !key.can_sign => Some("CKA_SIGN is false".to_owned()),
+                Ok(_) if !key.is_managed() => Some("CKA_SIGN is false".to_owned()),
+                Ok(_) if !key.can_sign && disabled(session, key, label) => {
+                    Some("disabled: it may neither sign nor verify".to_owned())
+                }
                 Ok(_) => None,
             };
             if let Some(why) = not_signing {
@@ -122,6 +154,9 @@ pub fn assess(session: &Session, found: &[FoundKey]) -> Vec<Verdict> {
             if let Some(violation) = key.tier4_violation() {
                 return Verdict::Refused(violation);
             }
+            if let Some(violation) = strict.then(|| key.strict_violation()).flatten() {
+                return Verdict::Refused(violation);
+            }
             match algorithm {
                 Algorithm::HmacSha256 => Verdict::Served(None),
                 _ => match public_key_of(session, key, label) {
@@ -131,6 +166,28 @@ pub fn assess(session: &Session, found: &[FoundKey]) -> Vec<Verdict> {
             }
         })
         .collect()
+}
+
+/// Whether a key that may not sign may not verify either: a secret key's `CKA_VERIFY`, or the
+/// `CKA_VERIFY` of a private key's public-key object.
+fn disabled(session: &Session, key: &FoundKey, label: &str) -> bool {
+    if key.secret {
+        return !key.can_verify;
+    }
+    !public_verify(session, key, label)
+}
+
+/// The `CKA_VERIFY` of a private key's public-key object (false when there is none).
+pub fn public_verify(session: &Session, key: &FoundKey, label: &str) -> bool {
+    let Ok(Some(handle)) = public_object_of(session, key, label) else {
+        return false;
+    };
+    matches!(
+        session
+            .get_attributes(handle, &[AttributeType::Verify])
+            .as_deref(),
+        Ok([Attribute::Verify(true)])
+    )
 }
 
 /// Lists every private and secret key object on the token.
@@ -159,6 +216,7 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
                 AttributeType::Sensitive,
                 AttributeType::Extractable,
                 AttributeType::Sign,
+                AttributeType::Verify,
                 AttributeType::Derive,
                 AttributeType::Class,
                 AttributeType::EcParams,
@@ -178,6 +236,7 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
         // Assume the worst until the token says otherwise.
         extractable: true,
         can_sign: false,
+        can_verify: false,
         // Assume the worst until the token says otherwise.
         derive: true,
         secret: false,
@@ -196,6 +255,7 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
             Attribute::Sensitive(b) => key.sensitive = b,
             Attribute::Extractable(b) => key.extractable = b,
             Attribute::Sign(b) => key.can_sign = b,
+            Attribute::Verify(b) => key.can_verify = b,
             Attribute::Derive(b) => key.derive = b,
             Attribute::Class(c) => key.secret = c == ObjectClass::SECRET_KEY,
             Attribute::EcParams(p) => params = Some(p),
@@ -296,32 +356,46 @@ pub struct ServedKey {
     pub object_id: Vec<u8>,
 }
 
-/// Chooses the keys to serve: the `wanted` labels, or (when `None`) every key [`assess`]
-/// does not ignore. Fails, naming every offending key, when a key to be served is refused or
-/// when a wanted key is missing or ignored.
+/// Chooses the keys to serve: the `wanted` key ids (every version of each), or (when `None`)
+/// every key [`assess`] does not ignore. Fails, naming every offending key, when a key to be
+/// served is refused or when a wanted key is missing or ignored.
 pub fn select(
     session: &Session,
     found: &[FoundKey],
     wanted: Option<&[String]>,
+    strict: bool,
 ) -> Result<Vec<ServedKey>, Error> {
+    let (served, problems) = choose(session, found, wanted, strict);
+    crate::backend::verdict::served_unless(problems, served)
+}
+
+/// [`select`] without failing: the keys to serve, and the problems that would stop a start
+/// (a re-scan logs them and serves the rest).
+pub fn choose(
+    session: &Session,
+    found: &[FoundKey],
+    wanted: Option<&[String]>,
+    strict: bool,
+) -> (Vec<ServedKey>, Vec<String>) {
     let mut problems = Vec::new();
-    if let Some(labels) = wanted {
-        for label in labels {
+    let ring_of = |key: &FoundKey| key.label.as_deref().map(|l| split_label(l).0.to_owned());
+    if let Some(ids) = wanted {
+        for id in ids {
             if !found
                 .iter()
-                .any(|k| k.label.as_deref() == Some(label.as_str()))
+                .any(|k| ring_of(k).as_deref() == Some(id.as_str()))
             {
                 problems.push(format!(
-                    "key '{label}' (listed in backend.keys) is not on the token"
+                    "key '{id}' (listed in backend.keys) is not on the token"
                 ));
             }
         }
     }
     let mut served = Vec::new();
-    for (key, verdict) in found.iter().zip(assess(session, found)) {
+    for (key, verdict) in found.iter().zip(assess(session, found, strict)) {
         let name = key.label.as_deref().unwrap_or("<no label>");
         let is_wanted = match wanted {
-            Some(labels) => key.label.as_ref().is_some_and(|l| labels.contains(l)),
+            Some(ids) => ring_of(key).is_some_and(|id| ids.contains(&id)),
             None => true,
         };
         if !is_wanted {
@@ -332,11 +406,16 @@ pub fn select(
                 let (Some(label), Ok(algorithm)) = (&key.label, &key.algorithm) else {
                     continue;
                 };
+                let (id, version) = split_label(label);
                 served.push(ServedKey {
                     descriptor: KeyDescriptor {
-                        id: label.clone(),
+                        id: id.to_owned(),
+                        version,
                         algorithm: *algorithm,
                         public_key,
+                        can_sign: key.can_sign,
+                        // A served private key is not disabled: its public key verifies.
+                        can_verify: key.can_verify || !key.secret,
                     },
                     handle: key.handle,
                     object_id: key.id.clone(),
@@ -345,5 +424,5 @@ pub fn select(
             verdict => verdict.report_unserved(name, wanted.is_some(), &mut problems),
         }
     }
-    crate::backend::verdict::served_unless(problems, served)
+    (served, problems)
 }

@@ -12,12 +12,14 @@ use super::discover::{self, FoundKey, Verdict};
 use crate::error::Error;
 use crate::key::KeyDescriptor;
 
-/// A served key as it was found at start-up: what identifies it again.
+/// A served key version as it was found: what identifies it again.
 pub struct Wanted<'a> {
     /// What callers see (id = `CKA_LABEL`, algorithm, public key).
     pub descriptor: &'a KeyDescriptor,
     /// Its `CKA_ID`.
     pub object_id: &'a [u8],
+    /// Strict mode (`backend.require_generated`), as the key was served under.
+    pub strict: bool,
 }
 
 impl Wanted<'_> {
@@ -27,7 +29,7 @@ impl Wanted<'_> {
         let key = self.descriptor;
         found.iter().zip(verdicts).find_map(|(f, v)| match v {
             Verdict::Served(public_key)
-                if f.label.as_deref() == Some(key.id.as_str())
+                if f.label.as_deref() == Some(key.label().as_str())
                     && f.id == self.object_id
                     && f.algorithm.as_ref().ok() == Some(&key.algorithm)
                     && *public_key == key.public_key =>
@@ -56,7 +58,7 @@ pub fn find_again(
 ) -> Result<Option<ObjectHandle>, Error> {
     token_answers(pkcs11, slot)?;
     let found = discover::find_keys(session)?;
-    let verdicts = discover::assess(session, &found);
+    let verdicts = discover::assess(session, &found, wanted.strict);
     if let Some(handle) = wanted.among(&found, &verdicts) {
         return Ok(Some(handle));
     }

@@ -1,5 +1,6 @@
-//! Creates and destroys keys inside the token. Keys are token objects, private, sensitive,
-//! non-extractable and usable for signing only (no derive, decrypt, unwrap, encrypt, wrap), with
+//! Creates and destroys keys inside the token, and sets what a key version may do. Keys are
+//! token objects, private, sensitive, non-extractable and usable for signing and verifying only
+//! (no derive, decrypt, unwrap, encrypt, wrap), with
 //! a label (the key id) and a random `CKA_ID`; the commands read the flags back after creation
 //! (see `crate::keys`). An existing label is never overwritten.
 
@@ -105,7 +106,7 @@ pub fn destroy(session: &Session, label: &str) -> Result<usize, Error> {
     let found = discover::find_keys(session)?;
     let matching: Vec<_> = found
         .iter()
-        .filter(|k| k.label.as_deref() == Some(label) && k.is_signing_key())
+        .filter(|k| k.label.as_deref() == Some(label) && k.is_managed())
         .collect();
     let key = match matching[..] {
         [] => return Err(Error::NotOnToken(label.to_owned())),
@@ -129,6 +130,46 @@ pub fn destroy(session: &Session, label: &str) -> Result<usize, Error> {
         return Ok(2);
     }
     Ok(1)
+}
+
+/// Sets `CKA_SIGN` of the private or secret key labelled `label`, and `CKA_VERIFY` of the
+/// secret key or of the private key's public-key object: a version's state (primary,
+/// verify-only, disabled). Refuses an ambiguous label, like [`destroy`].
+pub fn set_usage(session: &Session, label: &str, sign: bool, verify: bool) -> Result<(), Error> {
+    let found = discover::find_keys(session)?;
+    let matching: Vec<_> = found
+        .iter()
+        .filter(|k| k.label.as_deref() == Some(label) && k.is_managed())
+        .collect();
+    let key = match matching[..] {
+        [] => return Err(Error::NotOnToken(label.to_owned())),
+        [key] => key,
+        _ => {
+            return Err(Error::FailedPrecondition(format!(
+                "{} keys carry the label '{}'",
+                matching.len(),
+                label.escape_debug()
+            )))
+        }
+    };
+    if key.secret {
+        session
+            .update_attributes(
+                key.handle,
+                &[Attribute::Sign(sign), Attribute::Verify(verify)],
+            )
+            .map_err(classify)?;
+        return Ok(());
+    }
+    session
+        .update_attributes(key.handle, &[Attribute::Sign(sign)])
+        .map_err(classify)?;
+    if let Some(public) = discover::public_object_of(session, key, label)? {
+        session
+            .update_attributes(public, &[Attribute::Verify(verify)])
+            .map_err(classify)?;
+    }
+    Ok(())
 }
 
 /// Checks that `label` is usable and free, and returns a fresh random `CKA_ID` for it.

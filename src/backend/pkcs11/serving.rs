@@ -28,12 +28,13 @@ use super::lookup::{self, Wanted};
 use super::session::SessionPool;
 use super::{ckr, classify, discover, finalize, find_token, initialize, login, Token};
 use crate::backend::supervisor::{Supervised, Supervisor};
-use crate::backend::Registry;
 use crate::backend::{Backend, HsmState};
+use crate::backend::{Registry, RegistryCell};
 use crate::config;
 use crate::error::Error;
 use crate::secret::Secret;
 
+mod rescan;
 mod sign;
 mod verify;
 
@@ -49,8 +50,8 @@ pub struct Pkcs11Backend {
 }
 
 /// One working connection: a pool of sessions sharing one login, and the key handles found
-/// through it (a key missing here is looked up again by the next call). Replaced as a whole
-/// after a loss.
+/// through it, by object label (a key missing here is looked up again by the next call).
+/// Replaced as a whole after a loss.
 struct Connection {
     pool: SessionPool,
     slot: Slot,
@@ -58,8 +59,8 @@ struct Connection {
 }
 
 impl Connection {
-    fn handle(&self, key_id: &str) -> Option<ObjectHandle> {
-        self.lock_handles().get(key_id).copied()
+    fn handle(&self, label: &str) -> Option<ObjectHandle> {
+        self.lock_handles().get(label).copied()
     }
 
     fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectHandle>> {
@@ -73,9 +74,13 @@ struct Shared {
     config: config::Pkcs11,
     /// Kept (zeroizing) for logging in again after a loss; never logged.
     pin: Secret,
-    keys: Registry,
-    /// The `CKA_ID` of each served key, to recognise it after a reconnect.
-    object_ids: HashMap<String, Vec<u8>>,
+    keys: RegistryCell,
+    /// The `CKA_ID` of each served key version, by object label, to recognise it after a
+    /// reconnect. Replaced with the registry by a re-scan.
+    object_ids: RwLock<HashMap<String, Vec<u8>>>,
+    /// Held for the whole of a re-scan: re-scans run one at a time, so an older one never
+    /// replaces what a newer one found.
+    rescanning: Mutex<()>,
     connection: RwLock<Option<Arc<Connection>>>,
     /// Connections that were lost but may still be used by calls in flight.
     lost: Mutex<Vec<Weak<Connection>>>,
@@ -87,8 +92,14 @@ impl Pkcs11Backend {
     /// when the module, the token, the PIN or a key is not right.
     pub fn open(config: &config::Pkcs11, pin: Secret) -> Result<Self, Error> {
         let token = Token::open(config, &pin, false)?;
-        let served = discover::find_keys(&token.session)
-            .and_then(|found| discover::select(&token.session, &found, config.keys.as_deref()));
+        let served = discover::find_keys(&token.session).and_then(|found| {
+            discover::select(
+                &token.session,
+                &found,
+                config.keys.as_deref(),
+                config.require_generated,
+            )
+        });
         let served = match served {
             Ok(served) => served,
             Err(e) => {
@@ -98,11 +109,11 @@ impl Pkcs11Backend {
         };
         let handles = served
             .iter()
-            .map(|k| (k.descriptor.id.clone(), k.handle))
+            .map(|k| (k.descriptor.label(), k.handle))
             .collect();
         let object_ids = served
             .iter()
-            .map(|k| (k.descriptor.id.clone(), k.object_id.clone()))
+            .map(|k| (k.descriptor.label(), k.object_id.clone()))
             .collect();
         let keys = Registry::new(served.into_iter().map(|k| k.descriptor));
         let Token {
@@ -119,8 +130,9 @@ impl Pkcs11Backend {
             pkcs11,
             config: config.clone(),
             pin,
-            keys,
-            object_ids,
+            keys: RegistryCell::new(keys),
+            object_ids: RwLock::new(object_ids),
+            rescanning: Mutex::new(()),
             connection: RwLock::new(Some(Arc::new(connection))),
             lost: Mutex::new(Vec::new()),
             supervisor: Supervisor::new("HSM", PROBE_INTERVAL),
@@ -139,15 +151,14 @@ impl Drop for Pkcs11Backend {
 }
 
 impl Backend for Pkcs11Backend {
-    fn registry(&self) -> &Registry {
-        &self.shared.keys
+    fn registry(&self) -> Arc<Registry> {
+        self.shared.keys.load()
     }
 
-    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
-        let descriptor = self
-            .shared
-            .keys
-            .get(key_id)
+    fn sign(&self, key_id: &str, version: u32, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let registry = self.shared.keys.load();
+        let descriptor = registry
+            .version(key_id, version)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let connection = self.shared.current()?;
         let result = self.shared.sign_on(&connection, descriptor, input);
@@ -159,11 +170,16 @@ impl Backend for Pkcs11Backend {
         result
     }
 
-    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error> {
-        let descriptor = self
-            .shared
-            .keys
-            .get(key_id)
+    fn verify(
+        &self,
+        key_id: &str,
+        version: u32,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error> {
+        let registry = self.shared.keys.load();
+        let descriptor = registry
+            .version(key_id, version)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let connection = self.shared.current()?;
         let result = self
@@ -175,6 +191,10 @@ impl Backend for Pkcs11Backend {
             }
         }
         result
+    }
+
+    fn rescan(&self) -> Result<(), Error> {
+        self.shared.rescan()
     }
 
     fn state(&self) -> watch::Receiver<HsmState> {
@@ -201,6 +221,16 @@ impl Backend for Pkcs11Backend {
 }
 
 impl Shared {
+    /// The `CKA_ID` of the served key version labelled `label` (empty if unknown).
+    fn object_id_of(&self, label: &str) -> Vec<u8> {
+        self.object_ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(label)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The working connection, or `Recovering`/`Failed` while there is none.
     fn current(&self) -> Result<Arc<Connection>, Error> {
         if let HsmState::Failed(why) = self.supervisor.state() {
@@ -280,16 +310,20 @@ impl Shared {
         let session = self.pkcs11.open_ro_session(slot).map_err(classify)?;
         login(&session, &self.pin)?;
         let found = discover::find_keys(&session)?;
-        let verdicts = discover::assess(&session, &found);
+        let verdicts = discover::assess(&session, &found, self.config.require_generated);
         let mut handles = HashMap::new();
-        for key in self.keys.iter() {
+        let keys = self.keys.load();
+        for key in keys.all() {
+            let label = key.label();
+            let object_id = self.object_id_of(&label);
             let wanted = Wanted {
                 descriptor: key,
-                object_id: self.object_ids.get(&key.id).map_or(&[], |id| id.as_slice()),
+                object_id: &object_id,
+                strict: self.config.require_generated,
             };
             match wanted.among(&found, &verdicts) {
                 Some(handle) => {
-                    handles.insert(key.id.clone(), handle);
+                    handles.insert(label, handle);
                 }
                 None => tracing::warn!(
                     key = %key.id,
@@ -299,7 +333,7 @@ impl Shared {
                 ),
             }
         }
-        if handles.len() < self.keys.len() {
+        if handles.len() < keys.all().count() {
             // A search on a token whose storage went away finds nothing: that is an outage
             // (this attempt fails and is tried again), not missing keys.
             lookup::token_answers(&self.pkcs11, slot)?;

@@ -28,16 +28,20 @@ pub struct YubiHsmAdmin {
     auth_key: u16,
     /// `backend.keys`: the keys the agent serves (all, when absent).
     wanted: Option<Vec<String>>,
+    /// `backend.require_generated`: `keys list` marks imported keys refused.
+    strict: bool,
 }
 
 impl YubiHsmAdmin {
     /// Opens a session (one authentication attempt).
     pub fn open(config: &config::YubiHsm, password: &Secret) -> Result<Self, Error> {
-        Self::open_with(
+        let mut admin = Self::open_with(
             &Device::new(config, password)?,
             config.domain,
             config.keys.clone(),
-        )
+        )?;
+        admin.strict = config.require_generated;
+        Ok(admin)
     }
 
     /// Opens a session on `device`; new keys go to `domain` (1 to 16).
@@ -53,6 +57,7 @@ impl YubiHsmAdmin {
             auth_key: device.auth_key(),
             domain,
             wanted,
+            strict: false,
         })
     }
 
@@ -126,7 +131,7 @@ fn free_object_id(used: &std::collections::HashSet<u16>) -> Result<u16, Error> {
 impl KeyAdmin for YubiHsmAdmin {
     fn list(&self) -> Result<Vec<KeyInfo>, Error> {
         let found = discover::find_keys(&self.client)?;
-        let verdicts = discover::assess(&self.client, self.auth_key, &found)?;
+        let verdicts = discover::assess(&self.client, self.auth_key, &found, self.strict)?;
         Ok(found
             .into_iter()
             .zip(verdicts)
@@ -135,6 +140,8 @@ impl KeyAdmin for YubiHsmAdmin {
                 let (not_served, refused) = verdict.as_listed(selected, self.wanted.is_some());
                 let exportable = key.exportable();
                 KeyInfo {
+                    may_sign: key.can_sign(),
+                    may_verify: true,
                     not_served,
                     refused,
                     selected,
@@ -256,6 +263,19 @@ impl KeyAdmin for YubiHsmAdmin {
             .delete_object(key.object_id, key.object_type)
             .map_err(|e| classify("Delete Object", e))?;
         Ok(1)
+    }
+
+    fn set_usage(&self, label: &str, _sign: bool, _verify: bool) -> Result<(), Error> {
+        Err(Error::FailedPrecondition(format!(
+            "a YubiHSM object's capabilities never change, so version '{}' cannot be made \
+             primary, verify-only or disabled; on a YubiHSM the highest version is primary: \
+             destroy newer versions to go back, or destroy a version to retire it",
+            label.escape_debug()
+        )))
+    }
+
+    fn fixed_usage(&self) -> bool {
+        true
     }
 }
 

@@ -13,7 +13,7 @@ use yubihsm::{asymmetric, Capability, Client};
 use super::classify;
 use crate::backend::verdict::Verdict;
 use crate::error::Error;
-use crate::key::{Algorithm, KeyDescriptor};
+use crate::key::{split_label, Algorithm, KeyDescriptor};
 use crate::public_key::PublicKey;
 
 /// How a key is named: its label, or its object id.
@@ -179,7 +179,13 @@ fn algorithm_of(algorithm: yubihsm::Algorithm) -> Result<Algorithm, String> {
 
 /// Decides, for each found key (in the same order), whether the agent serves it through a
 /// session of authentication key `auth_key`.
-pub fn assess(client: &Client, auth_key: u16, found: &[FoundKey]) -> Result<Vec<Verdict>, Error> {
+/// `strict` (`backend.require_generated`) refuses keys that were not generated on the device.
+pub fn assess(
+    client: &Client,
+    auth_key: u16,
+    found: &[FoundKey],
+    strict: bool,
+) -> Result<Vec<Verdict>, Error> {
     let auth_capabilities = auth_key_capabilities(client, auth_key)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for key in found.iter().filter(|k| k.is_signing_key()) {
@@ -220,6 +226,14 @@ pub fn assess(client: &Client, auth_key: u16, found: &[FoundKey]) -> Result<Vec<
             }
             if let Some(violation) = key.tier4_violation() {
                 return Verdict::Refused(violation);
+            }
+            if strict && !key.generated {
+                return Verdict::Refused(
+                    "backend.require_generated is set and this key was imported (not generated \
+                     on the YubiHSM). Rotate to a version generated on the device (`signet keys \
+                     rotate`), then retire this one (`signet keys destroy --version`)"
+                        .into(),
+                );
             }
             let (needed, needed_name) = sign_capability(algorithm);
             if !auth_capabilities.contains(needed) {
@@ -294,8 +308,13 @@ pub struct ServedKey {
 
 /// Whether the configuration selects `key`: `backend.keys` names its label or object id, or
 /// is absent.
+/// A key id in `backend.keys` selects every version of the key (`id`, `id#2`, …).
 pub fn selected(key: &FoundKey, wanted: Option<&[String]>) -> bool {
-    wanted.is_none_or(|refs| refs.iter().any(|r| KeyRef::parse(r).matches(key)))
+    let ring = key.label.as_deref().map(|l| split_label(l).0);
+    wanted.is_none_or(|refs| {
+        refs.iter()
+            .any(|r| KeyRef::parse(r).matches(key) || ring == Some(r.as_str()))
+    })
 }
 
 /// Chooses the keys to serve: the `wanted` ones, or (when `None`) every key [`assess`] does
@@ -306,18 +325,35 @@ pub fn select(
     auth_key: u16,
     found: &[FoundKey],
     wanted: Option<&[String]>,
+    strict: bool,
 ) -> Result<Vec<ServedKey>, Error> {
+    let (served, problems) = choose(client, auth_key, found, wanted, strict)?;
+    crate::backend::verdict::served_unless(problems, served)
+}
+
+/// [`select`] without failing on key problems: the keys to serve, and the problems that would
+/// stop a start (a re-scan logs them and serves the rest). Fails only when the device does.
+pub fn choose(
+    client: &Client,
+    auth_key: u16,
+    found: &[FoundKey],
+    wanted: Option<&[String]>,
+    strict: bool,
+) -> Result<(Vec<ServedKey>, Vec<String>), Error> {
     let mut problems = Vec::new();
     for reference in wanted.unwrap_or_default() {
         let key_ref = KeyRef::parse(reference);
-        if !found.iter().any(|k| key_ref.matches(k)) {
+        if !found.iter().any(|k| {
+            key_ref.matches(k)
+                || k.label.as_deref().map(|l| split_label(l).0) == Some(reference.as_str())
+        }) {
             problems.push(format!(
                 "key '{reference}' (listed in backend.keys) is not on the YubiHSM"
             ));
         }
     }
     let mut served = Vec::new();
-    for (key, verdict) in found.iter().zip(assess(client, auth_key, found)?) {
+    for (key, verdict) in found.iter().zip(assess(client, auth_key, found, strict)?) {
         if !selected(key, wanted) {
             continue;
         }
@@ -327,11 +363,15 @@ pub fn select(
                 let Ok(algorithm) = key.algorithm else {
                     continue;
                 };
+                let (id, version) = split_label(&name);
                 served.push(ServedKey {
                     descriptor: KeyDescriptor {
-                        id: name,
+                        id: id.to_owned(),
+                        version,
                         algorithm,
                         public_key,
+                        can_sign: true,
+                        can_verify: true,
                     },
                     object_id: key.object_id,
                     object_type: key.object_type,
@@ -341,7 +381,7 @@ pub fn select(
             verdict => verdict.report_unserved(&name, wanted.is_some(), &mut problems),
         }
     }
-    crate::backend::verdict::served_unless(problems, served)
+    Ok((served, problems))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -28,8 +28,8 @@ use super::discover::{self, ServedKey};
 use super::fault::session_gone;
 use super::{classify, Device};
 use crate::backend::supervisor::{Supervised, Supervisor};
-use crate::backend::Registry;
 use crate::backend::{Backend, HsmState};
+use crate::backend::{Registry, RegistryCell};
 use crate::config;
 use crate::error::{Error, HsmError, HsmFault};
 use crate::secret::Secret;
@@ -71,15 +71,21 @@ pub struct YubiHsmBackend {
 struct Session {
     client: Client,
     last_used: Instant,
-    /// Served key id → object id, for the keys found again in this connection.
+    /// Served key version (object label) → object id, for the keys found again in this
+    /// connection.
     object_ids: HashMap<String, u16>,
 }
 
 struct Shared {
     device: Device,
     timing: Timing,
-    keys: Registry,
-    served: Vec<ServedKey>,
+    keys: RegistryCell,
+    /// The served key versions, replaced with the registry by a re-scan.
+    served: RwLock<Arc<Vec<ServedKey>>>,
+    /// `backend.keys`: the keys to serve (all when `None`).
+    wanted: Option<Vec<String>>,
+    /// `backend.require_generated`: refuse keys imported into the device.
+    strict: bool,
     /// The session, or `None` while the connection is lost. Held for the length of one device
     /// command: the device executes one command at a time.
     session: Mutex<Option<Session>>,
@@ -91,9 +97,10 @@ impl YubiHsmBackend {
     /// Opens a session (one authentication attempt) and chooses the keys to serve; fails with a
     /// message that says what to do when the connector, the password or a key is not right.
     pub fn open(config: &config::YubiHsm, password: &Secret) -> Result<Self, Error> {
-        Self::open_with(
+        Self::open_selecting(
             Device::new(config, password)?,
             config.keys.as_deref(),
+            config.require_generated,
             Timing::default(),
         )
     }
@@ -102,6 +109,17 @@ impl YubiHsmBackend {
     pub fn open_with(
         device: Device,
         wanted: Option<&[String]>,
+        timing: Timing,
+    ) -> Result<Self, Error> {
+        Self::open_selecting(device, wanted, false, timing)
+    }
+
+    /// [`open_with`](Self::open_with), refusing imported keys when `strict`
+    /// (`backend.require_generated`).
+    pub fn open_selecting(
+        device: Device,
+        wanted: Option<&[String]>,
+        strict: bool,
         timing: Timing,
     ) -> Result<Self, Error> {
         let client = device.open_session().map_err(|e| match e {
@@ -116,20 +134,22 @@ impl YubiHsmBackend {
             other => other,
         })?;
         let found = discover::find_keys(&client)?;
-        let served = discover::select(&client, device.auth_key(), &found, wanted)?;
+        let served = discover::select(&client, device.auth_key(), &found, wanted, strict)?;
         let session = Session {
             client,
             last_used: Instant::now(),
             object_ids: served
                 .iter()
-                .map(|k| (k.descriptor.id.clone(), k.object_id))
+                .map(|k| (k.descriptor.label(), k.object_id))
                 .collect(),
         };
         let shared = Arc::new(Shared {
             device,
             timing,
-            keys: Registry::new(served.iter().map(|k| k.descriptor.clone())),
-            served,
+            keys: RegistryCell::new(Registry::new(served.iter().map(|k| k.descriptor.clone()))),
+            served: RwLock::new(Arc::new(served)),
+            wanted: wanted.map(<[String]>::to_vec),
+            strict,
             session: Mutex::new(Some(session)),
             sessions_opened: AtomicU64::new(1),
             supervisor: Supervisor::new("YubiHSM", timing.keepalive / 2),
@@ -154,16 +174,15 @@ impl Drop for YubiHsmBackend {
 }
 
 impl Backend for YubiHsmBackend {
-    fn registry(&self) -> &Registry {
-        &self.shared.keys
+    fn registry(&self) -> Arc<Registry> {
+        self.shared.keys.load()
     }
 
-    fn sign(&self, key_id: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
-        let served = self
-            .shared
-            .served
+    fn sign(&self, key_id: &str, version: u32, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let served = self.shared.served();
+        let served = served
             .iter()
-            .find(|k| k.descriptor.id == key_id)
+            .find(|k| k.descriptor.id == key_id && k.descriptor.version == version)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let mut guard = self.shared.serving_session()?;
         let result = self.shared.sign_on(&mut guard, served, input);
@@ -175,12 +194,17 @@ impl Backend for YubiHsmBackend {
         result
     }
 
-    fn verify(&self, key_id: &str, input: &[u8], signature: &[u8]) -> Result<bool, Error> {
-        let served = self
-            .shared
-            .served
+    fn verify(
+        &self,
+        key_id: &str,
+        version: u32,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error> {
+        let served = self.shared.served();
+        let served = served
             .iter()
-            .find(|k| k.descriptor.id == key_id)
+            .find(|k| k.descriptor.id == key_id && k.descriptor.version == version)
             .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
         let mut guard = self.shared.serving_session()?;
         let result = self.shared.verify_on(&mut guard, served, input, signature);
@@ -190,6 +214,10 @@ impl Backend for YubiHsmBackend {
             }
         }
         result
+    }
+
+    fn rescan(&self) -> Result<(), Error> {
+        self.shared.rescan()
     }
 
     fn state(&self) -> watch::Receiver<HsmState> {
@@ -210,6 +238,52 @@ impl Backend for YubiHsmBackend {
 }
 
 impl Shared {
+    /// The served key versions right now.
+    fn served(&self) -> Arc<Vec<ServedKey>> {
+        Arc::clone(&self.served.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Finds the keys again on the session and replaces the registry; an error (the device
+    /// unreachable) leaves the last good registry in place.
+    fn rescan(&self) -> Result<(), Error> {
+        let mut guard = self.serving_session()?;
+        let auth_key = self.device.auth_key();
+        let result = self.with_session(&mut guard, |session| {
+            let found = discover::find_keys(&session.client)?;
+            discover::choose(
+                &session.client,
+                auth_key,
+                &found,
+                self.wanted.as_deref(),
+                self.strict,
+            )
+        });
+        let (served, problems) = match result {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                if e.is_connection_loss() {
+                    self.lost(&mut guard, &e);
+                }
+                tracing::warn!(error = %e, "re-reading the YubiHSM's keys failed; the keys served stay as they were");
+                return Err(e);
+            }
+        };
+        for problem in problems {
+            tracing::warn!("re-reading the YubiHSM's keys: {problem}; it is not served");
+        }
+        if let Some(session) = guard.as_mut() {
+            session.object_ids = served
+                .iter()
+                .map(|k| (k.descriptor.label(), k.object_id))
+                .collect();
+        }
+        let registry = Registry::new(served.iter().map(|k| k.descriptor.clone()));
+        crate::backend::log_changes(&self.keys.load(), &registry);
+        *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(served);
+        self.keys.store(registry);
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Session>> {
         self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -311,12 +385,12 @@ impl Shared {
     fn connect(&self) -> Result<Session, Error> {
         let client = self.device.open_session()?;
         let found = discover::find_keys(&client)?;
-        let verdicts = discover::assess(&client, self.device.auth_key(), &found)?;
+        let verdicts = discover::assess(&client, self.device.auth_key(), &found, self.strict)?;
         let mut object_ids = HashMap::new();
-        for served in &self.served {
+        for served in self.served().iter() {
             match find_served(&client, served, &found, &verdicts)? {
                 Some(object_id) => {
-                    object_ids.insert(served.descriptor.id.clone(), object_id);
+                    object_ids.insert(served.descriptor.label(), object_id);
                 }
                 None => tracing::warn!(
                     key = %served.descriptor.id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import grpc
@@ -61,6 +61,10 @@ class KeyInfo:
     algorithm: str
     #: False for HMAC keys, which have no public half.
     has_public_key: bool
+    #: The version that signs (1 for a key that was never rotated).
+    key_version: int = 1
+    #: False for a key served for verification only.
+    can_sign: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,11 @@ class PublicKey:
     jwk: Dict[str, Any]
     #: RFC 7638 SHA-256 thumbprint, base64url without padding.
     jwk_thumbprint: str
+    #: The key version these encodings describe (1 for a key that was never rotated).
+    key_version: int = 1
+    #: RFC 7517 JWK Set (``{"keys": [...]}``) of every version of the key that may verify, each
+    #: with its own ``kid``: the key id for version 1, ``"<key id>#N"`` for version N.
+    jwks: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,29 @@ class WitnessAnchor:
     timestamp_ms: int
     #: The HMAC key that signed.
     key_id: str
+    #: The version of that key that signed (its primary version).
+    key_version: int = 1
+
+    @property
+    def signing_key_id(self) -> str:
+        """What an SWT3 payload's ``signing_key_id`` holds (swt3-ai 0.7.8 routing metadata)."""
+        return self.key_id
+
+    @property
+    def signing_key_version(self) -> int:
+        """What an SWT3 payload's ``signing_key_version`` holds."""
+        return self.key_version
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A signature and the key version that made it (``Client.sign_versioned``)."""
+
+    signature: bytes
+    key_id: str
+    #: The version of the key that signed (its primary version when the call was made).
+    key_version: int
+    algorithm: str
 
 
 @dataclass(frozen=True)
@@ -224,6 +256,8 @@ class Client:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._ed25519_keys: Dict[str, bytes] = {}
+        #: The version each Ed25519 key signed with last (its JWS ``kid``).
+        self._ed25519_versions: Dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -262,6 +296,22 @@ class Client:
         response = self._call(self._stub.Sign, request, timeout)
         self._check_crc(response)
         return bytes(response.signature)
+
+    def sign_versioned(
+        self, key_id: str, message: bytes, *, der: bool = False, timeout: Optional[float] = None
+    ) -> Signature:
+        """:meth:`sign`, returning the signature with the key version that made it."""
+        request = pb.SignRequest(key_id=key_id, message=bytes(message))
+        if der:
+            request.signature_format = pb.SIGNATURE_FORMAT_DER
+        response = self._call(self._stub.Sign, request, timeout)
+        self._check_crc(response)
+        return Signature(
+            signature=bytes(response.signature),
+            key_id=response.key_id,
+            key_version=response.key_version,
+            algorithm=_algorithm_name(response.algorithm),
+        )
 
     @staticmethod
     def _check_crc(response: Any) -> None:
@@ -304,9 +354,15 @@ class Client:
             )
         return Verdict(r.valid, r.key_id, r.key_version, _algorithm_name(r.algorithm))
 
-    def public_key(self, key_id: str, *, timeout: Optional[float] = None) -> PublicKey:
-        """The public key of an asymmetric key. An HMAC key raises FAILED_PRECONDITION."""
-        r = self._call(self._stub.GetPublicKey, pb.GetPublicKeyRequest(key_id=key_id), timeout)
+    def public_key(
+        self, key_id: str, *, key_version: Optional[int] = None, timeout: Optional[float] = None
+    ) -> PublicKey:
+        """The public key of an asymmetric key: of ``key_version``, or of the version that signs.
+        An HMAC key raises FAILED_PRECONDITION; a version that is not served, NOT_FOUND."""
+        request = pb.GetPublicKeyRequest(key_id=key_id)
+        if key_version is not None:
+            request.key_version = key_version
+        r = self._call(self._stub.GetPublicKey, request, timeout)
         return PublicKey(
             key_id=r.key_id,
             algorithm=_algorithm_name(r.algorithm),
@@ -315,13 +371,18 @@ class Client:
             pem=r.pem,
             jwk=json.loads(r.jwk),
             jwk_thumbprint=r.jwk_thumbprint,
+            key_version=r.key_version,
+            jwks=json.loads(r.jwks) if r.jwks else {},
         )
 
     def list_keys(self, *, timeout: Optional[float] = None) -> List[KeyInfo]:
         """The keys the agent serves, sorted by id."""
         r = self._call(self._stub.ListKeys, pb.ListKeysRequest(), timeout)
         return [
-            KeyInfo(k.key_id, _algorithm_name(k.algorithm), k.has_public_key) for k in r.keys
+            KeyInfo(
+                k.key_id, _algorithm_name(k.algorithm), k.has_public_key, k.key_version, k.can_sign
+            )
+            for k in r.keys
         ]
 
     # -- sqooler ---------------------------------------------------------------------------
@@ -340,6 +401,7 @@ class Client:
             )
         with self._lock:
             self._ed25519_keys[key_id] = key.raw
+            self._ed25519_versions.setdefault(key_id, key.key_version)
         return key.raw
 
     def public_jwk(self, key_id: str, *, timeout: Optional[float] = None) -> Dict[str, Any]:
@@ -359,7 +421,9 @@ class Client:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"key '{key_id}' is {key.algorithm}; sqooler keys are Ed25519 (alg EdDSA)",
             )
-        return _sqooler.public_jwk(key_id, key.raw)
+        # A rotated key's JWK carries its version's kid ("id#N"), as its JWSs do.
+        kid = key_id if key.key_version <= 1 else f"{key_id}#{key.key_version}"
+        return _sqooler.public_jwk(kid, key.raw)
 
     def sign_jws(
         self, payload: Dict[str, Any], key_id: str, *, timeout: Optional[float] = None
@@ -379,22 +443,36 @@ class Client:
         if not isinstance(payload, dict):
             raise TypeError(f"payload must be a dict, not {type(payload).__name__}")
         self._ed25519_raw(key_id, timeout)
-        message = _sqooler.signing_input(payload, key_id)
-        response = self._call(
-            self._stub.Sign, pb.SignRequest(key_id=key_id, message=message), timeout
-        )
-        self._check_crc(response)
-        if response.algorithm != pb.ALGORITHM_ED25519 or len(response.signature) != 64:
-            raise SignetError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"key '{key_id}' did not make an Ed25519 signature "
-                f"({_algorithm_name(response.algorithm)})",
+        # The header names the version that signs (``kid`` = key id for version 1, "id#N" for
+        # version N), and is signed: a rotation between choosing the kid and signing is seen in
+        # the response's key_version, and the JWS is made once more with the new version.
+        for _ in range(2):
+            with self._lock:
+                version = self._ed25519_versions.get(key_id, 1)
+            kid = key_id if version <= 1 else f"{key_id}#{version}"
+            message = _sqooler.signing_input(payload, kid)
+            response = self._call(
+                self._stub.Sign, pb.SignRequest(key_id=key_id, message=message), timeout
             )
-        return {
-            "header": _sqooler.header(key_id),
-            "payload": copy.deepcopy(payload),
-            "signature": _sqooler.encode_signature(response.signature),
-        }
+            self._check_crc(response)
+            if response.algorithm != pb.ALGORITHM_ED25519 or len(response.signature) != 64:
+                raise SignetError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"key '{key_id}' did not make an Ed25519 signature "
+                    f"({_algorithm_name(response.algorithm)})",
+                )
+            if response.key_version in (0, version):
+                return {
+                    "header": _sqooler.header(kid),
+                    "payload": copy.deepcopy(payload),
+                    "signature": _sqooler.encode_signature(response.signature),
+                }
+            with self._lock:
+                self._ed25519_versions[key_id] = response.key_version
+        raise SignetError(
+            grpc.StatusCode.UNAVAILABLE,
+            f"key '{key_id}' changed its signing version during the call; try again",
+        )
 
     # -- SWT3 ------------------------------------------------------------------------------
 
@@ -450,7 +528,7 @@ class Client:
                 grpc.StatusCode.INTERNAL,
                 f"the agent minted {r.fingerprint}, the SWT3 Python SDK's formula gives {expected}",
             )
-        return WitnessAnchor(r.fingerprint, r.signature, r.timestamp_ms, r.key_id)
+        return WitnessAnchor(r.fingerprint, r.signature, r.timestamp_ms, r.key_id, r.key_version)
 
 
     def verify_fingerprint(

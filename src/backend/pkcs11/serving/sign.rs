@@ -25,14 +25,14 @@ impl Shared {
                 .pool
                 .with_session(|session| session.sign(&mechanism, handle, input).map_err(classify))
         };
-        let handle = match connection.handle(&key.id) {
+        let handle = match connection.handle(&key.label()) {
             Some(handle) => handle,
             None => self.find_again(connection, key)?,
         };
         match sign(handle) {
             Err(e) if e.fault() == Some(HsmFault::KeyGone) => {
                 tracing::warn!(
-                    key = %key.id,
+                    key = %key.label(),
                     error = %e,
                     "the token says the key's handle is not valid; looking the key up again"
                 );
@@ -51,24 +51,27 @@ impl Shared {
         connection: &Connection,
         key: &KeyDescriptor,
     ) -> Result<ObjectHandle, Error> {
-        connection.lock_handles().remove(&key.id);
+        let label = key.label();
+        connection.lock_handles().remove(&label);
+        let object_id = self.object_id_of(&label);
         let wanted = Wanted {
             descriptor: key,
-            object_id: self.object_ids.get(&key.id).map_or(&[], |id| id.as_slice()),
+            object_id: &object_id,
+            strict: self.config.require_generated,
         };
         let found = connection.pool.with_session(|session| {
             lookup::find_again(&self.pkcs11, connection.slot, session, &wanted)
         })?;
         let Some(handle) = found else {
             tracing::error!(
-                key = %key.id,
+                key = %label,
                 "the key is no longer on the token (the token answers, and has no such key); \
                  calls for it answer NOT_FOUND, and each looks again"
             );
             return Err(Error::KeyGone(key.id.clone()));
         };
-        tracing::info!(key = %key.id, "found the key again on the token");
-        connection.lock_handles().insert(key.id.clone(), handle);
+        tracing::info!(key = %label, "found the key again on the token");
+        connection.lock_handles().insert(label, handle);
         Ok(handle)
     }
 }

@@ -22,18 +22,18 @@ impl Shared {
             connection.pool.with_session(|session| {
                 ckr::verified(
                     session.verify(&mechanism, handle, input, signature),
-                    &key.id,
+                    &key.label(),
                 )
             })
         };
-        let handle = match connection.handle(&key.id) {
+        let handle = match connection.handle(&key.label()) {
             Some(handle) => handle,
             None => self.find_again(connection, key)?,
         };
         match verify(handle) {
             Err(e) if e.fault() == Some(HsmFault::KeyGone) => {
                 tracing::warn!(
-                    key = %key.id,
+                    key = %key.label(),
                     error = %e,
                     "the token says the key's handle is not valid; looking the key up again"
                 );

@@ -26,7 +26,7 @@ impl Shared {
             .as_ref()
             .ok_or(Error::Recovering)?
             .object_ids
-            .get(&served.descriptor.id)
+            .get(&served.descriptor.label())
             .copied();
         let object_id = match known {
             Some(object_id) => object_id,
@@ -37,7 +37,7 @@ impl Shared {
         match self.with_session(guard, command(object_id)) {
             Err(e) if e.fault() == Some(HsmFault::KeyGone) => {
                 tracing::warn!(
-                    key = %served.descriptor.id,
+                    key = %served.descriptor.label(),
                     error = %e,
                     "the YubiHSM did not find the key; looking it up again"
                 );
@@ -57,14 +57,15 @@ impl Shared {
         guard: &mut MutexGuard<'_, Option<Session>>,
         served: &ServedKey,
     ) -> Result<u16, Error> {
-        let id = &served.descriptor.id;
+        let label = served.descriptor.label();
+        let id = &label;
         if let Some(session) = guard.as_mut() {
             session.object_ids.remove(id);
         }
         let auth_key = self.device.auth_key();
         let found = self.with_session(guard, |session| {
             let found = discover::find_keys(&session.client)?;
-            let verdicts = discover::assess(&session.client, auth_key, &found)?;
+            let verdicts = discover::assess(&session.client, auth_key, &found, self.strict)?;
             find_served(&session.client, served, &found, &verdicts)
         })?;
         let Some(object_id) = found else {
@@ -73,7 +74,7 @@ impl Shared {
                 "the key is no longer on the YubiHSM (the device answers, and has no such key); \
                  calls for it answer NOT_FOUND, and each looks again"
             );
-            return Err(Error::KeyGone(id.clone()));
+            return Err(Error::KeyGone(served.descriptor.id.clone()));
         };
         tracing::info!(key = %id, "found the key again on the YubiHSM");
         if let Some(session) = guard.as_mut() {
@@ -98,7 +99,7 @@ pub(super) fn find_served(
             f.object_id == served.object_id
                 && f.object_type == served.object_type
                 && f.sequence == served.sequence
-                && f.name() == key.id
+                && f.name() == key.label()
                 && f.algorithm.as_ref().ok() == Some(&key.algorithm)
                 && *public_key == key.public_key
         }

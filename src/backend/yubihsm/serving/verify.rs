@@ -24,7 +24,7 @@ impl Shared {
         input: &[u8],
         signature: &[u8],
     ) -> Result<bool, Error> {
-        let key_id = &served.descriptor.id;
+        let key_id = &served.descriptor.label();
         if served.descriptor.algorithm != Algorithm::HmacSha256 {
             return Err(Error::Internal(format!(
                 "key '{key_id}' is asymmetric: the signer verifies it with its public key"
@@ -43,7 +43,7 @@ impl Shared {
             .as_ref()
             .ok_or(Error::Recovering)?
             .object_ids
-            .get(key_id)
+            .get(key_id.as_str())
             .copied();
         let object_id = match known {
             Some(object_id) => object_id,

@@ -128,29 +128,33 @@ class SignRequest(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., signature_format: _Optional[_Union[SignatureFormat, str]] = ..., message_crc32c: _Optional[int] = ...) -> None: ...
 
 class SignResponse(_message.Message):
-    __slots__ = ("signature", "key_id", "algorithm", "signature_format", "signature_crc32c", "verified_message_crc32c")
+    __slots__ = ("signature", "key_id", "algorithm", "signature_format", "signature_crc32c", "verified_message_crc32c", "key_version")
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_CRC32C_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_MESSAGE_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     signature: bytes
     key_id: str
     algorithm: Algorithm
     signature_format: SignatureFormat
     signature_crc32c: int
     verified_message_crc32c: bool
-    def __init__(self, signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., signature_format: _Optional[_Union[SignatureFormat, str]] = ..., signature_crc32c: _Optional[int] = ..., verified_message_crc32c: bool = ...) -> None: ...
+    key_version: int
+    def __init__(self, signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., signature_format: _Optional[_Union[SignatureFormat, str]] = ..., signature_crc32c: _Optional[int] = ..., verified_message_crc32c: bool = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class GetPublicKeyRequest(_message.Message):
-    __slots__ = ("key_id",)
+    __slots__ = ("key_id", "key_version")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     key_id: str
-    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+    key_version: int
+    def __init__(self, key_id: _Optional[str] = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class GetPublicKeyResponse(_message.Message):
-    __slots__ = ("key_id", "algorithm", "raw", "spki_der", "pem", "jwk", "jwk_thumbprint")
+    __slots__ = ("key_id", "algorithm", "raw", "spki_der", "pem", "jwk", "jwk_thumbprint", "key_version", "jwks")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +162,8 @@ class GetPublicKeyResponse(_message.Message):
     PEM_FIELD_NUMBER: _ClassVar[int]
     JWK_FIELD_NUMBER: _ClassVar[int]
     JWK_THUMBPRINT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    JWKS_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     algorithm: Algorithm
     raw: bytes
@@ -165,7 +171,9 @@ class GetPublicKeyResponse(_message.Message):
     pem: str
     jwk: str
     jwk_thumbprint: str
-    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., raw: _Optional[bytes] = ..., spki_der: _Optional[bytes] = ..., pem: _Optional[str] = ..., jwk: _Optional[str] = ..., jwk_thumbprint: _Optional[str] = ...) -> None: ...
+    key_version: int
+    jwks: str
+    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., raw: _Optional[bytes] = ..., spki_der: _Optional[bytes] = ..., pem: _Optional[str] = ..., jwk: _Optional[str] = ..., jwk_thumbprint: _Optional[str] = ..., key_version: _Optional[int] = ..., jwks: _Optional[str] = ...) -> None: ...
 
 class FingerprintRequest(_message.Message):
     __slots__ = ("key_id", "tenant_id", "procedure_id", "factor_a", "factor_b", "factor_c", "timestamp_ms", "agent_id")
@@ -188,16 +196,18 @@ class FingerprintRequest(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., procedure_id: _Optional[str] = ..., factor_a: _Optional[float] = ..., factor_b: _Optional[float] = ..., factor_c: _Optional[float] = ..., timestamp_ms: _Optional[int] = ..., agent_id: _Optional[str] = ...) -> None: ...
 
 class FingerprintResponse(_message.Message):
-    __slots__ = ("fingerprint", "signature", "timestamp_ms", "key_id")
+    __slots__ = ("fingerprint", "signature", "timestamp_ms", "key_id", "key_version")
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     signature: str
     timestamp_ms: int
     key_id: str
-    def __init__(self, fingerprint: _Optional[str] = ..., signature: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., key_id: _Optional[str] = ...) -> None: ...
+    key_version: int
+    def __init__(self, fingerprint: _Optional[str] = ..., signature: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., key_id: _Optional[str] = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class ListKeysRequest(_message.Message):
     __slots__ = ()
@@ -210,14 +220,18 @@ class ListKeysResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "algorithm", "has_public_key")
+    __slots__ = ("key_id", "algorithm", "has_public_key", "key_version", "can_sign")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     HAS_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAN_SIGN_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     algorithm: Algorithm
     has_public_key: bool
-    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., has_public_key: bool = ...) -> None: ...
+    key_version: int
+    can_sign: bool
+    def __init__(self, key_id: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., has_public_key: bool = ..., key_version: _Optional[int] = ..., can_sign: bool = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("key_id", "message", "signature", "signature_format", "key_version", "message_crc32c", "signature_crc32c")

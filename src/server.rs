@@ -8,6 +8,7 @@
 mod connection;
 mod health;
 mod listen;
+mod preface;
 mod tls;
 
 use std::path::PathBuf;
@@ -35,6 +36,13 @@ use crate::signer::{self, Signer};
 
 /// The most calls one HTTP/2 connection may have in flight.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// How long an idle connection waits between HTTP/2 keep-alive pings; one not answered within
+/// [`KEEP_ALIVE_TIMEOUT`] closes the connection (and frees its `limits.max_connections` slot).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long a keep-alive ping may go unanswered.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
@@ -115,7 +123,11 @@ pub async fn serve_until(
         .timer(TokioTimer::new())
         // Bounds the requests one connection can have in flight (and so the memory held for
         // their bodies before the executor's byte budget applies).
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        // A peer that stopped answering (a frozen or vanished client whose socket stays open)
+        // would otherwise hold its connection slot for ever.
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
 
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -248,20 +260,35 @@ async fn close_signer(signer: Arc<Signer>) {
     }
 }
 
-/// Installs the SIGTERM and SIGINT handlers now and returns the future that completes on the
-/// first of them.
+/// Installs the SIGTERM, SIGINT and SIGHUP handlers now and returns the future that completes
+/// on the first SIGTERM or SIGINT.
+///
+/// SIGHUP is caught too: its default action would kill the agent at once (no drain, the socket
+/// file left behind), and operators send it expecting a reload. The agent does not reload its
+/// configuration, so it says so and keeps serving.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), Error>>, Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| Error::io("installing SIGHUP handler", e))?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                Some(()) = hup.recv() => {
+                    tracing::warn!(
+                        "SIGHUP received: the agent does not reload its configuration; \
+                         still serving (restart it to apply a changed configuration)"
+                    );
+                    continue;
+                }
+            }
+            return Ok(());
         }
-        Ok(())
     })
 }
 

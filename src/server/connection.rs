@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tonic::service::Routes;
 use tonic::Status;
 
+use super::preface::{self, PREFACE_TIME};
 use super::tls;
 use crate::grpc::delivery::DeliveryLayer;
 use crate::grpc::oversize;
@@ -115,6 +116,20 @@ async fn http<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // A connection that does not start HTTP/2 in time is dropped, not shut down gracefully:
+    // hyper's graceful shutdown of a connection still waiting for its preface waits for it.
+    let (io, prefaced) = preface::watch(io, PREFACE_TIME);
+    let name = Arc::clone(&listener.name);
+    let abandon = async move {
+        if prefaced.await {
+            std::future::pending::<()>().await;
+        }
+        tracing::debug!(
+            listener = %name,
+            seconds = PREFACE_TIME.as_secs(),
+            "closed a connection that sent no HTTP/2 preface in time"
+        );
+    };
     match admission {
         Admission::Serve(_slot) => {
             let peer = Arc::new(Peer {
@@ -130,7 +145,14 @@ async fn http<IO>(
             let connection = listener
                 .http2
                 .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-            drive(listener, connection, shutdown, std::future::pending()).await;
+            drive(
+                listener,
+                connection,
+                shutdown,
+                std::future::pending(),
+                abandon,
+            )
+            .await;
         }
         Admission::Refuse(_slot) => {
             let answered = Arc::new(Notify::new());
@@ -154,33 +176,40 @@ async fn http<IO>(
                 // Closed after its first answer, or when the client asks nothing in time.
                 let _ = tokio::time::timeout(REFUSAL_TIME, answered.notified()).await;
             };
-            drive(listener, connection, shutdown, close).await;
+            drive(listener, connection, shutdown, close, abandon).await;
         }
     }
 }
 
 /// Runs `connection` until it ends; on `shutdown` or when `close` completes, shuts it down
-/// gracefully (no new calls; those in flight finish) and waits for that.
+/// gracefully (no new calls; those in flight finish) and waits for that. When `abandon`
+/// completes, the connection is dropped at once, gracefully or not.
 async fn drive<C>(
     listener: &Listener,
     connection: C,
     mut shutdown: watch::Receiver<bool>,
     close: impl Future<Output = ()>,
+    abandon: impl Future<Output = ()>,
 ) where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     let mut connection = pin!(connection);
+    let mut abandon = pin!(abandon);
     let ended = tokio::select! {
         ended = connection.as_mut() => Some(ended),
         _ = shutdown.wait_for(|stop| *stop) => None,
         () = close => None,
+        () = abandon.as_mut() => return,
     };
     let ended = match ended {
         Some(ended) => ended,
         None => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = abandon => return,
+            }
         }
     };
     if let Err(error) = ended {

@@ -250,3 +250,46 @@ async fn broken_grpc_framing_is_an_invalid_argument() {
         .await
         .expect("still serving");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_listener_still_answers_health_checks() {
+    let token =
+        TestToken::with_config_extra("\n[limits]\nmax_connections = 1\n").with_verifiable_keys();
+    let agent = token.start_agent().await;
+    // Take the one slot (the start-up probe's connection may still be closing).
+    let mut held = None;
+    for _ in 0..250 {
+        let channel = agent.channel().await;
+        let listed = SignerClient::new(channel.clone())
+            .list_keys(signet::grpc::proto::ListKeysRequest {})
+            .await;
+        if listed.is_ok() {
+            held = Some(channel);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = held.expect("a served connection");
+    let verifier = Verifier::fetch(held.clone()).await;
+
+    let refused = sign(agent.channel().await, &verifier, b"one too many")
+        .await
+        .expect_err("the listener is full");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    // A probe on a new connection is answered, not refused: the agent is healthy.
+    let health = common::health::status(agent.channel().await).await;
+    assert_eq!(
+        health.as_ref().ok(),
+        Some(&common::health::SERVING),
+        "{health:?}\n{}",
+        agent.log_text()
+    );
+    // The held connection is untouched.
+    sign(held, &verifier, b"still served")
+        .await
+        .expect("the held connection serves");
+}

@@ -2,6 +2,7 @@
 //! how they reach it (`--socket`, `--address`, TLS).
 
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -216,8 +217,11 @@ fn run_client(
         .enable_all()
         .build()?;
     let text = runtime.block_on(work)?;
-    println!("{text}");
-    Ok(())
+    // `println!` panics when standard output is closed early (`signet list | head -1`).
+    match writeln!(std::io::stdout(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to standard output"),
+    }
 }
 
 fn read_message(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {

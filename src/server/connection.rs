@@ -1,7 +1,8 @@
 //! One accepted connection, in its own task: the peer's identity (unix peer credentials, or the
 //! TLS handshake and its verified client certificate), then HTTP/2 with the gRPC routes until
 //! the client closes it or the agent shuts down. A connection over its listener's limit is
-//! answered `RESOURCE_EXHAUSTED` on its first call instead, and closed.
+//! answered `RESOURCE_EXHAUSTED` on its first call instead (a health check excepted), and
+//! closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +21,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 use tonic::service::Routes;
 use tonic::Status;
+use tower::ServiceExt;
 
 use super::preface::{self, PREFACE_TIME};
 use super::tls;
@@ -31,6 +33,9 @@ use crate::identity::Identity;
 /// How long a refused connection is kept open for its first call, so that the client reads
 /// the refusal rather than a closed connection.
 const REFUSAL_TIME: Duration = Duration::from_secs(5);
+
+/// The one call a connection over the limit is still answered: the standard health check.
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
 /// What every connection of one listener shares.
 pub(super) struct Listener {
@@ -163,10 +168,20 @@ async fn http<IO>(
             );
             let refusal = {
                 let answered = Arc::clone(&answered);
-                tower::service_fn(move |_: http::Request<Incoming>| {
+                let routes = listener.routes.clone();
+                tower::service_fn(move |request: http::Request<Incoming>| {
                     answered.notify_one();
+                    // A health check still gets its answer: the agent is healthy, only this
+                    // listener is full, and a probe refused here would have it restarted.
+                    let health = request.uri().path() == HEALTH_CHECK;
+                    let routes = routes.clone();
                     let status = Status::resource_exhausted(message.clone());
-                    std::future::ready(Ok::<_, Infallible>(status.into_http::<tonic::body::Body>()))
+                    async move {
+                        if health {
+                            return routes.oneshot(request).await;
+                        }
+                        Ok::<_, Infallible>(status.into_http::<tonic::body::Body>())
+                    }
                 })
             };
             let connection = listener

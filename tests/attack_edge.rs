@@ -293,3 +293,23 @@ async fn a_full_listener_still_answers_health_checks() {
         .await
         .expect("the held connection serves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_does_not_wait_for_connections_that_never_started_http2() {
+    let token = TestToken::new().with_verifiable_keys();
+    let agent = token.start_agent().await;
+    let verifier = Verifier::fetch(agent.channel().await).await;
+    let silent_ones = [silent(&agent), silent(&agent)];
+    // A served connection with a call just made, to drain as usual.
+    sign(agent.channel().await, &verifier, b"served")
+        .await
+        .expect("sign");
+    let (exit, log) = agent.stop();
+    drop(silent_ones);
+    assert!(exit.success(), "{exit}\n{log}");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains("drain time over"),
+        "silent connections are dropped at shutdown, not drained for the whole drain time:\n{log}"
+    );
+}

@@ -123,10 +123,17 @@ async fn http<IO>(
 {
     // A connection that does not start HTTP/2 in time is dropped, not shut down gracefully:
     // hyper's graceful shutdown of a connection still waiting for its preface waits for it.
+    // At shutdown, one still without its preface is dropped at once, not waited for.
     let (io, prefaced) = preface::watch(io, PREFACE_TIME);
     let name = Arc::clone(&listener.name);
+    let mut stopping = shutdown.clone();
     let abandon = async move {
-        if prefaced.await {
+        let arrived = tokio::select! {
+            biased;
+            arrived = prefaced => arrived,
+            _ = stopping.wait_for(|stop| *stop) => false,
+        };
+        if arrived {
             std::future::pending::<()>().await;
         }
         tracing::debug!(

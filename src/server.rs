@@ -8,6 +8,7 @@
 mod connection;
 mod health;
 mod listen;
+mod nofile;
 mod preface;
 mod tls;
 
@@ -129,6 +130,7 @@ pub async fn serve_until(
         .keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
 
+    nofile::check(config.listen.len(), config.limits.max_connections);
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {

@@ -7,6 +7,7 @@
 
 mod connection;
 mod health;
+mod intake;
 mod listen;
 mod nofile;
 mod preface;
@@ -131,6 +132,10 @@ pub async fn serve_until(
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
 
     nofile::check(config.listen.len(), config.limits.max_connections);
+    let intake = intake::Intake::new(
+        config.limits.max_queued_bytes,
+        Duration::from_millis(config.limits.request_timeout_ms),
+    );
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {
@@ -178,6 +183,7 @@ pub async fn serve_until(
             delivery: DeliveryLayer::new(audit.clone()),
             max_connections: config.limits.max_connections,
             tls,
+            intake: intake.clone(),
         });
         servers.spawn(listen::accept_loop(
             bound,

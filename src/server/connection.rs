@@ -23,6 +23,7 @@ use tonic::service::Routes;
 use tonic::Status;
 use tower::ServiceExt;
 
+use super::intake::Intake;
 use super::preface::{self, PREFACE_TIME};
 use super::tls;
 use crate::grpc::delivery::DeliveryLayer;
@@ -53,6 +54,8 @@ pub(super) struct Listener {
     pub max_connections: usize,
     /// The TLS side, for a TLS listener.
     pub tls: Option<TlsAcceptor>,
+    /// The budget of request bytes being received, shared by every listener.
+    pub intake: Intake,
 }
 
 /// An accepted socket.
@@ -151,6 +154,7 @@ async fn http<IO>(
             let service = tower::ServiceBuilder::new()
                 .map_request(stamps::stamp::<Incoming>)
                 .map_request(stamps::peer::<Incoming>(peer))
+                .map_request(listener.intake.wrap::<Incoming>())
                 .map_response(oversize::layer(listener.max_message_bytes))
                 .layer(listener.delivery.clone())
                 .service(listener.routes.clone());

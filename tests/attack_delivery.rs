@@ -3,7 +3,8 @@
 //! headers but not one byte of the signature, and the client then resets the stream
 //! (`RST_STREAM`) or closes its connection. The agent has already written the `allowed` record
 //! (records are written before the answer leaves); it must follow it with an `undelivered`
-//! record naming it, keep a chain that `audit verify` accepts, and keep serving.
+//! record naming it (for a `SignBatch`, one per item), keep a chain that `audit verify`
+//! accepts, and keep serving.
 
 mod common;
 
@@ -16,6 +17,7 @@ use common::{path_str, Agent, TestToken, Verifier};
 use prost::Message;
 use sha2::Digest;
 use signet::grpc::proto::signer_client::SignerClient;
+use signet::grpc::proto::SignBatchRequest;
 
 fn audit_path(token: &TestToken) -> PathBuf {
     token.dir.path().join("audit.jsonl")
@@ -65,6 +67,22 @@ async fn sign_and_let_go(
     message: &[u8],
     let_go: LetGo,
 ) -> serde_json::Value {
+    let encoded = sign_request("ed", message).encode_to_vec();
+    let mut allowed = call_and_let_go(agent, log, "Sign", encoded, &[message], let_go).await;
+    allowed.remove(0)
+}
+
+/// Calls `rpc` with `encoded` on a connection whose stream window is 0, waits until the audit
+/// log records each of `messages` as allowed, checks that no byte of the answer arrived, then
+/// lets go. Returns the `allowed` records, in the order of `messages`.
+async fn call_and_let_go(
+    agent: &Agent,
+    log: &Path,
+    rpc: &str,
+    encoded: Vec<u8>,
+    messages: &[&[u8]],
+    let_go: LetGo,
+) -> Vec<serde_json::Value> {
     let io = tokio::net::UnixStream::connect(&agent.socket)
         .await
         .expect("connect");
@@ -76,24 +94,28 @@ async fn sign_and_let_go(
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = http::Request::post("http://signet.invalid/signet.v1.Signer/Sign")
+    let request = http::Request::post(format!("http://signet.invalid/signet.v1.Signer/{rpc}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
         .expect("request");
     let mut send = send.ready().await.expect("ready");
     let (response, mut body) = send.send_request(request, false).expect("send");
-    let encoded = sign_request("ed", message).encode_to_vec();
     let mut frame = vec![0];
     frame.extend_from_slice(&u32::try_from(encoded.len()).expect("len").to_be_bytes());
     frame.extend_from_slice(&encoded);
     body.send_data(Bytes::from(frame), true).expect("body");
 
-    let sha = hex::encode(sha2::Sha256::digest(message));
-    let allowed = wait_for_record(agent, log, "allowed", |r| {
-        r["message_sha256"] == sha.as_str() && r["outcome"] == "allowed"
-    })
-    .await;
+    let mut allowed = Vec::new();
+    for message in messages {
+        let sha = hex::encode(sha2::Sha256::digest(message));
+        allowed.push(
+            wait_for_record(agent, log, "allowed", |r| {
+                r["message_sha256"] == sha.as_str() && r["outcome"] == "allowed"
+            })
+            .await,
+        );
+    }
     let response = response.await.expect("the answer's headers");
     let mut recv = response.into_body();
     assert!(
@@ -119,6 +141,47 @@ async fn sign_and_let_go(
         }
     }
     allowed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_client_never_took_is_recorded_undelivered_item_by_item() {
+    let token = TestToken::new().with_verifiable_keys();
+    token.edit_config(|text| format!("{text}\n[audit]\npath = \"audit.jsonl\"\n"));
+    let agent = token.start_agent().await;
+    let log = audit_path(&token);
+    let messages: Vec<Vec<u8>> = (0..50)
+        .map(|i| format!("batch item {i}").into_bytes())
+        .collect();
+    let batch = SignBatchRequest {
+        items: messages.iter().map(|m| sign_request("ed", m)).collect(),
+    };
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let allowed = call_and_let_go(
+        &agent,
+        &log,
+        "SignBatch",
+        batch.encode_to_vec(),
+        &refs,
+        LetGo::ResetStream,
+    )
+    .await;
+    for record in &allowed {
+        let seq = record["seq"].clone();
+        let undelivered = wait_for_record(&agent, &log, "undelivered", |r| {
+            r["outcome"] == "undelivered" && r["undelivered_seq"] == seq
+        })
+        .await;
+        assert_eq!(undelivered["message_sha256"], record["message_sha256"]);
+        assert_eq!(undelivered["rpc"], record["rpc"]);
+    }
+    let (_, agent_log) = agent.stop();
+    let out = token.signet(&["audit", "verify", path_str(&log)]);
+    assert!(
+        out.status.success(),
+        "the chain holds:\n{}{}\n{agent_log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
 //! Bounds what requests still being received may hold, before any of them is decoded: the
 //! request bodies of all connections together at most `limits.max_queued_bytes` (+ 64 KiB for
 //! framing), and each call of `signet.v1.Signer` received in full within
-//! `limits.request_timeout_ms` of its arrival (reflection's streams are long-lived by design).
+//! `limits.request_timeout_ms` of its arrival. The streams of reflection and health are
+//! long-lived by design: on them, the bytes of each gRPC message are released once the message
+//! is complete, and a message begun must be complete within `limits.request_timeout_ms`.
 //!
 //! Without it, a client could open streams and send all but the last byte of a large message
 //! on each: tonic buffers every partial message until it is complete, so `max_connections` ×
@@ -54,16 +56,14 @@ impl Intake {
         let intake = self.clone();
         move |request| {
             let intake = intake.clone();
-            let deadline = request
-                .uri()
-                .path()
-                .starts_with(SIGNER)
-                .then(|| Box::pin(tokio::time::sleep(intake.within)));
+            let whole = request.uri().path().starts_with(SIGNER);
+            let deadline = whole.then(|| Box::pin(tokio::time::sleep(intake.within)));
             request.map(|inner| Budgeted {
                 inner,
                 held: 0,
                 deadline,
                 intake,
+                messages: (!whole).then(Messages::default),
             })
         }
     }
@@ -75,6 +75,8 @@ pub(super) struct Budgeted<B> {
     intake: Intake,
     held: usize,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// For streams other than the Signer's: where the gRPC messages end.
+    messages: Option<Messages>,
 }
 
 impl<B> Body for Budgeted<B>
@@ -116,6 +118,18 @@ where
                 )))));
             }
             self.held += len;
+            let within = self.intake.within;
+            let this = &mut *self;
+            if let Some(messages) = &mut this.messages {
+                let complete = messages.feed(data);
+                this.held = this.held.saturating_sub(complete);
+                this.intake.held.fetch_sub(complete, Ordering::AcqRel);
+                if !messages.begun() {
+                    this.deadline = None;
+                } else if this.deadline.is_none() {
+                    this.deadline = Some(Box::pin(tokio::time::sleep(within)));
+                }
+            }
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -126,6 +140,57 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Follows the gRPC framing of a stream (a flag byte, a 4-byte length, the message) to tell
+/// where each message ends.
+#[derive(Default)]
+struct Messages {
+    /// The bytes of the current message's 5-byte prefix read so far.
+    prefix: [u8; 5],
+    prefix_read: usize,
+    /// The bytes of the current message still to come, once its prefix is read.
+    remaining: usize,
+    /// The bytes of the current message (prefix included) read so far.
+    begun: usize,
+}
+
+impl Messages {
+    /// Takes `data`; returns how many of its bytes, and of earlier ones, belong to messages it
+    /// completed.
+    fn feed(&mut self, mut data: &[u8]) -> usize {
+        let mut complete = 0;
+        while !data.is_empty() {
+            let take = if self.prefix_read < self.prefix.len() {
+                let take = (self.prefix.len() - self.prefix_read).min(data.len());
+                self.prefix[self.prefix_read..self.prefix_read + take]
+                    .copy_from_slice(&data[..take]);
+                self.prefix_read += take;
+                if self.prefix_read == self.prefix.len() {
+                    let [_, a, b, c, d] = self.prefix;
+                    self.remaining =
+                        usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
+                }
+                take
+            } else {
+                let take = self.remaining.min(data.len());
+                self.remaining -= take;
+                take
+            };
+            self.begun += take;
+            data = &data[take..];
+            if self.prefix_read == self.prefix.len() && self.remaining == 0 {
+                complete += self.begun;
+                *self = Messages::default();
+            }
+        }
+        complete
+    }
+
+    /// Whether a message has begun and is not complete.
+    fn begun(&self) -> bool {
+        self.begun > 0
     }
 }
 
@@ -167,6 +232,40 @@ mod tests {
         assert_eq!(intake.held.load(Ordering::Acquire), 0);
         let mut third = body(&intake, b"1234567890");
         assert!(third.frame().await.expect("a frame").is_ok(), "fits again");
+    }
+
+    #[test]
+    fn messages_are_complete_where_their_framing_says() {
+        let mut messages = Messages::default();
+        // A 3-byte message, then the first 2 bytes of the next prefix.
+        assert_eq!(messages.feed(&[0, 0, 0, 0, 3, 1, 2, 3, 0, 0]), 8);
+        assert!(messages.begun());
+        // The rest of that prefix (length 2) and one byte of its message.
+        assert_eq!(messages.feed(&[0, 0, 2, 9]), 0);
+        assert!(messages.begun());
+        // Its last byte and a whole empty message.
+        assert_eq!(messages.feed(&[9, 0, 0, 0, 0, 0]), 12);
+        assert!(!messages.begun());
+    }
+
+    #[tokio::test]
+    async fn a_reflection_stream_holds_only_its_unfinished_message() {
+        let intake = Intake {
+            held: Arc::new(AtomicUsize::new(0)),
+            budget: 10,
+            within: Duration::from_secs(3600),
+        };
+        let request = http::Request::post("/grpc.reflection.v1.ServerReflection/x")
+            .body(http_body_util::Full::new(Bytes::from_static(&[
+                0, 0, 0, 0, 2, 1, 2, 0, 0,
+            ])))
+            .expect("request");
+        let mut body = intake.wrap()(request).into_body();
+        assert!(body.frame().await.expect("a frame").is_ok());
+        assert_eq!(intake.held.load(Ordering::Acquire), 2, "the begun prefix");
+        assert!(body.deadline.is_some(), "a begun message has a deadline");
+        drop(body);
+        assert_eq!(intake.held.load(Ordering::Acquire), 0);
     }
 
     /// A body whose next frame never comes (a client that stopped sending).

@@ -132,10 +132,6 @@ pub async fn serve_until(
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
 
     nofile::check(config.listen.len(), config.limits.max_connections);
-    let intake = intake::Intake::new(
-        config.limits.max_queued_bytes,
-        Duration::from_millis(config.limits.request_timeout_ms),
-    );
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {
@@ -183,7 +179,12 @@ pub async fn serve_until(
             delivery: DeliveryLayer::new(audit.clone()),
             max_connections: config.limits.max_connections,
             tls,
-            intake: intake.clone(),
+            // Per listener, so that callers of one (plain TCP: anyone on the host) cannot
+            // take the budget of another.
+            intake: intake::Intake::new(
+                config.limits.max_queued_bytes,
+                Duration::from_millis(config.limits.request_timeout_ms),
+            ),
         });
         servers.spawn(listen::accept_loop(
             bound,

@@ -54,7 +54,7 @@ pub(super) struct Listener {
     pub max_connections: usize,
     /// The TLS side, for a TLS listener.
     pub tls: Option<TlsAcceptor>,
-    /// The budget of request bytes being received, shared by every listener.
+    /// The budget of request bytes being received on this listener.
     pub intake: Intake,
 }
 

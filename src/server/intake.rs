@@ -1,6 +1,6 @@
 //! Bounds what requests still being received may hold, before any of them is decoded: the
-//! request bodies of all connections together at most `limits.max_queued_bytes` (+ 64 KiB for
-//! framing), and each call of `signet.v1.Signer` received in full within
+//! request bodies of all connections of one listener together at most
+//! `limits.max_queued_bytes` (+ 64 KiB for framing), and each call of `signet.v1.Signer` received in full within
 //! `limits.request_timeout_ms` of its arrival. The streams of reflection and health are
 //! long-lived by design: on them, the bytes of each gRPC message are released once the message
 //! is complete, and a message begun must be complete within `limits.request_timeout_ms`.
@@ -31,7 +31,7 @@ const FRAMING: usize = 64 * 1024;
 /// The calls whose bodies must arrive within the deadline.
 const SIGNER: &str = "/signet.v1.Signer/";
 
-/// The budget all request bodies share.
+/// The budget the request bodies of one listener share.
 #[derive(Clone)]
 pub(super) struct Intake {
     held: Arc<AtomicUsize>,

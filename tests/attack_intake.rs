@@ -3,10 +3,9 @@
 //! one local client could make the agent hold `max_connections` × 256 streams × the message
 //! limit (measured: three connections took the agent from 26 MB to 820 MB), for as long as it
 //! kept the streams open. Now the bodies being received on a listener share
-//! `limits.max_queued_bytes`: a
-//! stream that would pass it gets `RESOURCE_EXHAUSTED`, and one not received in full within
-//! `limits.request_timeout_ms` gets `DEADLINE_EXCEEDED`, which frees its bytes; afterwards the
-//! agent signs as before.
+//! `limits.max_queued_bytes`: a stream that would pass it gets `RESOURCE_EXHAUSTED`, and one
+//! not received in full within `limits.request_timeout_ms` gets `DEADLINE_EXCEEDED`, which
+//! frees its bytes; afterwards the agent signs as before.
 
 mod common;
 

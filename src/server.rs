@@ -92,6 +92,13 @@ pub async fn serve_until(
         .build_v1alpha()
         .map_err(reflection_error)?;
     let decode_limit = config.limits.max_message_bytes + 64 * 1024;
+    // Before the audit log is opened (or created): an agent that cannot take its socket must
+    // leave nothing behind.
+    for listener in &config.listen {
+        if let Listener::Unix { path, .. } = listener {
+            refuse_if_served(path)?;
+        }
+    }
     let audit = match &config.audit {
         Some(settings) => Some(Arc::new(AuditLog::open(settings)?)),
         None => None,
@@ -315,12 +322,7 @@ fn bind_unix(
                 path.display()
             )));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(Error::Config(format!(
-                "listen: another process is serving on {}; refusing to take its socket",
-                path.display()
-            )));
-        }
+        refuse_if_served(path)?;
         // A socket left by an earlier run that did not shut down cleanly.
         std::fs::remove_file(path)
             .map_err(|e| Error::io(format!("removing stale socket {}", path.display()), e))?;
@@ -334,6 +336,17 @@ fn bind_unix(
             .map_err(|e| Error::io(format!("setting the owner of {}", path.display()), e))?;
     }
     Ok(listener)
+}
+
+/// An error if another process accepts connections on the unix socket at `path`.
+fn refuse_if_served(path: &PathBuf) -> Result<(), Error> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(Error::Config(format!(
+            "listen: another process is serving on {}; refusing to take its socket",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn remove_socket(path: &PathBuf) {

@@ -5,7 +5,10 @@
 //!   for ever (before, two silent sockets locked every other client out of a listener);
 //! - requests whose gRPC framing is broken (cut short, no message, a compression flag without
 //!   an encoding or of an unknown value) get `INVALID_ARGUMENT` and one log line, not
-//!   `INTERNAL` with tonic's text.
+//!   `INTERNAL` with tonic's text;
+//! - a listener at `limits.max_connections` still answers health checks;
+//! - SIGTERM does not wait for connections that never started HTTP/2;
+//! - a second agent on a live agent's socket is refused before it creates its audit log.
 //!
 //! After each, the agent still signs, and every signature is verified independently.
 
@@ -312,4 +315,40 @@ async fn sigterm_does_not_wait_for_connections_that_never_started_http2() {
         !log.contains("drain time over"),
         "silent connections are dropped at shutdown, not drained for the whole drain time:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_on_the_same_socket_is_refused_and_leaves_no_audit_log() {
+    let token = TestToken::new().with_verifiable_keys();
+    token.edit_config(|text| format!("{text}\n[audit]\npath = \"audit.jsonl\"\n"));
+    let agent = token.start_agent().await;
+    let verifier = Verifier::fetch(agent.channel().await).await;
+    let text = std::fs::read_to_string(&token.config).expect("config");
+    let second = token.dir.path().join("second.toml");
+    std::fs::write(
+        &second,
+        text.replace("path = \"audit.jsonl\"", "path = \"second-audit.jsonl\""),
+    )
+    .expect("second config");
+    let out = token
+        .command()
+        .args(["serve", "--config", common::path_str(&second)])
+        .output()
+        .expect("run the second agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(stderr.contains("another process is serving on"), "{stderr}");
+    for name in [
+        "second-audit.jsonl",
+        "second-audit.jsonl.head",
+        "second-audit.jsonl.lock",
+    ] {
+        assert!(
+            !token.dir.path().join(name).exists(),
+            "the refused agent created {name}"
+        );
+    }
+    sign(agent.channel().await, &verifier, b"the first still serves")
+        .await
+        .expect("sign");
 }

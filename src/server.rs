@@ -8,7 +8,10 @@
 
 mod connection;
 mod health;
+mod intake;
 mod listen;
+mod nofile;
+mod preface;
 mod rescan;
 mod tls;
 
@@ -37,6 +40,13 @@ use crate::signer::{self, Signer};
 
 /// The most calls one HTTP/2 connection may have in flight.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// How long an idle connection waits between HTTP/2 keep-alive pings; one not answered within
+/// [`KEEP_ALIVE_TIMEOUT`] closes the connection (and frees its `limits.max_connections` slot).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long a keep-alive ping may go unanswered.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
@@ -85,6 +95,13 @@ pub async fn serve_until(
         .build_v1alpha()
         .map_err(reflection_error)?;
     let decode_limit = config.limits.max_message_bytes + 64 * 1024;
+    // Before the audit log is opened (or created): an agent that cannot take its socket must
+    // leave nothing behind.
+    for listener in &config.listen {
+        if let Listener::Unix { path, .. } = listener {
+            refuse_if_served(path)?;
+        }
+    }
     let audit = match &config.audit {
         Some(settings) => Some(Arc::new(AuditLog::open(settings)?)),
         None => None,
@@ -118,8 +135,13 @@ pub async fn serve_until(
         .timer(TokioTimer::new())
         // Bounds the requests one connection can have in flight (and so the memory held for
         // their bodies before the executor's byte budget applies).
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        // A peer that stopped answering (a frozen or vanished client whose socket stays open)
+        // would otherwise hold its connection slot for ever.
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
 
+    nofile::check(config.listen.len(), config.limits.max_connections);
     let mut sockets = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listen {
@@ -167,6 +189,12 @@ pub async fn serve_until(
             delivery: DeliveryLayer::new(audit.clone()),
             max_connections: config.limits.max_connections,
             tls,
+            // Per listener, so that callers of one (plain TCP: anyone on the host) cannot
+            // take the budget of another.
+            intake: intake::Intake::new(
+                config.limits.max_queued_bytes,
+                Duration::from_millis(config.limits.request_timeout_ms),
+            ),
         });
         servers.spawn(listen::accept_loop(
             bound,
@@ -261,20 +289,35 @@ async fn close_signer(signer: Arc<Signer>) {
     }
 }
 
-/// Installs the SIGTERM and SIGINT handlers now and returns the future that completes on the
-/// first of them.
+/// Installs the SIGTERM, SIGINT and SIGHUP handlers now and returns the future that completes
+/// on the first SIGTERM or SIGINT.
+///
+/// SIGHUP is caught too: its default action would kill the agent at once (no drain, the socket
+/// file left behind), and operators send it expecting a reload. The agent does not reload its
+/// configuration, so it says so and keeps serving.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), Error>>, Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| Error::io("installing SIGHUP handler", e))?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                Some(()) = hup.recv() => {
+                    tracing::warn!(
+                        "SIGHUP received: the agent does not reload its configuration; \
+                         still serving (restart it to apply a changed configuration)"
+                    );
+                    continue;
+                }
+            }
+            return Ok(());
         }
-        Ok(())
     })
 }
 
@@ -292,12 +335,7 @@ fn bind_unix(
                 path.display()
             )));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(Error::Config(format!(
-                "listen: another process is serving on {}; refusing to take its socket",
-                path.display()
-            )));
-        }
+        refuse_if_served(path)?;
         // A socket left by an earlier run that did not shut down cleanly.
         std::fs::remove_file(path)
             .map_err(|e| Error::io(format!("removing stale socket {}", path.display()), e))?;
@@ -311,6 +349,17 @@ fn bind_unix(
             .map_err(|e| Error::io(format!("setting the owner of {}", path.display()), e))?;
     }
     Ok(listener)
+}
+
+/// An error if another process accepts connections on the unix socket at `path`.
+fn refuse_if_served(path: &PathBuf) -> Result<(), Error> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(Error::Config(format!(
+            "listen: another process is serving on {}; refusing to take its socket",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn remove_socket(path: &PathBuf) {

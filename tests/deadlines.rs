@@ -12,7 +12,7 @@ use common::requests::{published_fingerprint_request, sign_request};
 use common::{TestToken, Verifier};
 use signet::grpc::proto::{
     fingerprint_batch_result, sign_batch_result, FingerprintBatchRequest, FingerprintBatchResponse,
-    SignBatchRequest, SignBatchResponse,
+    GetPublicKeyRequest, ListKeysRequest, SignBatchRequest, SignBatchResponse,
 };
 
 const OK: i32 = 0;
@@ -78,6 +78,32 @@ async fn tiny_deadlines_are_only_ever_deadline_exceeded() {
         rounds,
     )
     .await;
+    // Calls that touch no HSM too: a passed deadline is a passed deadline.
+    let public_key = answers(
+        &agent.socket,
+        "/signet.v1.Signer/GetPublicKey",
+        GetPublicKeyRequest {
+            key_id: "ed".into(),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
+    let list = answers(
+        &agent.socket,
+        "/signet.v1.Signer/ListKeys",
+        ListKeysRequest::default(),
+        10,
+    )
+    .await;
+    for (rpc, answers) in [("GetPublicKey", &public_key), ("ListKeys", &list)] {
+        for (timeout, answer) in answers {
+            assert_eq!(
+                answer.status, DEADLINE_EXCEEDED,
+                "{rpc} with grpc-timeout {timeout}: {answer:?}"
+            );
+        }
+    }
     for (rpc, answers) in [("Sign", &sign), ("Fingerprint", &fingerprint)] {
         assert_eq!(answers.len(), TINY.len() * rounds);
         for (timeout, answer) in answers {

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -242,8 +243,7 @@ impl AgentArgs {
         F: Future<Output = Result<String, signet_client::Error>>,
     {
         let text = self.call(work)?;
-        println!("{text}");
-        Ok(())
+        print_line(&text)
     }
 
     /// Connects to the agent and runs `work` with the client on a runtime of its own, and
@@ -291,6 +291,15 @@ impl AgentArgs {
             Some(name) => tls.server_name(name.clone()),
             None => tls,
         }))
+    }
+}
+
+/// Prints a client command's answer. `println!` panics when standard output is closed early
+/// (`signet list | head -1`); a closed pipe ends the command quietly instead.
+pub(super) fn print_line(text: &str) -> anyhow::Result<()> {
+    match writeln!(std::io::stdout(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to standard output"),
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use clap::Args;
 
-use super::client::{read_message, AgentArgs};
+use super::client::{print_line, read_message, AgentArgs};
 use signet_client::{Anchor, SignatureFormat};
 
 /// The exit code of a signature that was checked and is not valid.
@@ -177,7 +177,7 @@ impl VerifyFingerprint {
 
 /// Prints the verdict, and fails with [`NotValid`] when it is not valid.
 fn answer(valid: bool, text: &str) -> anyhow::Result<()> {
-    println!("{text}");
+    print_line(text)?;
     if !valid {
         return Err(NotValid.into());
     }

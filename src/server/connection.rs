@@ -1,7 +1,8 @@
 //! One accepted connection, in its own task: the peer's identity (unix peer credentials, or the
 //! TLS handshake and its verified client certificate), then HTTP/2 with the gRPC routes until
 //! the client closes it or the agent shuts down. A connection over its listener's limit is
-//! answered `RESOURCE_EXHAUSTED` on its first call instead, and closed.
+//! answered `RESOURCE_EXHAUSTED` on its first call instead (a health check excepted), and
+//! closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,7 +21,10 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 use tonic::service::Routes;
 use tonic::Status;
+use tower::ServiceExt;
 
+use super::intake::Intake;
+use super::preface::{self, PREFACE_TIME};
 use super::tls;
 use crate::grpc::delivery::DeliveryLayer;
 use crate::grpc::oversize;
@@ -30,6 +34,9 @@ use crate::identity::Identity;
 /// How long a refused connection is kept open for its first call, so that the client reads
 /// the refusal rather than a closed connection.
 const REFUSAL_TIME: Duration = Duration::from_secs(5);
+
+/// The one call a connection over the limit is still answered: the standard health check.
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
 /// What every connection of one listener shares.
 pub(super) struct Listener {
@@ -47,6 +54,8 @@ pub(super) struct Listener {
     pub max_connections: usize,
     /// The TLS side, for a TLS listener.
     pub tls: Option<TlsAcceptor>,
+    /// The budget of request bytes being received on this listener.
+    pub intake: Intake,
 }
 
 /// An accepted socket.
@@ -115,6 +124,27 @@ async fn http<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // A connection that does not start HTTP/2 in time is dropped, not shut down gracefully:
+    // hyper's graceful shutdown of a connection still waiting for its preface waits for it.
+    // At shutdown, one still without its preface is dropped at once, not waited for.
+    let (io, prefaced) = preface::watch(io, PREFACE_TIME);
+    let name = Arc::clone(&listener.name);
+    let mut stopping = shutdown.clone();
+    let abandon = async move {
+        let arrived = tokio::select! {
+            biased;
+            arrived = prefaced => arrived,
+            _ = stopping.wait_for(|stop| *stop) => false,
+        };
+        if arrived {
+            std::future::pending::<()>().await;
+        }
+        tracing::debug!(
+            listener = %name,
+            seconds = PREFACE_TIME.as_secs(),
+            "closed a connection that sent no HTTP/2 preface in time"
+        );
+    };
     match admission {
         Admission::Serve(_slot) => {
             let peer = Arc::new(Peer {
@@ -124,13 +154,21 @@ async fn http<IO>(
             let service = tower::ServiceBuilder::new()
                 .map_request(stamps::stamp::<Incoming>)
                 .map_request(stamps::peer::<Incoming>(peer))
+                .map_request(listener.intake.wrap::<Incoming>())
                 .map_response(oversize::layer(listener.max_message_bytes))
                 .layer(listener.delivery.clone())
                 .service(listener.routes.clone());
             let connection = listener
                 .http2
                 .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-            drive(listener, connection, shutdown, std::future::pending()).await;
+            drive(
+                listener,
+                connection,
+                shutdown,
+                std::future::pending(),
+                abandon,
+            )
+            .await;
         }
         Admission::Refuse(_slot) => {
             let answered = Arc::new(Notify::new());
@@ -141,10 +179,20 @@ async fn http<IO>(
             );
             let refusal = {
                 let answered = Arc::clone(&answered);
-                tower::service_fn(move |_: http::Request<Incoming>| {
+                let routes = listener.routes.clone();
+                tower::service_fn(move |request: http::Request<Incoming>| {
                     answered.notify_one();
+                    // A health check still gets its answer: the agent is healthy, only this
+                    // listener is full, and a probe refused here would have it restarted.
+                    let health = request.uri().path() == HEALTH_CHECK;
+                    let routes = routes.clone();
                     let status = Status::resource_exhausted(message.clone());
-                    std::future::ready(Ok::<_, Infallible>(status.into_http::<tonic::body::Body>()))
+                    async move {
+                        if health {
+                            return routes.oneshot(request).await;
+                        }
+                        Ok::<_, Infallible>(status.into_http::<tonic::body::Body>())
+                    }
                 })
             };
             let connection = listener
@@ -154,33 +202,40 @@ async fn http<IO>(
                 // Closed after its first answer, or when the client asks nothing in time.
                 let _ = tokio::time::timeout(REFUSAL_TIME, answered.notified()).await;
             };
-            drive(listener, connection, shutdown, close).await;
+            drive(listener, connection, shutdown, close, abandon).await;
         }
     }
 }
 
 /// Runs `connection` until it ends; on `shutdown` or when `close` completes, shuts it down
-/// gracefully (no new calls; those in flight finish) and waits for that.
+/// gracefully (no new calls; those in flight finish) and waits for that. When `abandon`
+/// completes, the connection is dropped at once, gracefully or not.
 async fn drive<C>(
     listener: &Listener,
     connection: C,
     mut shutdown: watch::Receiver<bool>,
     close: impl Future<Output = ()>,
+    abandon: impl Future<Output = ()>,
 ) where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     let mut connection = pin!(connection);
+    let mut abandon = pin!(abandon);
     let ended = tokio::select! {
         ended = connection.as_mut() => Some(ended),
         _ = shutdown.wait_for(|stop| *stop) => None,
         () = close => None,
+        () = abandon.as_mut() => return,
     };
     let ended = match ended {
         Some(ended) => ended,
         None => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = abandon => return,
+            }
         }
     };
     if let Err(error) = ended {

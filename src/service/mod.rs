@@ -342,6 +342,8 @@ impl Service {
         key_id: &str,
         watch: &mut Watch<'_>,
     ) -> Result<(), Error> {
+        // A call whose deadline has passed is answered DEADLINE_EXCEEDED, as every RPC is.
+        Self::in_time(call)?;
         let client = self
             .policy
             .authorize(&call.caller.identity, rpc.operation(), key_id)?;

@@ -293,8 +293,8 @@ async fn close_signer(signer: Arc<Signer>) {
 /// on the first SIGTERM or SIGINT.
 ///
 /// SIGHUP is caught too: its default action would kill the agent at once (no drain, the socket
-/// file left behind), and operators send it expecting a reload. The agent does not reload its
-/// configuration, so it says so and keeps serving.
+/// file left behind). It re-reads the token's keys (`rescan`), not the configuration, so the
+/// agent says so and keeps serving.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), Error>>, Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
@@ -310,8 +310,8 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), Erro
                 _ = int.recv() => tracing::info!("SIGINT received"),
                 Some(()) = hup.recv() => {
                     tracing::warn!(
-                        "SIGHUP received: the agent does not reload its configuration; \
-                         still serving (restart it to apply a changed configuration)"
+                        "SIGHUP received: re-reading the token's keys; the configuration is not \
+                         reloaded (restart the agent to apply a changed configuration)"
                     );
                     continue;
                 }

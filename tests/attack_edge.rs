@@ -66,7 +66,7 @@ async fn sighup_is_logged_and_the_agent_keeps_serving() {
     assert!(
         agent
             .log_text()
-            .contains("does not reload its configuration"),
+            .contains("the configuration is not reloaded"),
         "{}",
         agent.log_text()
     );

@@ -22,5 +22,5 @@ pin = { file = "$state/pin" }
 name = "bench"
 uid = $(id -u)
 keys = ["*"]
-operations = ["sign", "fingerprint"]
+operations = ["sign", "fingerprint", "verify"]
 EOT

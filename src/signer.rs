@@ -1,26 +1,25 @@
 //! The agent's domain logic, free of gRPC: key lookup, limits, the ECDSA prehash and encodings,
 //! the SWT3 formula, and verify-after-sign. Every HSM call goes through the `Executor`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
 use crate::config::Limits;
-use crate::error::{Error, HsmFault};
+use crate::error::Error;
 use crate::executor::Executor;
 use crate::key::{Algorithm, KeyDescriptor, SignatureFormat};
 use crate::public_key::PublicKey;
 use crate::swt3::Anchor;
 
+mod call;
+mod run;
 mod verify;
 
 pub use verify::{Checked, Claim, Verdict, VerifyItem};
 
-/// How long a call waits before it looks a key the token says is gone up again (twice as long
-/// the second time): a token can miss an object for a moment while another process rewrites it.
-const KEY_GONE_PAUSE: Duration = Duration::from_millis(20);
+use call::HsmCall;
+use run::Job;
 
 /// The longest key id accepted; longer ones are refused without being echoed.
 pub const MAX_KEY_ID_BYTES: usize = 256;
@@ -217,94 +216,6 @@ impl Signer {
             .collect()
     }
 
-    /// Runs one prepared call on a worker.
-    async fn run_one<J: Job>(&self, call: J, deadline: Instant) -> Result<Done<J>, Error> {
-        let bytes = call.bytes();
-        self.executor
-            .run(deadline, bytes, move |backend| {
-                let mut call = call;
-                let raw = call.run(backend)?;
-                Ok((call, raw))
-            })
-            .await
-    }
-
-    /// Runs the prepared calls on the workers in up to `workers` chunks; keeps the order.
-    ///
-    /// Each item's result is kept as soon as it is done, so a batch that reaches its deadline
-    /// answers what it finished; the rest answer `DEADLINE_EXCEEDED`. A worker starts no item
-    /// once the deadline has passed or the batch was answered, and a result that comes back
-    /// after that is dropped, never delivered.
-    async fn run_batch<J: Job>(
-        &self,
-        calls: Vec<Result<J, Error>>,
-        deadline: Instant,
-    ) -> Vec<Result<Done<J>, Error>> {
-        let slots = Arc::new(Mutex::new(Slots {
-            results: calls.iter().map(|_| None).collect(),
-            answered: false,
-        }));
-        let mut chunks: Vec<Vec<(usize, J)>> = (0..self.workers).map(|_| Vec::new()).collect();
-        let mut early = Vec::new();
-        let mut next = 0;
-        for (index, call) in calls.into_iter().enumerate() {
-            match call {
-                Ok(call) => {
-                    chunks[next % self.workers].push((index, call));
-                    next += 1;
-                }
-                Err(e) => early.push((index, e)),
-            }
-        }
-        let runs = chunks.into_iter().filter(|c| !c.is_empty()).map(|chunk| {
-            let indexes: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
-            let bytes = chunk.iter().map(|(_, c)| c.bytes()).sum();
-            let slots = Arc::clone(&slots);
-            let run = self.executor.run(deadline, bytes, move |backend| {
-                for (index, mut call) in chunk {
-                    if Instant::now() >= deadline || lock(&slots).answered {
-                        break;
-                    }
-                    let result = call.run(backend).map(|raw| (call, raw));
-                    let mut slots = lock(&slots);
-                    if slots.answered {
-                        break;
-                    }
-                    slots.results[index] = Some(result);
-                }
-                Ok(())
-            });
-            async move { (indexes, run.await) }
-        });
-        let outcomes = futures_util::future::join_all(runs).await;
-        let mut results = {
-            let mut slots = lock(&slots);
-            slots.answered = true;
-            std::mem::take(&mut slots.results)
-        };
-        for (index, e) in early {
-            results[index] = Some(Err(e));
-        }
-        // A chunk that failed as a whole (queue full, shutting down, deadline) fails each of its
-        // items that got no result of its own.
-        for (indexes, outcome) in outcomes {
-            let failure = outcome.err();
-            for index in indexes {
-                if results[index].is_none() {
-                    results[index] = Some(Err(failure
-                        .as_ref()
-                        .map_or(Error::DeadlineExceeded("call finished"), |e| {
-                            same_error(e, &e.to_string())
-                        })));
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(Error::DeadlineExceeded("call finished"))))
-            .collect()
-    }
-
     /// Checks a Sign request and prepares its HSM call.
     fn prepare_sign(
         &self,
@@ -360,187 +271,6 @@ impl Signer {
             format: SignatureFormat::Raw,
             anchor: Some((fingerprint, anchor.timestamp_ms)),
         })
-    }
-}
-
-/// One checked piece of HSM work a worker runs: signing ([`HsmCall`]) or verifying
-/// ([`verify::VerifyCall`]).
-trait Job: Send + 'static {
-    /// What the work produces.
-    type Out: Send + 'static;
-    /// The bytes it holds in the queue.
-    fn bytes(&self) -> usize;
-    /// The work, on a worker thread.
-    fn run(&mut self, backend: &dyn Backend) -> Result<Self::Out, Error>;
-}
-
-/// A finished job and what it produced.
-type Done<J> = (J, <J as Job>::Out);
-
-/// The results of a batch's items as the workers finish them.
-struct Slots<J: Job> {
-    results: Vec<Option<Result<Done<J>, Error>>>,
-    /// The batch was answered: later results are dropped and no item is started.
-    answered: bool,
-}
-
-fn lock<J: Job>(slots: &Mutex<Slots<J>>) -> std::sync::MutexGuard<'_, Slots<J>> {
-    slots.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One checked HSM operation: what to sign with which key, and how to check and encode the
-/// result.
-struct HsmCall {
-    key_id: String,
-    /// The key version to sign with: the primary when the call was prepared.
-    version: u32,
-    algorithm: Algorithm,
-    public_key: Option<PublicKey>,
-    /// The message (Sign) or the SWT3 signed payload (Fingerprint).
-    input: Vec<u8>,
-    format: SignatureFormat,
-    /// For Fingerprint: the fingerprint and the timestamp used.
-    anchor: Option<(String, i64)>,
-}
-
-impl Job for HsmCall {
-    type Out = Vec<u8>;
-
-    fn bytes(&self) -> usize {
-        self.input.len()
-    }
-
-    /// The HSM call and verify-after-sign, on a worker thread. When the token no longer lets
-    /// the version sign (a rotation or `set-primary` since the registry was read), the backend
-    /// re-reads its keys and the call is made once more with the new
-    /// primary version, so a rotation fails no call.
-    ///
-    /// A key the token says it no longer has is looked up once more before the call answers
-    /// `NOT_FOUND`: a token can miss an object for a moment while another process rewrites it
-    /// (SoftHSM2 while `signet keys rotate` changes the old version's flags).
-    fn run(&mut self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
-        let mut retries = 0;
-        let signature = loop {
-            match self.sign(backend) {
-                Ok(signature) => break signature,
-                Err(e) if retries < 2 && retired(&e) && self.follow_primary(backend) => {}
-                Err(Error::KeyGone(_)) if retries < 2 => {
-                    // Give the other process a moment to finish writing the object.
-                    std::thread::sleep(KEY_GONE_PAUSE * (retries + 1));
-                }
-                Err(e) => return Err(e),
-            }
-            retries += 1;
-        };
-        self.check(&signature)?;
-        Ok(signature)
-    }
-}
-
-impl HsmCall {
-    /// Re-reads the backend's keys and switches to the key's primary version; whether it
-    /// changed.
-    fn follow_primary(&mut self, backend: &dyn Backend) -> bool {
-        if let Err(e) = backend.rescan() {
-            tracing::warn!(key = %self.key_id, error = %e, "re-reading the keys after a refused signature failed");
-            return false;
-        }
-        match backend.registry().primary(&self.key_id) {
-            Some(key) if key.version != self.version && key.algorithm == self.algorithm => {
-                tracing::info!(
-                    key = %self.key_id,
-                    from = self.version,
-                    to = key.version,
-                    "the token retired the version this call was to sign with; signing with the \
-                     new primary version"
-                );
-                self.version = key.version;
-                self.public_key = key.public_key.clone();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The HSM call alone. ECDSA signs the SHA-256 of the message; the other mechanisms take
-    /// it whole.
-    fn sign(&self, backend: &dyn Backend) -> Result<Vec<u8>, Error> {
-        let digest = (self.algorithm == Algorithm::EcdsaP256Sha256)
-            .then(|| Sha256::digest(&self.input).to_vec());
-        backend.sign(
-            &self.key_id,
-            self.version,
-            digest.as_deref().unwrap_or(&self.input),
-        )
-    }
-
-    /// Verify-after-sign: an asymmetric signature that does not verify against the key's
-    /// public key is withheld.
-    fn check(&self, signature: &[u8]) -> Result<(), Error> {
-        match &self.public_key {
-            Some(pk) if !pk.verify(&self.input, signature) => {
-                tracing::error!(key = %self.key_id, "verify-after-sign failed: signature withheld");
-                Err(Error::SignatureCheckFailed {
-                    key_id: self.key_id.clone(),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The signature in the requested encoding.
-    fn finish(self, raw: Vec<u8>) -> Result<Signature, Error> {
-        let bytes = match self.format {
-            SignatureFormat::Raw => raw,
-            SignatureFormat::Der => p256::ecdsa::Signature::from_slice(&raw)
-                .map_err(|e| Error::Internal(format!("ECDSA signature from the HSM: {e}")))?
-                .to_der()
-                .as_bytes()
-                .to_vec(),
-        };
-        Ok(Signature {
-            bytes,
-            algorithm: self.algorithm,
-            format: self.format,
-            key_version: self.version,
-        })
-    }
-
-    /// The SWT3 witness from the HMAC.
-    fn finish_witness(self, mac: Vec<u8>) -> Result<Witness, Error> {
-        if mac.len() != 32 {
-            return Err(Error::Internal(format!(
-                "the HSM returned a {}-byte HMAC-SHA256",
-                mac.len()
-            )));
-        }
-        let (fingerprint, timestamp_ms) = self
-            .anchor
-            .ok_or_else(|| Error::Internal("a Fingerprint call without its anchor".into()))?;
-        Ok(Witness {
-            fingerprint,
-            signature: hex::encode(mac),
-            timestamp_ms,
-            key_version: self.version,
-        })
-    }
-}
-
-/// Whether a signing error says the version was retired under the call: the token no longer
-/// lets it sign. (A key the token no longer has is `NOT_FOUND` for the call, as before; the
-/// next re-scan drops it from the registry.)
-fn retired(error: &Error) -> bool {
-    error.fault() == Some(HsmFault::NotPermitted)
-}
-
-/// The same failure for every item of a chunk that failed as a whole (queue full, deadline,
-/// shutdown).
-fn same_error(error: &Error, message: &str) -> Error {
-    match error {
-        Error::ResourceExhausted(m) => Error::ResourceExhausted(m.clone()),
-        Error::DeadlineExceeded(m) => Error::DeadlineExceeded(m),
-        Error::ShuttingDown => Error::ShuttingDown,
-        _ => Error::Internal(message.to_owned()),
     }
 }
 

@@ -35,6 +35,10 @@ use crate::identity::Identity;
 /// the refusal rather than a closed connection.
 const REFUSAL_TIME: Duration = Duration::from_secs(5);
 
+/// At shutdown, how long a connection that has not sent its HTTP/2 preface yet may still
+/// send it (and then be shut down gracefully) before it is dropped.
+const SHUTDOWN_PREFACE_GRACE: Duration = Duration::from_millis(250);
+
 /// The one call a connection over the limit is still answered: the standard health check.
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
@@ -131,10 +135,22 @@ async fn http<IO>(
     let name = Arc::clone(&listener.name);
     let mut stopping = shutdown.clone();
     let abandon = async move {
+        let mut prefaced = std::pin::pin!(prefaced);
+        let stop = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
         let arrived = tokio::select! {
             biased;
-            arrived = prefaced => arrived,
-            _ = stopping.wait_for(|stop| *stop) => false,
+            arrived = &mut prefaced => Some(arrived),
+            () = stop => None,
+        };
+        // A client that connected just before the stop gets a moment to start HTTP/2, so that
+        // a GOAWAY tells it its calls were not processed, instead of a reset.
+        let arrived = match arrived {
+            Some(arrived) => arrived,
+            None => tokio::time::timeout(SHUTDOWN_PREFACE_GRACE, &mut prefaced)
+                .await
+                .unwrap_or(false),
         };
         if arrived {
             std::future::pending::<()>().await;

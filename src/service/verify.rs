@@ -2,8 +2,10 @@
 //! audit record per check with its verdict (valid or invalid; the message hashed, never
 //! stored), the client's rate limit, and the batch bounds of `SignBatch`.
 
+use super::batch::{settle_items, Item};
+use super::fingerprint::anchor_of;
 use super::gate::Watch;
-use super::{anchor_of, settle_items, sha256_hex, Call, FingerprintOp, Item, Rpc, Service};
+use super::{sha256_hex, Call, FingerprintOp, Rpc, Service};
 use crate::audit::Verdict as Audited;
 use crate::error::Error;
 use crate::key::SignatureFormat;

@@ -17,7 +17,9 @@ use common::requests::{published_fingerprint_request, sign_request};
 use common::{assert_success, Agent, Device, TestToken};
 use p256::ecdsa::signature::Verifier as _;
 use signet::grpc::proto::signer_client::SignerClient;
-use signet::grpc::proto::{GetPublicKeyRequest, GetPublicKeyResponse, ListKeysRequest};
+use signet::grpc::proto::{
+    GetPublicKeyRequest, GetPublicKeyResponse, ListKeysRequest, VerifyRequest,
+};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -257,6 +259,25 @@ async fn rotation_under_load_fails_no_call_and_each_signature_verifies_with_its_
         );
         versions_seen.insert(*version);
     }
+    // The agent verifies them too, saying which version matched: old signatures still verify
+    // while their version may verify.
+    for (key, version, message, signature) in made.iter().take(40) {
+        let verdict = client
+            .verify(VerifyRequest {
+                key_id: key.clone(),
+                message: message.clone(),
+                signature: signature.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("Verify")
+            .into_inner();
+        assert!(verdict.valid, "{key} version {version}");
+        assert_eq!(
+            verdict.key_version, *version,
+            "{key}: the version that matched"
+        );
+    }
     assert!(made.len() > 4, "the load made {} signatures", made.len());
     assert!(
         versions_seen.contains(&2),
@@ -278,6 +299,20 @@ async fn rotation_under_load_fails_no_call_and_each_signature_verifies_with_its_
         .await;
         let r = public_key(&mut client, key, None).await.expect("version 2");
         assert_eq!(kids(&r), [format!("{key}#2")]);
+    }
+    // A signature of the retired version no longer verifies.
+    if let Some((key, _, message, signature)) = made.iter().find(|(_, v, _, _)| *v == 1) {
+        let verdict = client
+            .verify(VerifyRequest {
+                key_id: key.clone(),
+                message: message.clone(),
+                signature: signature.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("Verify")
+            .into_inner();
+        assert!(!verdict.valid, "{key}: version 1 was retired");
     }
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");

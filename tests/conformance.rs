@@ -1,7 +1,8 @@
 //! The conformance suite: the same RPC-level and key-command assertions against every backend,
 //! with the same independent verification (ed25519-dalek, p256, hmac, swt3-ai, sqooler) and the
 //! same error codes. `softhsm::*` runs on a real SoftHSM2 token through the PKCS#11 backend;
-//! `yubihsm::*` runs on `yubihsm`'s MockHsm, served over HTTP like `yubihsm-connector`, through
+//! `kryoptic::*` on a real Kryoptic token (a second, independent PKCS#11 implementation, built by
+//! `scripts/kryoptic.sh`) through the same backend; `yubihsm::*` runs on `yubihsm`'s MockHsm, served over HTTP like `yubihsm-connector`, through
 //! the native YubiHSM backend (built with `--features yubihsm-mock`). Both drive the real
 //! `signet` binary.
 
@@ -20,7 +21,8 @@ use signet::grpc::proto::{
 };
 use tonic::Code;
 
-/// Runs each conformance test against every backend, as `softhsm::NAME` and `yubihsm::NAME`.
+/// Runs each conformance test against every backend, as `softhsm::NAME`, `kryoptic::NAME` and
+/// `yubihsm::NAME`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod softhsm {
@@ -28,6 +30,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(crate::common::TestToken::new()).await
+                }
+            )*
+        }
+        mod kryoptic {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::TestToken::kryoptic()).await
                 }
             )*
         }

@@ -360,7 +360,12 @@ async fn generated_keys_are_served_and_destroyed_keys_are_not_found(token: impl 
         .sign(sign_request("ed", message))
         .await
         .expect_err("the key is gone");
-    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}\n{}", agent.log_text());
+    assert_eq!(
+        status.code(),
+        tonic::Code::NotFound,
+        "{status:?}\n{}",
+        agent.log_text()
+    );
     assert!(
         status.message().contains("no longer on the token"),
         "{status:?}"
@@ -383,7 +388,12 @@ async fn generated_keys_are_served_and_destroyed_keys_are_not_found(token: impl 
         .sign(sign_request("ed", message))
         .await
         .expect_err("a restarted agent does not serve it");
-    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}\n{}", agent.log_text());
+    assert_eq!(
+        status.code(),
+        tonic::Code::NotFound,
+        "{status:?}\n{}",
+        agent.log_text()
+    );
     let (exit, log) = agent.stop();
     assert!(exit.success(), "{log}");
 }

@@ -119,8 +119,14 @@ pub fn run(token: TestToken) {
         let (backend, workers) = signet::server::open_backend(&config).expect("backend");
         let agent = InProcessAgent::serve(config, backend, workers).await;
         wait_for_health(&token.socket, true, Duration::from_secs(10)).await;
-        let verifier =
-            Arc::new(Verifier::fetch(crate::common::connect(&token.socket).await.expect("connect")).await);
+        let verifier = Arc::new(
+            Verifier::fetch(
+                crate::common::connect(&token.socket)
+                    .await
+                    .expect("connect"),
+            )
+            .await,
+        );
 
         let injector = Pkcs11::new(&token.module).expect("module");
         match injector.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -232,10 +238,11 @@ pub fn run(token: TestToken) {
             )
             .expect("C_SetPIN");
         std::mem::forget(session); // closed by C_CloseAllSessions below
-        pkcs11_faults::close_all_sessions(&token.module, slot.id())
-            .expect("C_CloseAllSessions");
+        pkcs11_faults::close_all_sessions(&token.module, slot.id()).expect("C_CloseAllSessions");
         let mut client = signet::grpc::proto::signer_client::SignerClient::new(
-            crate::common::connect(&token.socket).await.expect("connect"),
+            crate::common::connect(&token.socket)
+                .await
+                .expect("connect"),
         );
         let request = || signet::grpc::proto::SignRequest {
             key_id: "ed".into(),

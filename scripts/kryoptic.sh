@@ -51,5 +51,7 @@ built="$project/target/release/libkryoptic_pkcs11.so"
 cp "$built" "$module.tmp"
 mv "$module.tmp" "$module"
 echo "$want" >"$stamp"
+# The build tree (about 330 MB) is not needed once the module is copied out.
+rm -rf "$project/target"
 echo "kryoptic.sh: built $module in $(($(date +%s) - start)) s" >&2
 echo "$module"

@@ -39,14 +39,15 @@ echo "Building the agent (release; the first build takes several minutes)." >&2
 cargo build --release
 signet=$root/target/release/signet
 
-mkdir -p "$state/tokens"
+mkdir -p "$state"
+[ "$kind" = softhsm ] && mkdir -p "$state/tokens"
 chmod 700 "$state"
 umask 077
 for f in pin so-pin; do
   # 32 hex characters from the kernel's CSPRNG; written once, never printed.
   [ -s "$state/$f" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$state/$f"
 done
-sed "s|@TOKENDIR@|$state/tokens|" softhsm/softhsm2.conf.template > "$state/softhsm2.conf"
+[ "$kind" = softhsm ] && sed "s|@TOKENDIR@|$state/tokens|" softhsm/softhsm2.conf.template > "$state/softhsm2.conf"
 sed -e "s|@MODULE@|$module|" -e "s|@UID@|$(id -u)|" softhsm/signet.toml.template > "$state/signet.toml"
 export SOFTHSM2_CONF=$state/softhsm2.conf
 # Kryoptic: a KRYOPTIC_CONF ending in .sql is the whole configuration, one slot on that store.

@@ -40,8 +40,8 @@ const HINT: &str = "Build it once (a few minutes; cached under target/kryoptic/)
                     scripts/kryoptic.sh\n\
                     (test.sh does this, installing libclang-dev for bindgen if it is missing)";
 
-/// The environment variable naming a Kryoptic token's store, and the store file in `dir`: a
-/// path ending in `.sql` is a whole configuration, one slot on that sqlite database.
+/// The sqlite store of a Kryoptic token in `dir`, which `KRYOPTIC_CONF` names: a path ending in
+/// `.sql` is a whole configuration, one slot on that database.
 pub fn store(dir: &Path) -> PathBuf {
     dir.join("kryoptic.sql")
 }

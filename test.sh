@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole Signet test suite: formatting, lints, and every test (unit tests, and the
-# integration tests that create their own SoftHSM2 tokens in temporary directories). The tests
-# run with the yubihsm-mock feature, so the conformance suite covers both backends: SoftHSM2
-# through PKCS#11, and the native YubiHSM backend against the yubihsm crate's MockHsm. Lints run
-# with and without it, so the default build stays clean too.
+# integration tests that create their own SoftHSM2 or Kryoptic tokens in temporary directories).
+# The tests run with the yubihsm-mock feature, so the conformance suite covers three backends:
+# SoftHSM2 and Kryoptic through PKCS#11, and the native YubiHSM backend against the yubihsm
+# crate's MockHsm. Lints run with and without it, so the default build stays clean too.
+# The Kryoptic module is built from the crate registry by scripts/kryoptic.sh (a few minutes the
+# first time, then cached under target/kryoptic/<version>/; it installs libclang-dev for bindgen).
 # Installs what the tests need when it is missing: softhsm2, opensc (pkcs11-tool), systemd
 # (systemd-analyze, for the unit in deploy/), and a Python virtual environment with the callers'
 # own libraries (sqooler, swt3-ai) and the Python client for the compatibility tests and the
@@ -12,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-packages.sh softhsm2 opensc systemd
+SIGNET_KRYOPTIC_MODULE="$(scripts/kryoptic.sh)"
+export SIGNET_KRYOPTIC_MODULE
 SIGNET_TEST_PYTHON="$(scripts/python-env.sh)"
 export SIGNET_TEST_PYTHON
 cargo fmt --all -- --check

@@ -1,7 +1,10 @@
 //! The conformance suite: the same RPC-level and key-command assertions against every backend,
 //! with the same independent verification (ed25519-dalek, p256, hmac, swt3-ai, sqooler) and the
-//! same error codes. The verification RPCs' cases are in `conformance/verify.rs`. `softhsm::*` runs on a real SoftHSM2 token through the PKCS#11 backend;
-//! `yubihsm::*` runs on `yubihsm`'s MockHsm, served over HTTP like `yubihsm-connector`, through
+//! same error codes. The verification RPCs' cases are in `conformance/verify.rs`. `softhsm::*`
+//! runs on a real SoftHSM2 token through the PKCS#11 backend; `kryoptic::*` on a real Kryoptic
+//! token (a second, independent PKCS#11 implementation, built by `scripts/kryoptic.sh`) through
+//! the same backend; `yubihsm::*` runs on `yubihsm`'s MockHsm, served over HTTP like
+//! `yubihsm-connector`, through
 //! the native YubiHSM backend (built with `--features yubihsm-mock`). Both drive the real
 //! `signet` binary.
 
@@ -23,7 +26,8 @@ use signet::grpc::proto::{
 use tonic::Code;
 use verify::*;
 
-/// Runs each conformance test against every backend, as `softhsm::NAME` and `yubihsm::NAME`.
+/// Runs each conformance test against every backend, as `softhsm::NAME`, `kryoptic::NAME` and
+/// `yubihsm::NAME`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod softhsm {
@@ -31,6 +35,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(crate::common::TestToken::new()).await
+                }
+            )*
+        }
+        mod kryoptic {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::TestToken::kryoptic()).await
                 }
             )*
         }
@@ -357,7 +369,12 @@ async fn generated_keys_are_served_and_destroyed_keys_are_not_found(token: impl 
         .sign(sign_request("ed", message))
         .await
         .expect_err("the key is gone");
-    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert_eq!(
+        status.code(),
+        tonic::Code::NotFound,
+        "{status:?}\n{}",
+        agent.log_text()
+    );
     assert!(
         status.message().contains("no longer on the token"),
         "{status:?}"
@@ -380,7 +397,12 @@ async fn generated_keys_are_served_and_destroyed_keys_are_not_found(token: impl 
         .sign(sign_request("ed", message))
         .await
         .expect_err("a restarted agent does not serve it");
-    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert_eq!(
+        status.code(),
+        tonic::Code::NotFound,
+        "{status:?}\n{}",
+        agent.log_text()
+    );
     let (exit, log) = agent.stop();
     assert!(exit.success(), "{log}");
 }

@@ -8,6 +8,11 @@
 //! SoftHSM2 answers a lost token directory with `CKR_OBJECT_HANDLE_INVALID` for the keys it had,
 //! an empty search, and `CKR_GENERAL_ERROR` from `C_GetTokenInfo`, until the module is
 //! initialised again: the agent must not take that for destroyed keys.
+//!
+//! SoftHSM2 only: Kryoptic keeps its one sqlite store open from `C_Initialize`, so moving it
+//! away or `chmod 000` never reaches the token (it keeps signing; see the README's "What a real
+//! HSM may do differently"). A key destroyed behind the agent is tested on both tokens in
+//! `tests/conformance.rs`.
 
 mod common;
 

@@ -1,15 +1,17 @@
-//! Test fixtures: a real SoftHSM2 token created in a temporary directory, keys made with the
-//! `signet` binary, the real agent started as a child process, and a gRPC client over its
-//! unix socket.
+//! Test fixtures: a real PKCS#11 token (SoftHSM2, or Kryoptic with [`TestToken::kryoptic`])
+//! created in a temporary directory, keys made with the `signet` binary, the real agent started
+//! as a child process, and a gRPC client over its unix socket.
 //!
-//! Every PKCS#11 call happens in a child process with its own `SOFTHSM2_CONF`, so tests never
-//! share the process-global `C_Initialize` and run in parallel under any test runner.
+//! Every PKCS#11 call happens in a child process with its own `SOFTHSM2_CONF` or
+//! `KRYOPTIC_CONF`, so tests never share the process-global `C_Initialize` and run in parallel
+//! under any test runner.
 #![allow(dead_code)]
 
 pub mod ca;
 pub mod config;
 pub mod health;
 pub mod in_process;
+pub mod kryoptic;
 pub mod output;
 pub mod ports;
 pub mod raw_h2;
@@ -60,39 +62,77 @@ pub fn signet_bin() -> &'static str {
 pub const TEST_PIN: &str = "test-user-pin-7f3a9c";
 const TEST_SO_PIN: &str = "test-so-pin-51d2e8";
 
-/// A SoftHSM2 token of its own in a temporary directory, with a Signet config that uses it.
+/// Which PKCS#11 implementation a [`TestToken`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// SoftHSM2, from the system packages.
+    SoftHsm2,
+    /// Kryoptic, built from the crate registry by `scripts/kryoptic.sh`.
+    Kryoptic,
+}
+
+/// A PKCS#11 token of its own in a temporary directory, with a Signet config that uses it.
 pub struct TestToken {
     pub dir: TempDir,
     pub config: PathBuf,
+    /// What the module's environment variable names: `softhsm2.conf` for SoftHSM2, the sqlite
+    /// store for Kryoptic (see [`TestToken::conf_env`]).
     pub softhsm_conf: PathBuf,
     pub socket: PathBuf,
     pub label: String,
+    pub kind: TokenKind,
+    pub module: PathBuf,
 }
 
 impl TestToken {
-    /// A new, empty token.
+    /// A new, empty SoftHSM2 token.
     pub fn new() -> Self {
         Self::with_config_extra("")
     }
 
-    /// A new token whose config gets `extra` appended inside `[backend]`.
+    /// A new SoftHSM2 token whose config gets `extra` appended inside `[backend]`.
     pub fn with_config_extra(extra: &str) -> Self {
-        let module = softhsm_module();
+        Self::of_kind(TokenKind::SoftHsm2, extra)
+    }
+
+    /// A new, empty Kryoptic token.
+    pub fn kryoptic() -> Self {
+        Self::of_kind(TokenKind::Kryoptic, "")
+    }
+
+    /// A new Kryoptic token whose config gets `extra` appended inside `[backend]`.
+    pub fn kryoptic_with_config_extra(extra: &str) -> Self {
+        Self::of_kind(TokenKind::Kryoptic, extra)
+    }
+
+    /// A new token of `kind`, initialised with `signet token init`.
+    pub fn of_kind(kind: TokenKind, extra: &str) -> Self {
+        let module = match kind {
+            TokenKind::SoftHsm2 => softhsm_module(),
+            TokenKind::Kryoptic => kryoptic::module(),
+        };
         let dir = tempfile::Builder::new()
             .prefix("signet-test-")
             .tempdir()
             .expect("temporary directory");
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).expect("token directory");
-        let softhsm_conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &softhsm_conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .expect("softhsm2.conf");
+        let softhsm_conf = match kind {
+            TokenKind::SoftHsm2 => {
+                let tokens = dir.path().join("tokens");
+                std::fs::create_dir(&tokens).expect("token directory");
+                let conf = dir.path().join("softhsm2.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "directories.tokendir = {}\nobjectstore.backend = file\n\
+                         log.level = ERROR\n",
+                        tokens.display()
+                    ),
+                )
+                .expect("softhsm2.conf");
+                conf
+            }
+            TokenKind::Kryoptic => kryoptic::store(dir.path()),
+        };
         std::fs::write(dir.path().join("pin"), TEST_PIN).expect("pin file");
         std::fs::write(dir.path().join("so-pin"), TEST_SO_PIN).expect("so-pin file");
         let label = format!("test-{}", std::process::id());
@@ -104,8 +144,10 @@ impl TestToken {
             softhsm_conf,
             socket,
             label,
+            kind,
+            module,
         };
-        token.write_config(&module, extra);
+        token.write_config(&token.module, extra);
         let out = token.signet(&[
             "token",
             "init",
@@ -139,10 +181,19 @@ impl TestToken {
         std::fs::write(&self.config, edit(&text)).expect("config");
     }
 
-    /// A command for the `signet` binary with this token's SoftHSM2 configuration.
+    /// The environment variable that points the module at this token, and its value.
+    pub fn conf_env(&self) -> (&'static str, &Path) {
+        match self.kind {
+            TokenKind::SoftHsm2 => ("SOFTHSM2_CONF", &self.softhsm_conf),
+            TokenKind::Kryoptic => ("KRYOPTIC_CONF", &self.softhsm_conf),
+        }
+    }
+
+    /// A command for the `signet` binary with this token's module configuration.
     pub fn command(&self) -> Command {
+        let (var, conf) = self.conf_env();
         let mut cmd = Command::new(signet_bin());
-        cmd.env("SOFTHSM2_CONF", &self.softhsm_conf)
+        cmd.env(var, conf)
             .env("SIGNET_LOG", "info")
             .current_dir(self.dir.path());
         cmd
@@ -211,10 +262,11 @@ impl TestToken {
 
     /// OpenSC's pkcs11-tool, logged in to this token: a PKCS#11 client independent of Signet.
     pub fn pkcs11_tool(&self) -> Command {
+        let (var, conf) = self.conf_env();
         let mut command = Command::new("pkcs11-tool");
         command
-            .env("SOFTHSM2_CONF", &self.softhsm_conf)
-            .args(["--module", path_str(&softhsm_module())])
+            .env(var, conf)
+            .args(["--module", path_str(&self.module)])
             .args(["--token-label", &self.label, "--login", "--pin", TEST_PIN]);
         command
     }
@@ -349,7 +401,10 @@ pub trait Device {
 
 impl Device for TestToken {
     fn backend(&self) -> &'static str {
-        "softhsm"
+        match self.kind {
+            TokenKind::SoftHsm2 => "softhsm",
+            TokenKind::Kryoptic => "kryoptic",
+        }
     }
     fn secret(&self) -> &'static str {
         TEST_PIN

@@ -51,6 +51,12 @@ pub fn classify(error: CkError) -> Error {
     match error {
         // A fact about the key that the key commands explain to the operator.
         CkError::Pkcs11(RvError::KeySizeRange, _) => Error::KeySizeRange,
+        // Kryoptic answers `C_SignInit` on a key another process destroyed (its handle still
+        // cached, the object gone from the sqlite store) with `CKR_GENERAL_ERROR`: a hint, like
+        // a handle error, that a lookup on a working session confirms or refutes.
+        CkError::Pkcs11(rv @ RvError::GeneralError, function @ Function::SignInit) => {
+            HsmError::new(HsmFault::KeyGone, op_of(function), Ckr { rv, function }).into()
+        }
         CkError::Pkcs11(rv, function) => {
             HsmError::new(fault_of(rv), op_of(function), Ckr { rv, function }).into()
         }
@@ -276,6 +282,9 @@ mod tests {
         assert_eq!(kind(RvError::DeviceRemoved), ErrorKind::Unavailable);
         assert_eq!(kind(RvError::SessionCount), ErrorKind::Unavailable);
         assert_eq!(kind(RvError::GeneralError), ErrorKind::Unavailable);
+        // At C_SignInit a general error is only a hint that the key is gone (Kryoptic).
+        let at_sign_init = classify(CkError::Pkcs11(RvError::GeneralError, Function::SignInit));
+        assert_eq!(at_sign_init.fault(), Some(HsmFault::KeyGone));
         assert_eq!(kind(RvError::FunctionFailed), ErrorKind::Internal);
         assert_eq!(kind(RvError::DataLenRange), ErrorKind::InvalidArgument);
         assert_eq!(

@@ -90,16 +90,11 @@ pub fn verify_fingerprint_response(done: AnchorChecked) -> proto::VerifyFingerpr
 /// The answer to a VerifyBatch: one result per item, in order.
 pub fn verify_batch_response(results: Vec<Result<Verified, Error>>) -> proto::VerifyBatchResponse {
     use proto::verify_batch_result::Result as One;
-    let results = results
-        .into_iter()
-        .map(|r| proto::VerifyBatchResult {
-            result: Some(match r {
-                Ok(verified) => One::Verdict(verify_response(verified)),
-                Err(e) => One::Error(item_error(e)),
-            }),
-        })
-        .collect();
-    proto::VerifyBatchResponse { results }
+    proto::VerifyBatchResponse {
+        results: each(results, |r| proto::VerifyBatchResult {
+            result: Some(r.map_or_else(One::Error, |ok| One::Verdict(verify_response(ok)))),
+        }),
+    }
 }
 
 /// The answer to a VerifyFingerprintBatch: one result per item, in order.
@@ -107,16 +102,13 @@ pub fn verify_fingerprint_batch_response(
     results: Vec<Result<AnchorChecked, Error>>,
 ) -> proto::VerifyFingerprintBatchResponse {
     use proto::verify_fingerprint_batch_result::Result as One;
-    let results = results
-        .into_iter()
-        .map(|r| proto::VerifyFingerprintBatchResult {
-            result: Some(match r {
-                Ok(done) => One::Verdict(verify_fingerprint_response(done)),
-                Err(e) => One::Error(item_error(e)),
-            }),
-        })
-        .collect();
-    proto::VerifyFingerprintBatchResponse { results }
+    proto::VerifyFingerprintBatchResponse {
+        results: each(results, |r| proto::VerifyFingerprintBatchResult {
+            result: Some(r.map_or_else(One::Error, |ok| {
+                One::Verdict(verify_fingerprint_response(ok))
+            })),
+        }),
+    }
 }
 
 /// The answer to a Sign.
@@ -151,16 +143,11 @@ pub fn fingerprint_response(minted: Minted) -> proto::FingerprintResponse {
 /// The answer to a SignBatch: one result per item, in order.
 pub fn sign_batch_response(results: Vec<Result<Signed, Error>>) -> proto::SignBatchResponse {
     use proto::sign_batch_result::Result as One;
-    let results = results
-        .into_iter()
-        .map(|r| proto::SignBatchResult {
-            result: Some(match r {
-                Ok(signed) => One::Signature(sign_response(signed)),
-                Err(e) => One::Error(item_error(e)),
-            }),
-        })
-        .collect();
-    proto::SignBatchResponse { results }
+    proto::SignBatchResponse {
+        results: each(results, |r| proto::SignBatchResult {
+            result: Some(r.map_or_else(One::Error, |ok| One::Signature(sign_response(ok)))),
+        }),
+    }
 }
 
 /// The answer to a FingerprintBatch: one result per item, in order.
@@ -168,16 +155,13 @@ pub fn fingerprint_batch_response(
     results: Vec<Result<Minted, Error>>,
 ) -> proto::FingerprintBatchResponse {
     use proto::fingerprint_batch_result::Result as One;
-    let results = results
-        .into_iter()
-        .map(|r| proto::FingerprintBatchResult {
-            result: Some(match r {
-                Ok(minted) => One::Fingerprint(fingerprint_response(minted)),
-                Err(e) => One::Error(item_error(e)),
-            }),
-        })
-        .collect();
-    proto::FingerprintBatchResponse { results }
+    proto::FingerprintBatchResponse {
+        results: each(results, |r| proto::FingerprintBatchResult {
+            result: Some(
+                r.map_or_else(One::Error, |ok| One::Fingerprint(fingerprint_response(ok))),
+            ),
+        }),
+    }
 }
 
 /// The answer to a GetPublicKey.
@@ -213,6 +197,17 @@ pub fn list_keys_response(keys: Vec<KeyDescriptor>) -> proto::ListKeysResponse {
         })
         .collect();
     proto::ListKeysResponse { keys }
+}
+
+/// A batch's answers, one per item in order: each its own answer or its failure.
+fn each<T, R>(
+    results: Vec<Result<T, Error>>,
+    answer: impl Fn(Result<T, proto::ItemError>) -> R,
+) -> Vec<R> {
+    results
+        .into_iter()
+        .map(|r| answer(r.map_err(item_error)))
+        .collect()
 }
 
 /// One batch item's failure, exactly as the unary call would answer it.

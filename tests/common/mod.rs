@@ -740,8 +740,9 @@ impl Verifier {
 /// Whether a failed call provably never reached the agent's handler: HTTP/2 says a stream
 /// refused by a graceful GOAWAY (`NO_ERROR`, above the last stream id) was not processed;
 /// hyper cancels a request it could not send before the connection closed; and a write that
-/// finds the connection closed (broken pipe) did not deliver a request, because the agent
-/// closes a connection only after answering every stream it accepted on it.
+/// finds the connection closed or reset (broken pipe, connection reset) did not deliver a
+/// request, because the agent closes a connection only after answering every stream it
+/// accepted on it (a reset comes from the kernel for a connection the agent never accepted).
 pub fn never_processed(status: &tonic::Status) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(error) = source {
@@ -751,7 +752,14 @@ pub fn never_processed(status: &tonic::Status) -> bool {
             }
         }
         if let Some(e) = error.downcast_ref::<std::io::Error>() {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // A reset connection was never accepted by the agent, or dropped before it sent its
+            // HTTP/2 preface: at shutdown, connections still in the listener's backlog are
+            // reset by the kernel when the listener closes. A connection the agent accepted is
+            // only ever shut down gracefully, after it answered every stream it took.
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) {
                 return true;
             }
         }

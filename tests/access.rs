@@ -117,6 +117,7 @@ async fn unix_callers_are_matched_by_uid_and_every_decision_is_audited() {
             (&"spooler".into(), &"Sign".into(), &"OK".into())
         );
         assert_eq!(r["algorithm"], "ed25519");
+        assert_eq!(r["key_version"], 1, "the version that signed");
         assert!(r["identity"]
             .as_str()
             .expect("identity")
@@ -131,6 +132,7 @@ async fn unix_callers_are_matched_by_uid_and_every_decision_is_audited() {
     assert_eq!(denied.len(), 3);
     assert!(denied.iter().all(|r| r["code"] == "PERMISSION_DENIED"));
     assert!(denied.iter().all(|r| r["message_sha256"].is_null()));
+    assert!(denied.iter().all(|r| r["key_version"].is_null()));
     let (ok, text) = verify(&token, &[&audit_path(&token)]);
     assert!(ok && text.contains("7 records, chain intact"), "{text}");
 }

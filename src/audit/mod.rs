@@ -218,6 +218,7 @@ mod tests_support {
             rpc: "Sign",
             key_id: "k".into(),
             algorithm: Some("ed25519"),
+            key_version: None,
             message_sha256: Some(hex::encode([i as u8; 32])),
             outcome: Outcome::Allowed,
             verdict: None,

@@ -19,6 +19,11 @@ pub struct Record {
     pub key_id: String,
     /// The key's algorithm, when the key exists and the call was allowed.
     pub algorithm: Option<&'static str>,
+    /// The version of the key that signed, or that matched (or was tried) in a verification,
+    /// when the call was answered. Absent from other records (and from logs written before
+    /// key versions existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
     /// SHA-256 of the signed bytes (never the bytes themselves), hex.
     pub message_sha256: Option<String>,
     /// How the call ended.
@@ -149,6 +154,7 @@ mod tests {
             rpc: "Sign",
             key_id: "k".into(),
             algorithm: Some("ed25519"),
+            key_version: None,
             message_sha256: Some("ab".repeat(32)),
             outcome: Outcome::Allowed,
             verdict: None,

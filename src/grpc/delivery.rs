@@ -149,6 +149,7 @@ mod tests {
             rpc: "Sign",
             key_id: "k".into(),
             algorithm: Some("ed25519"),
+            key_version: None,
             message_sha256: Some("00".into()),
             outcome: Outcome::Allowed,
             verdict: None,

@@ -64,6 +64,7 @@ impl Service {
         self.settle(&mut record, &result);
         if let Ok(witness) = &result {
             record.algorithm = Some(Algorithm::HmacSha256.name());
+            record.key_version = Some(witness.key_version);
             record.message_sha256 = Some(payload_sha256(witness, op.agent_id.as_deref()));
         }
         self.write(call, vec![record]).await?;
@@ -113,6 +114,7 @@ impl Service {
         let mut agent_ids = agent_ids.into_iter();
         let results = settle_items(self, &mut items, minted, |item, witness: Witness| {
             item.record.algorithm = Some(Algorithm::HmacSha256.name());
+            item.record.key_version = Some(witness.key_version);
             Minted {
                 key_id: item.key_id.clone(),
                 witness,

@@ -181,6 +181,7 @@ impl Service {
             rpc: rpc.name(),
             key_id: key_id.to_owned(),
             algorithm: None,
+            key_version: None,
             message_sha256: None,
             outcome: Outcome::Failed,
             verdict: None,

@@ -67,6 +67,7 @@ impl Service {
         self.settle(&mut record, &result);
         if let Ok(signature) = &result {
             record.algorithm = Some(signature.algorithm.name());
+            record.key_version = Some(signature.key_version);
             record.message_sha256 = message_sha256;
         }
         self.write(call, vec![record]).await?;
@@ -134,6 +135,7 @@ impl Service {
         let signed = self.signer.sign_batch(work, call.deadline).await;
         let results = settle_items(self, &mut items, signed, |item, signature: Signature| {
             item.record.algorithm = Some(signature.algorithm.name());
+            item.record.key_version = Some(signature.key_version);
             Signed {
                 key_id: item.key_id.clone(),
                 signature,

@@ -92,6 +92,7 @@ impl Service {
         self.settle(&mut record, &result);
         if let Ok(verdict) = &result {
             record.algorithm = Some(verdict.algorithm.name());
+            record.key_version = Some(verdict.key_version);
             record.message_sha256 = message_sha256;
             record.verdict = Some(Audited::of(verdict.valid));
         }
@@ -204,6 +205,7 @@ impl Service {
         let mut crcs = crcs.into_iter();
         let results = settle_items(self, &mut items, verdicts, |item, verdict: Verdict| {
             item.record.algorithm = Some(verdict.algorithm.name());
+            item.record.key_version = Some(verdict.key_version);
             item.record.verdict = Some(Audited::of(verdict.valid));
             Verified {
                 key_id: item.key_id.clone(),
@@ -338,6 +340,7 @@ fn note_anchor(record: &mut crate::audit::Record, op: &VerifyFingerprintOp, chec
         None => op.fingerprint.clone(),
     };
     record.algorithm = Some(crate::key::Algorithm::HmacSha256.name());
+    record.key_version = Some(checked.key_version);
     record.message_sha256 = Some(sha256_hex(payload.as_bytes()));
     record.verdict = Some(Audited::of(checked.valid()));
 }

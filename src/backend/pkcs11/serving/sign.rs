@@ -20,16 +20,27 @@ impl Shared {
         input: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let mechanism = mechanism(key.algorithm);
-        let sign = |handle| {
+        self.with_handle(connection, key, |handle| {
             connection
                 .pool
                 .with_session(|session| session.sign(&mechanism, handle, input).map_err(classify))
-        };
+        })
+    }
+
+    /// Runs `call` with `key`'s handle on `connection`. A key without a handle, or whose handle
+    /// the token says is not valid, is looked up again first (see [`lookup::find_again`]) and
+    /// the call made once more; a new handle refused too means the token is not sound.
+    pub(super) fn with_handle<T>(
+        &self,
+        connection: &Connection,
+        key: &KeyDescriptor,
+        call: impl Fn(ObjectHandle) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let handle = match connection.handle(&key.label()) {
             Some(handle) => handle,
             None => self.find_again(connection, key)?,
         };
-        match sign(handle) {
+        match call(handle) {
             Err(e) if e.fault() == Some(HsmFault::KeyGone) => {
                 tracing::warn!(
                     key = %key.label(),
@@ -37,8 +48,7 @@ impl Shared {
                     "the token says the key's handle is not valid; looking the key up again"
                 );
                 let handle = self.find_again(connection, key)?;
-                // Found again, yet its new handle is refused too: the token is not sound.
-                sign(handle).map_err(|e| e.refault(HsmFault::KeyGone, HsmFault::Lost))
+                call(handle).map_err(|e| e.refault(HsmFault::KeyGone, HsmFault::Lost))
             }
             other => other,
         }

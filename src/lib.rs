@@ -35,7 +35,7 @@ pub mod versions;
 pub use backend::{Backend, HsmState, Opened};
 pub use config::Config;
 pub use error::{Error, ErrorKind, HsmError, HsmFault};
-pub use identity::Identity;
+pub use identity::{Caller, Identity};
 pub use key::{Algorithm, KeyDescriptor, SignatureFormat};
 pub use metrics::Metrics;
 pub use policy::Policy;

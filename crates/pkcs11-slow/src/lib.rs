@@ -25,8 +25,8 @@ use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use cryptoki_sys::{
-    CK_BYTE, CK_FUNCTION_LIST, CK_RV, CK_SESSION_HANDLE, CK_ULONG, CKR_ARGUMENTS_BAD,
-    CKR_FUNCTION_FAILED, CKR_GENERAL_ERROR, CKR_OK,
+    CKR_ARGUMENTS_BAD, CKR_FUNCTION_FAILED, CKR_GENERAL_ERROR, CKR_OK, CK_BYTE, CK_FUNCTION_LIST,
+    CK_RV, CK_SESSION_HANDLE, CK_ULONG,
 };
 
 /// The real module, loaded once, with its function list and ours.
@@ -118,7 +118,9 @@ fn load() -> Result<Module, String> {
     // SAFETY: C_GetFunctionList writes one pointer to the module's static function list.
     let rv = unsafe { library.C_GetFunctionList(&mut list) };
     if rv != CKR_OK || list.is_null() {
-        return Err(format!("the real module's C_GetFunctionList returned {rv:#x}"));
+        return Err(format!(
+            "the real module's C_GetFunctionList returned {rv:#x}"
+        ));
     }
     // SAFETY: the list is the module's own, valid while it stays loaded; this copies it.
     let real = unsafe { *list };

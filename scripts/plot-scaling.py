@@ -26,15 +26,28 @@ def main(csv_path: str, png_path: str) -> None:
         sessions = [int(r["sessions"]) for r in rows]
         measured = [float(r["ops_per_s"]) for r in rows]
         model = [float(r["model_ops_per_s"]) for r in rows]
-        line = ax.plot(sessions, measured, marker="o", label=f"measured, device parallelism {parallel}")
-        ax.plot(sessions, model, linestyle="--", color=line[0].get_color(), alpha=0.6,
-                label=f"model min(sessions, {parallel}) / latency")
-    latency_ms = int(next(iter(curves.values()))[0]["latency_us"]) / 1000
+        line = ax.plot(
+            sessions, measured, marker="o", label=f"measured, device parallelism {parallel}"
+        )
+        ax.plot(
+            sessions,
+            model,
+            linestyle="--",
+            color=line[0].get_color(),
+            alpha=0.6,
+            label=f"model min(sessions, {parallel}) / latency",
+        )
+    first = next(iter(curves.values()))[0]
+    latency_ms = int(first["latency_us"]) / 1000
+    key_type = first["key_type"]
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
     ax.set_xlabel("backend.sessions")
-    ax.set_ylabel("Ed25519 Sign / s")
-    ax.set_title(f"Signet against a {latency_ms:g} ms HSM (SoftHSM2 + pkcs11-slow), audit fsync always")
+    ax.set_ylabel(f"Sign ({key_type}) / s")
+    ax.set_title(
+        f"Signet against a {latency_ms:g} ms HSM (SoftHSM2 + pkcs11-slow), audit fsync always",
+        fontsize=10,
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -13,8 +13,9 @@
 # virtual environment under target/ made from PyPI on first use).
 #
 #   scripts/bench-scaling.sh [seconds-per-point] [latency-us]
-# Environment: KEY_TYPE (hmac-sha256), PARALLELS="32 4" SESSIONS="1 2 4 8 16 32" to choose the points; NO_PLOT=1 to skip
-# the plot.
+# Environment: SIGNET_BIN (a signet binary instead of building the release one), KEY_TYPE
+# (hmac-sha256), PARALLELS="32 4" and SESSIONS="1 2 4 8 16 32" to choose the points, NO_PLOT=1
+# to skip the plot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -40,11 +41,13 @@ if ! softhsm=$(find_module); then
 fi
 
 target=${CARGO_TARGET_DIR:-$root/target}
-echo "Building the agent (release) and the pass-through." >&2
-cargo build --quiet --release --bin signet
+if [ -z "${SIGNET_BIN:-}" ]; then
+  echo "Building the agent (release) and the pass-through." >&2
+  cargo build --quiet --release --bin signet
+fi
 # The same build the tests use (tests/common/slow.rs): a target directory of its own.
 cargo build --quiet -p pkcs11-slow --target-dir "$target/pkcs11-slow"
-signet=$target/release/signet
+signet=${SIGNET_BIN:-$target/release/signet}
 slow=$target/pkcs11-slow/debug/libpkcs11_slow.so
 
 work=$(mktemp -d)
@@ -86,7 +89,7 @@ config "$softhsm" 1 > "$work/setup.toml"
 "$signet" token init --config "$work/setup.toml" --so-pin-file "$work/so-pin" >/dev/null
 if [ "$key_type" = hmac-sha256 ]; then
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n' |
-    "$signet" keys import-hmac --config "$work/setup.toml" --id bench-key >/dev/null
+    "$signet" keys import-hmac --config "$work/setup.toml" --id bench-key >/dev/null 2>&1
 else
   "$signet" keys generate --config "$work/setup.toml" --type "$key_type" --id bench-key >/dev/null
 fi

@@ -5,7 +5,8 @@
 # 4: a small appliance) and each backend.sessions in 1 2 4 8 16 32, the release agent runs with
 # the audit log on (fsync = "always", as deployed) and `signet bench agent` drives it with
 # max(16, 2 x sessions) Sign calls in flight over 4 connections. Each point prints the
-# measured throughput, the model min(sessions, parallelism) / latency, and their ratio.
+# measured throughput, the model min(sessions, parallelism) / latency, their ratio, the agent's
+# CPU (of one core, from /proc/PID/stat) and the machine's load average.
 # The key is HMAC-SHA256 by default (KEY_TYPE=ed25519 or p256 for another): the model counts
 # only the device's latency, so SoftHSM2's own CPU per signature (about 20 us for HMAC, 120 us
 # for Ed25519 on the reference machine) must stay small next to it and within the cores.
@@ -95,8 +96,9 @@ else
 fi
 
 export SLOW_P11_MODULE=$softhsm SLOW_P11_LATENCY_US=$latency_us
-echo "key_type,parallelism,sessions,latency_us,in_flight,ops_per_s,model_ops_per_s,ratio,p50_us,p99_us,errors" > "$csv"
-printf '%-11s %8s %9s %10s %10s %7s %8s %8s\n' parallelism sessions in-flight "ops/s" model ratio "p50 us" "p99 us"
+echo "key_type,parallelism,sessions,latency_us,in_flight,ops_per_s,model_ops_per_s,ratio,p50_us,p99_us,agent_cpu_pct,loadavg,errors" > "$csv"
+printf '%-11s %8s %9s %10s %10s %7s %8s %8s %10s %7s\n' parallelism sessions in-flight "ops/s" model ratio \
+  "p50 us" "p99 us" "agent CPU" load
 for parallel in $parallels; do
   export SLOW_P11_PARALLEL=$parallel
   for sessions in $sessions_list; do
@@ -106,8 +108,11 @@ for parallel in $parallels; do
     agent=$!
     for _ in $(seq 200); do [ -S "$work/agent.sock" ] && break; sleep 0.05; done
     in_flight=$(( sessions * 2 > 16 ? sessions * 2 : 16 ))
+    cpu_before=$(awk '{print $14 + $15}' "/proc/$agent/stat")
     line=$("$signet" bench agent --socket "$work/agent.sock" --key bench-key --rpc sign \
              --connections 4 --in-flight "$in_flight" --duration "$duration" 2>/dev/null || true)
+    cpu_after=$(awk '{print $14 + $15}' "/proc/$agent/stat")
+    load=$(cut -d' ' -f1 /proc/loadavg)
     kill "$agent"; wait "$agent" 2>/dev/null || true
     agent=
     "$signet" audit verify "$work/audit-$sessions.jsonl" >/dev/null 2>&1 ||
@@ -123,11 +128,13 @@ for parallel in $parallels; do
       tail -5 "$work/agent.log" >&2
       exit 1
     fi
-    read -r model ratio <<<"$(awk -v s="$sessions" -v p="$parallel" -v l="$latency_us" -v o="$ops" \
-      'BEGIN { m = (s < p ? s : p) * 1e6 / l; printf "%.0f %.3f\n", m, o / m }')"
-    echo "$key_type,$parallel,$sessions,$latency_us,$in_flight,$ops,$model,$ratio,$p50,$p99,$errors" >> "$csv"
-    printf '%-11s %8s %9s %10s %10s %7s %8s %8s\n' "$parallel" "$sessions" "$in_flight" "$ops" \
-      "$model" "$ratio" "$p50" "$p99"
+    # The agent's CPU over the run, in % of one core (the run lasts about $duration s).
+    read -r model ratio cpu <<<"$(awk -v s="$sessions" -v p="$parallel" -v l="$latency_us" -v o="$ops" \
+      -v c=$((cpu_after - cpu_before)) -v t="$(getconf CLK_TCK)" -v d="$duration" \
+      'BEGIN { m = (s < p ? s : p) * 1e6 / l; printf "%.0f %.3f %.0f\n", m, o / m, c / t / d * 100 }')"
+    echo "$key_type,$parallel,$sessions,$latency_us,$in_flight,$ops,$model,$ratio,$p50,$p99,$cpu,$load,$errors" >> "$csv"
+    printf '%-11s %8s %9s %10s %10s %7s %8s %8s %9s%% %7s\n' "$parallel" "$sessions" "$in_flight" \
+      "$ops" "$model" "$ratio" "$p50" "$p99" "$cpu" "$load"
   done
 done
 echo "wrote $csv" >&2

@@ -6,7 +6,8 @@
 # the audit log on (fsync = "always", as deployed) and `signet bench agent` drives it with
 # max(16, 2 x sessions) Sign calls in flight over 4 connections. Each point prints the
 # measured throughput, the model min(sessions, parallelism) / latency, their ratio, the agent's
-# CPU (of one core, from /proc/PID/stat) and the machine's load average.
+# CPU (of one core, from /proc/PID/stat) and the machine's load average. First it measures the
+# device alone (`signet bench raw` through the pass-through, one session).
 # The key is HMAC-SHA256 by default (KEY_TYPE=ed25519 or p256 for another): the model counts
 # only the device's latency, so SoftHSM2's own CPU per signature (about 20 us for HMAC, 120 us
 # for Ed25519 on the reference machine) must stay small next to it and within the cores.
@@ -96,6 +97,14 @@ else
 fi
 
 export SLOW_P11_MODULE=$softhsm SLOW_P11_LATENCY_US=$latency_us
+# The device alone, no agent: one session signing straight through the pass-through in this
+# process (`signet bench raw`). Its rate against 1/latency is what sleeping costs on this machine
+# (timer slack and wake-up delay) plus the module's own work: the ceiling of a one-session point.
+config "$slow" 1 > "$work/raw.toml"
+raw=$(SLOW_P11_PARALLEL=1 "$signet" bench raw --config "$work/raw.toml" --key bench-key --threads 1 \
+        --duration "$duration" 2>/dev/null | sed -n 's/.*: \([0-9]*\) ops\/s.*/\1/p')
+awk -v r="$raw" -v l="$latency_us" 'BEGIN { m = 1e6 / l; printf "the device alone, one session (signet bench raw): %d/s, %.3f of 1/latency = %d/s\n", r, r / m, m }'
+
 echo "key_type,parallelism,sessions,latency_us,in_flight,ops_per_s,model_ops_per_s,ratio,p50_us,p99_us,agent_cpu_pct,loadavg,errors" > "$csv"
 printf '%-11s %8s %9s %10s %10s %7s %8s %8s %10s %7s\n' parallelism sessions in-flight "ops/s" model ratio \
   "p50 us" "p99 us" "agent CPU" load

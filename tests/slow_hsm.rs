@@ -15,22 +15,9 @@ use common::ports::free_port;
 use common::raw_h2;
 use common::requests::sign_request;
 use common::slow::{self, Device};
-use common::{Agent, TestToken, Verifier, VERIFIABLE_KEYS};
+use common::{TestToken, Verifier, VERIFIABLE_KEYS};
 use signet::grpc::proto::{SignResponse, VerifyRequest};
 use tonic::Code;
-
-/// Starts the agent with the pass-through configured as `device`.
-async fn start(token: &TestToken, device: Device) -> Agent {
-    let env = device.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let agent = token.start_agent_with_env(&env).await;
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", agent.pid())).expect("maps");
-    assert!(
-        maps.contains("libpkcs11_slow.so") && maps.contains("libsofthsm2.so"),
-        "the agent has loaded the pass-through and, behind it, SoftHSM2"
-    );
-    agent
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_signs_and_verifies_through_the_pass_through() {
@@ -41,7 +28,7 @@ async fn the_agent_signs_and_verifies_through_the_pass_through() {
         latency: Duration::from_millis(2),
         parallel: 2,
     };
-    let agent = start(&token, device).await;
+    let agent = slow::start_agent(&token, device).await;
     let verifier = Arc::new(Verifier::fetch(agent.channel().await).await);
 
     // 8 clients, 96 calls over the three keys; sign_load verifies every signature.
@@ -142,7 +129,7 @@ async fn sixty_four_clients_on_a_one_at_a_time_device_are_answered_within_their_
         latency: Duration::from_millis(100),
         parallel: 1,
     };
-    let agent = start(&token, device).await;
+    let agent = slow::start_agent(&token, device).await;
     let verifier = Arc::new(Verifier::fetch(agent.channel().await).await);
     let baseline = rss(agent.pid());
 

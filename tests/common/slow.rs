@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{softhsm_module, TestToken};
+use super::{softhsm_module, Agent, TestToken};
 
 /// The pass-through module. `SIGNET_SLOW_P11_MODULE` when set; otherwise it is built with
 /// `cargo build -p pkcs11-slow` into `target/pkcs11-slow/` (a target directory of its own, so
@@ -70,4 +70,18 @@ impl Device {
 /// [`Device::env`] signs through the pass-through.
 pub fn route_through(token: &TestToken, extra: &str) {
     token.write_config(&module(), extra);
+}
+
+/// Starts the agent of `token` (see [`route_through`]) with the pass-through configured as
+/// `device`, and checks that it has loaded the pass-through and SoftHSM2 behind it.
+pub async fn start_agent(token: &TestToken, device: Device) -> Agent {
+    let env = device.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let agent = token.start_agent_with_env(&env).await;
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", agent.pid())).expect("maps");
+    assert!(
+        maps.contains("libpkcs11_slow.so") && maps.contains("libsofthsm2.so"),
+        "the agent has loaded the pass-through and, behind it, SoftHSM2"
+    );
+    agent
 }

@@ -16,6 +16,7 @@ pub mod output;
 pub mod ports;
 pub mod raw_h2;
 pub mod requests;
+pub mod slow;
 pub mod sqooler;
 #[cfg(feature = "yubihsm-mock")]
 pub mod yubihsm;

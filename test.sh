@@ -23,6 +23,8 @@ cargo fmt --all -- --check
 packages=(-p signet -p signet-client)
 cargo clippy --all-targets --locked "${packages[@]}" -- -D warnings
 cargo clippy --all-targets --locked --features yubihsm-mock "${packages[@]}" -- -D warnings
+# The test-support PKCS#11 modules (the only crates with unsafe code) are linted too.
+cargo clippy --all-targets --locked -p pkcs11-faults -p pkcs11-slow -- -D warnings
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast --features yubihsm-mock "${packages[@]}" || status=$?

@@ -32,11 +32,11 @@ scripts/bench-agent-config.sh "$work/off.sock" > "$work/off.toml"
 scripts/bench-agent-config.sh "$work/always.sock" always "$work/always.jsonl" > "$work/always.toml"
 scripts/bench-agent-config.sh "$work/interval.sock" interval "$work/interval.jsonl" \
   > "$work/interval.toml"
+# One after the other: SoftHSM2 processes opening its file store at the same moment can
+# catch each other mid-write.
 for agent in off always interval; do
   SIGNET_LOG=warn "$signet" serve --config "$work/$agent.toml" 2>"$work/$agent.log" &
   pids+=($!)
-done
-for agent in off always interval; do
   for _ in $(seq 100); do [ -S "$work/$agent.sock" ] && break; sleep 0.1; done
   [ -S "$work/$agent.sock" ] || { cat "$work/$agent.log" >&2; exit 1; }
 done

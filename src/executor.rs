@@ -2,21 +2,16 @@
 //! async tasks never block and the work waiting for the HSM stays bounded, in requests and in
 //! bytes.
 //!
-//! The queue is a mutex and a condition variable, not a spinning channel: an idle worker
-//! sleeps in the kernel at once instead of spinning and yielding its core first (which, on a
-//! machine whose cores the client and the HSM share, took time from both), and a call wakes
-//! exactly one worker.
-//!
 //! Every call carries a deadline: a worker does not start work whose deadline has passed, and
 //! the caller stops waiting at the deadline (a hung HSM call then ties up one worker, not the
 //! caller, and not the other workers).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use crate::backend::Backend;
@@ -29,58 +24,9 @@ enum Message {
     Stop,
 }
 
-/// The waiting work, FIFO, at most `depth` jobs (the workers' `Stop`s go behind them).
-struct Queue {
-    messages: Mutex<VecDeque<Message>>,
-    ready: Condvar,
-    depth: usize,
-}
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Message>> {
-        self.messages.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Queues a job, or gives it back when `depth` jobs already wait.
-    fn try_push(&self, job: Job) -> Result<(), Job> {
-        let mut messages = self.lock();
-        if messages.len() >= self.depth {
-            return Err(job);
-        }
-        messages.push_back(Message::Run(job));
-        drop(messages);
-        self.ready.notify_one();
-        Ok(())
-    }
-
-    /// Queues one `Stop`, behind the work already waiting.
-    fn stop_one(&self) {
-        self.lock().push_back(Message::Stop);
-        self.ready.notify_one();
-    }
-
-    /// The next message, sleeping until there is one.
-    fn pop(&self) -> Message {
-        let mut messages = self.lock();
-        loop {
-            if let Some(message) = messages.pop_front() {
-                return message;
-            }
-            messages = self
-                .ready
-                .wait(messages)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
 /// A bounded queue in front of `workers` threads that call the backend.
 pub struct Executor {
-    queue: Arc<Queue>,
+    queue: Sender<Message>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     backend: Arc<dyn Backend>,
     stopped: AtomicBool,
@@ -112,21 +58,17 @@ impl Executor {
         depth: usize,
         max_queued_bytes: usize,
     ) -> Result<Self, Error> {
-        let queue = Arc::new(Queue {
-            messages: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
-            depth,
-        });
+        let (queue, messages) = crossbeam_channel::bounded::<Message>(depth);
         let busy = Arc::new(AtomicUsize::new(0));
         let handles = (0..workers.max(1))
             .map(|i| {
-                let messages = Arc::clone(&queue);
+                let messages = messages.clone();
                 let backend = Arc::clone(&backend);
                 let busy = Arc::clone(&busy);
                 std::thread::Builder::new()
                     .name(format!("signet-hsm-{i}"))
                     .spawn(move || {
-                        while let Message::Run(job) = messages.pop() {
+                        while let Ok(Message::Run(job)) = messages.recv() {
                             busy.fetch_add(1, Ordering::Relaxed);
                             job(&*backend);
                             busy.fetch_sub(1, Ordering::Relaxed);
@@ -182,9 +124,14 @@ impl Executor {
             };
             let _ = reply.send(result);
         });
-        self.queue.try_push(job).map_err(|_| {
-            Error::ResourceExhausted("the agent's HSM queue is full; retry with backoff".into())
-        })?;
+        self.queue
+            .try_send(Message::Run(job))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => Error::ResourceExhausted(
+                    "the agent's HSM queue is full; retry with backoff".into(),
+                ),
+                TrySendError::Disconnected(_) => Error::ShuttingDown,
+            })?;
         match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::ShuttingDown),
@@ -232,7 +179,7 @@ impl Executor {
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         // One Stop per worker, queued behind the work already waiting (the queue is FIFO).
         for _ in workers.iter() {
-            self.queue.stop_one();
+            let _ = self.queue.send_deadline(Message::Stop, until);
         }
         while workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));

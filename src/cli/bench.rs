@@ -237,6 +237,9 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             // Per agent: its ratios to the raw module, and to the first agent.
             let mut to_raw: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
             let mut to_first: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+            // Per agent, and for the raw module: the p50 latency of each round.
+            let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+            let mut raw_p50s = Vec::new();
             for round in 1..=rounds.max(1) {
                 // Rotate the order each round, so no agent always runs right after the raw
                 // module (or first, on a cold cache).
@@ -251,6 +254,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 let raw = raw_run(&config.config, &shape, threads, verify)?;
                 check(&raw)?;
                 let reports: Vec<_> = reports.into_iter().flatten().collect();
+                raw_p50s.push(f64::from(raw.latency_us(0.5)));
                 let first = reports.first().map_or(1e-9, |r| r.rate().max(1e-9));
                 for (i, (report, (label, _))) in reports.iter().zip(&loads).enumerate() {
                     let ratio = report.rate() / raw.rate().max(1e-9);
@@ -270,6 +274,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                     );
                     to_raw[i].push(ratio);
                     to_first[i].push(vs_first);
+                    p50s[i].push(f64::from(report.latency_us(0.5)));
                 }
             }
             for (i, (label, _)) in loads.iter().enumerate() {
@@ -283,9 +288,12 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                     String::new()
                 };
                 println!(
-                    "median ratio {label}/raw over {} round(s): {:.2}x{vs_first}",
+                    "median ratio {label}/raw over {} round(s): {:.2}x{vs_first}; median p50 \
+                     {:.0} us vs {:.0} us",
                     to_raw[i].len(),
                     signet::bench::median(to_raw[i].clone()),
+                    signet::bench::median(p50s[i].clone()),
+                    signet::bench::median(raw_p50s.clone()),
                 );
             }
             Ok(())

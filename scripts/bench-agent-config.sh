@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints an agent configuration for benchmarks on the development token (softhsm/setup.sh):
-# one unix socket at $1, no audit log, and the calling user allowed to sign with every key.
-#   scripts/bench-agent-config.sh SOCKET > agent.toml
+# one unix socket at $1, the calling user allowed to sign with every key, and no audit log,
+# or, with $2 = always or interval, an audit log at $3 synced that way.
+#   scripts/bench-agent-config.sh SOCKET [always|interval AUDIT_PATH] > agent.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=$PWD/softhsm/state
@@ -24,3 +25,11 @@ uid = $(id -u)
 keys = ["*"]
 operations = ["sign", "fingerprint", "verify"]
 EOT
+if [ -n "${2:-}" ]; then
+  cat <<EOT
+
+[audit]
+path = "$3"
+fsync = "$2"
+EOT
+fi

@@ -11,7 +11,8 @@ async fn the_bench_tool_runs_every_mode_without_errors() {
     let agent = token.start_agent().await;
     let socket = path_str(&agent.socket).to_owned();
     let config = path_str(&token.config).to_owned();
-    let runs: [&[&str]; 8] = [
+    let (first, second) = (format!("first={socket}"), format!("second={socket}"));
+    let runs: [&[&str]; 9] = [
         &[
             "bench",
             "agent",
@@ -72,6 +73,25 @@ async fn the_bench_tool_runs_every_mode_without_errors() {
             "--rounds",
             "1",
         ],
+        // Several labelled agents (here the same one twice) alternated in one run.
+        &[
+            "bench",
+            "compare",
+            "--config",
+            &config,
+            "--agent",
+            &first,
+            "--agent",
+            &second,
+            "--key",
+            "hmac",
+            "--rpc",
+            "fingerprint",
+            "--duration",
+            "0.2",
+            "--rounds",
+            "1",
+        ],
         // Verify: HMAC in the HSM, Ed25519 in the agent; and the raw module's C_Verify.
         &[
             "bench",
@@ -123,6 +143,12 @@ async fn the_bench_tool_runs_every_mode_without_errors() {
         );
         assert!(stdout.contains("errors: none"), "{args:?}: {stdout}");
         assert!(stdout.contains(" 0 bad"), "{args:?}: {stdout}");
+        if args.contains(&"--agent") {
+            assert!(
+                stdout.contains("median ratio second/raw") && stdout.contains("second/first"),
+                "each labelled agent gets its ratios: {stdout}"
+            );
+        }
     }
     let (status, log) = tokio::task::spawn_blocking(move || agent.stop())
         .await

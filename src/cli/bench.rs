@@ -19,6 +19,11 @@ pub struct AgentLoadArgs {
     /// The agent's plain TCP address (host:port), instead of a socket.
     #[arg(long)]
     address: Option<String>,
+    /// A labelled agent, `LABEL=PATH` (a unix socket) or `LABEL=tcp:HOST:PORT`, instead of
+    /// `--socket`/`--address`; repeat it to measure several agents (the audit log off, with
+    /// `fsync = "always"`, with `"interval"`) alternated in one run.
+    #[arg(long = "agent", value_name = "LABEL=TARGET", conflicts_with_all = ["socket", "address"])]
+    agents: Vec<String>,
     /// sign, fingerprint, sign-batch, verify (of one signature Sign made first), or public-key
     /// (no HSM call: the gRPC floor).
     #[arg(long, default_value = "sign", value_parser = parse_rpc)]
@@ -104,30 +109,68 @@ fn parse_rpc(name: &str) -> Result<signet::bench::agent::Rpc, String> {
 }
 
 impl AgentLoadArgs {
-    fn load(
-        &self,
-        shape: &LoadShape,
-        progress: bool,
-    ) -> anyhow::Result<signet::bench::agent::Load> {
-        use signet::bench::agent::{Load, Target};
+    /// The agents to drive, each with its label: the `--agent`s, or the one `--socket` or
+    /// `--address` (labelled `agent`).
+    fn targets(&self) -> anyhow::Result<Vec<(String, signet::bench::agent::Target)>> {
+        use signet::bench::agent::Target;
+        if !self.agents.is_empty() {
+            return self
+                .agents
+                .iter()
+                .map(|spec| {
+                    let Some((label, target)) = spec.split_once('=') else {
+                        bail!("--agent {spec}: expected LABEL=PATH or LABEL=tcp:HOST:PORT");
+                    };
+                    let target = match target.strip_prefix("tcp:") {
+                        Some(address) => Target::Tcp(address.to_owned()),
+                        None => Target::Unix(PathBuf::from(target)),
+                    };
+                    Ok((label.to_owned(), target))
+                })
+                .collect();
+        }
         let target = match (&self.socket, &self.address) {
             (Some(socket), _) => Target::Unix(socket.clone()),
             (None, Some(address)) => Target::Tcp(address.clone()),
-            (None, None) => bail!("name the agent with --socket PATH or --address HOST:PORT"),
+            (None, None) => bail!(
+                "name the agent with --socket PATH, --address HOST:PORT or --agent LABEL=TARGET"
+            ),
         };
-        Ok(Load {
-            target,
-            rpc: self.rpc,
-            key: shape.key.clone(),
-            size: shape.size,
-            connections: self.connections,
-            in_flight: self.in_flight,
-            batch: self.batch,
-            duration: std::time::Duration::from_secs_f64(shape.duration),
-            count: self.count,
-            progress,
-        })
+        Ok(vec![("agent".to_owned(), target)])
     }
+
+    /// One load per agent, each with its label.
+    fn loads(
+        &self,
+        shape: &LoadShape,
+        progress: bool,
+    ) -> anyhow::Result<Vec<(String, signet::bench::agent::Load)>> {
+        use signet::bench::agent::Load;
+        Ok(self
+            .targets()?
+            .into_iter()
+            .map(|(label, target)| {
+                let load = Load {
+                    target,
+                    rpc: self.rpc,
+                    key: shape.key.clone(),
+                    size: shape.size,
+                    connections: self.connections,
+                    in_flight: self.in_flight,
+                    batch: self.batch,
+                    duration: std::time::Duration::from_secs_f64(shape.duration),
+                    count: self.count,
+                    progress,
+                };
+                (label, load)
+            })
+            .collect())
+    }
+}
+
+/// Whether a run's line names its agent (only when several were given by label).
+fn load_is_labelled(label: &str) -> bool {
+    label != "agent"
 }
 
 fn raw_run(
@@ -167,8 +210,14 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     };
     match command {
         BenchCommand::Agent { load, shape } => {
-            let load = load.load(&shape, std::io::stderr().is_terminal())?;
-            check(&runtime.block_on(signet::bench::agent::run(&load))?)
+            for (label, load) in load.loads(&shape, std::io::stderr().is_terminal())? {
+                let mut report = runtime.block_on(signet::bench::agent::run(&load))?;
+                if load_is_labelled(&label) {
+                    report.label = format!("{label}: {}", report.label);
+                }
+                check(&report)?;
+            }
+            Ok(())
         }
         BenchCommand::Raw {
             config,
@@ -183,29 +232,70 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             threads,
             rounds,
         } => {
-            let load = load.load(&shape, false)?;
-            let mut ratios = Vec::new();
+            let loads = load.loads(&shape, false)?;
+            let verify = load.rpc == signet::bench::agent::Rpc::Verify;
+            // Per agent: its ratios to the raw module, and to the first agent.
+            let mut to_raw: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+            let mut to_first: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+            // Per agent, and for the raw module: the p50 latency of each round.
+            let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+            let mut raw_p50s = Vec::new();
             for round in 1..=rounds.max(1) {
-                let agent = runtime.block_on(signet::bench::agent::run(&load))?;
-                check(&agent)?;
-                let verify = load.rpc == signet::bench::agent::Rpc::Verify;
+                // Rotate the order each round, so no agent always runs right after the raw
+                // module (or first, on a cold cache).
+                let mut reports = vec![None; loads.len()];
+                for k in 0..loads.len() {
+                    let i = (k + round - 1) % loads.len();
+                    let mut report = runtime.block_on(signet::bench::agent::run(&loads[i].1))?;
+                    report.label = format!("{}: {}", loads[i].0, report.label);
+                    check(&report)?;
+                    reports[i] = Some(report);
+                }
                 let raw = raw_run(&config.config, &shape, threads, verify)?;
                 check(&raw)?;
-                let ratio = agent.rate() / raw.rate().max(1e-9);
-                println!(
-                    "round {round}: agent {:.0}/s, raw {:.0}/s, ratio {ratio:.2}x; p50 {} us vs {} us",
-                    agent.rate(),
-                    raw.rate(),
-                    agent.latency_us(0.5),
-                    raw.latency_us(0.5)
-                );
-                ratios.push(ratio);
+                let reports: Vec<_> = reports.into_iter().flatten().collect();
+                raw_p50s.push(f64::from(raw.latency_us(0.5)));
+                let first = reports.first().map_or(1e-9, |r| r.rate().max(1e-9));
+                for (i, (report, (label, _))) in reports.iter().zip(&loads).enumerate() {
+                    let ratio = report.rate() / raw.rate().max(1e-9);
+                    let vs_first = report.rate() / first;
+                    let of_first = if loads.len() > 1 {
+                        format!(", {vs_first:.2}x of {}", loads[0].0)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "round {round}: {label} {:.0}/s, raw {:.0}/s, ratio {ratio:.2}x{of_first}; \
+                         p50 {} us vs {} us",
+                        report.rate(),
+                        raw.rate(),
+                        report.latency_us(0.5),
+                        raw.latency_us(0.5)
+                    );
+                    to_raw[i].push(ratio);
+                    to_first[i].push(vs_first);
+                    p50s[i].push(f64::from(report.latency_us(0.5)));
+                }
             }
-            println!(
-                "median ratio agent/raw over {} round(s): {:.2}x",
-                ratios.len(),
-                signet::bench::median(ratios)
-            );
+            for (i, (label, _)) in loads.iter().enumerate() {
+                let vs_first = if loads.len() > 1 {
+                    format!(
+                        "; {label}/{}: {:.2}x",
+                        loads[0].0,
+                        signet::bench::median(to_first[i].clone())
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "median ratio {label}/raw over {} round(s): {:.2}x{vs_first}; median p50 \
+                     {:.0} us vs {:.0} us",
+                    to_raw[i].len(),
+                    signet::bench::median(to_raw[i].clone()),
+                    signet::bench::median(p50s[i].clone()),
+                    signet::bench::median(raw_p50s.clone()),
+                );
+            }
             Ok(())
         }
     }

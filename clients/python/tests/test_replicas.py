@@ -75,7 +75,7 @@ class Replica:
             f'[[clients]]\nname = "tests"\nuid = {os.getuid()}\nkeys = ["*"]\n'
             'operations = ["sign"]\n\n'
             f'[[clients]]\nname = "tls-client"\ncert_cn = "{TLS_CLIENT_CN}"\n'
-            'keys = ["ed"]\noperations = ["sign"]\n\n'
+            'keys = ["*"]\noperations = ["sign"]\n\n'
             f'[backend]\ntype = "pkcs11"\nmodule = "{token.module}"\n'
             f'token = {{ label = "{token.label}" }}\npin = {{ file = "pin" }}\n\n'
             f'[audit]\npath = "{self.audit.name}"\n{extra_config}'

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import grpc
 import pytest
@@ -60,8 +60,9 @@ SERVICE_CONFIG = {
 class Replica:
     """One `signet serve` on the shared token, with its own listener and audit log."""
 
-    def __init__(self, token: Token, index: int, extra_config: str = ""):
+    def __init__(self, token: Token, index: int, env: Optional[Dict[str, str]] = None):
         self.token = token
+        self.env = env or token.env
         self.index = index
         self.port = free_port()
         self.socket = token.dir / f"replica{index}.sock"
@@ -78,7 +79,7 @@ class Replica:
             'keys = ["*"]\noperations = ["sign"]\n\n'
             f'[backend]\ntype = "pkcs11"\nmodule = "{token.module}"\n'
             f'token = {{ label = "{token.label}" }}\npin = {{ file = "pin" }}\n\n'
-            f'[audit]\npath = "{self.audit.name}"\n{extra_config}'
+            f'[audit]\npath = "{self.audit.name}"\n'
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -87,7 +88,7 @@ class Replica:
             self.process = subprocess.Popen(
                 [self.token.bin, "serve", "--config", str(self.config)],
                 cwd=self.token.dir,
-                env=self.token.env,
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -260,3 +261,84 @@ def run_failover(replicas: List[Replica], certs: Dict[str, Path]) -> None:
             f"{len(load.signed)} messages signed and verified; {load.unavailable} calls ended "
             "in UNAVAILABLE and were retried by the caller"
         )
+
+
+def health(replica: Replica) -> int:
+    """`grpc.health.v1.Health/Check` for `signet.v1.Signer` on the replica's unix socket:
+    1 SERVING, 2 NOT_SERVING (the messages are encoded by hand: grpcio-health-checking is not
+    one of the client's dependencies)."""
+    service = b"signet.v1.Signer"
+    channel = grpc.insecure_channel(
+        f"unix://{replica.socket}", options=[("grpc.default_authority", "localhost")]
+    )
+    try:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        answer: bytes = check(b"\x0a" + bytes([len(service)]) + service, timeout=5)
+    finally:
+        channel.close()
+    # HealthCheckResponse { status = 1 }: one varint field, absent when UNKNOWN (0).
+    return answer[1] if answer[:1] == b"\x08" else 0
+
+
+def test_round_robin_leaves_out_a_replica_whose_token_is_gone() -> None:
+    """One replica reaches the token through a symlink of its own; removing the link takes the
+    token away from that replica only. It turns NOT_SERVING, round_robin sends it nothing while
+    the others sign every call, and once the link is back it serves and gets calls again."""
+    with tempfile.TemporaryDirectory(prefix="signet-replicas-") as tmp:
+        token = Token(Path(tmp))
+        certs = make_certificates(token.dir)
+        token.write_config()
+        token.run("token", "init", "--config", str(token.config), "--so-pin-file", "so-pin")
+        token.keys("generate", "--type", "ed25519", "--id", "ed")
+        link = token.dir / "tokens-of-replica2"
+        link.symlink_to(token.dir / "tokens")
+        conf = token.dir / "softhsm2-replica2.conf"
+        conf.write_text(
+            f"directories.tokendir = {link}\nobjectstore.backend = file\nlog.level = ERROR\n"
+        )
+        replicas = [Replica(token, i) for i in range(2)]
+        replicas.append(Replica(token, 2, env=dict(token.env, SOFTHSM2_CONF=str(conf))))
+        lone = replicas[2]
+        try:
+            for r in replicas:
+                r.start()
+            with balanced_client(replicas, certs) as client:
+                public = Ed25519PublicKey.from_public_bytes(client.public_key("ed").raw)
+                load = Load(client)
+                for t in load.threads:
+                    t.start()
+                try:
+                    load.wait_for(100)
+                    assert lone.records() > 1, "round_robin did not use the third replica"
+                    link.unlink()
+                    deadline = time.monotonic() + 60
+                    while health(lone) != 2:
+                        assert time.monotonic() < deadline, "the replica stayed SERVING"
+                        time.sleep(0.05)
+                    # Calls already on their way when it turned NOT_SERVING may still reach it.
+                    load.wait_for(load.count() + 100)
+                    out_of_rotation = lone.records()
+                    load.wait_for(load.count() + 200)
+                    assert lone.records() == out_of_rotation, "calls reached the NOT_SERVING replica"
+
+                    link.symlink_to(token.dir / "tokens")
+                    deadline = time.monotonic() + 60
+                    while health(lone) != 1:
+                        assert time.monotonic() < deadline, f"no recovery:\n{lone.log_text()}"
+                        time.sleep(0.05)
+                    assert "re-established" in lone.log_text(), lone.log_text()
+                    while lone.records() - out_of_rotation < 20:
+                        assert time.monotonic() < deadline, "the recovered replica got no calls"
+                        time.sleep(0.05)
+                finally:
+                    load.stop.set()
+                    for t in load.threads:
+                        t.join(timeout=60)
+                assert not load.other_errors, f"other than UNAVAILABLE: {load.other_errors[:5]}"
+                for message, signatures in load.signed.items():
+                    assert len(signatures) == 1, "a message got two final answers"
+                    public.verify(signatures[0], message)
+        finally:
+            for r in replicas:
+                if r.process is not None and r.process.poll() is None:
+                    assert r.stop() == 0, r.log_text()

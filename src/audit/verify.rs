@@ -82,8 +82,9 @@ fn broken<T>(line: usize, reason: String) -> Result<T, Broken> {
 
 /// A log no one writes: the whole file, then its head.
 fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
-    let scan = scan(text, None)?;
     let head = read_head(&head_path(path));
+    torn_tail(text, head.as_ref())?;
+    let scan = scan(text, None)?;
     let head_checked = head.is_some();
     let mut one_ahead = false;
     if let Some(head) = head {
@@ -114,6 +115,35 @@ fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
         last_unconfirmed: one_ahead,
         live: None,
     })
+}
+
+/// A stopped log whose last line has no newline, while the lines before it are intact and end
+/// with the record the head file names: the agent's write of the next record was cut short
+/// (SIGKILL or a crash can stop a write between two pages of the file) before the head could
+/// confirm it. That is reported as what it is, not as an edit; anything else is left to the
+/// full check.
+fn torn_tail(text: &[u8], head: Option<&Head>) -> Result<(), Broken> {
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete == 0 || complete == text.len() {
+        return Ok(());
+    }
+    let Ok(scan) = scan(&text[..complete], None) else {
+        return Ok(());
+    };
+    if head.is_some_and(|h| h.seq != scan.last_seq || h.hash != scan.last_hash) {
+        return Ok(());
+    }
+    broken(
+        scan.lines + 1,
+        format!(
+            "the last record is incomplete: the agent's write of record {} was cut short (it \
+             was killed or crashed mid-write, or the disk was full) before the head file \
+             confirmed it; the {} records before it are intact. The agent will not append to \
+             this log: move it aside (keep it) and start the agent on a new one",
+            scan.last_seq.saturating_add(1),
+            scan.records
+        ),
+    )
 }
 
 /// A log an agent holds: the head first, then the file. The agent writes a record before the
@@ -462,9 +492,39 @@ mod tests {
             })
         );
         drop(log);
-        // At rest, the same bytes are damage.
+        // At rest, the same bytes are damage: the agent confirms a record before it writes the
+        // next, so a write cut short follows the head's record (below).
         let broken = verify(&s.path).expect("read").expect_err("truncated");
         assert_eq!(broken.line, 4, "{}", broken.reason);
+        assert!(
+            broken.reason.contains("file was truncated"),
+            "{}",
+            broken.reason
+        );
+    }
+
+    #[test]
+    fn a_write_cut_short_after_the_heads_record_is_reported_as_such() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        log.record(&record(2)).expect("write");
+        drop(log);
+        // As SIGKILL can leave it: record 3's write stopped between two pages.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&s.path)
+            .expect("log");
+        std::io::Write::write_all(&mut file, b"{\"seq\":3,\"ti").expect("half a record");
+        let broken = verify(&s.path).expect("read").expect_err("torn");
+        assert_eq!(broken.line, 4, "{}", broken.reason);
+        assert!(
+            broken.reason.contains("write of record 3 was cut short")
+                && broken.reason.contains("the 3 records before it are intact"),
+            "{}",
+            broken.reason
+        );
     }
 
     #[test]

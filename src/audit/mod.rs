@@ -3,9 +3,11 @@
 //! inserted or reordered record breaks the chain at a line `signet audit verify` names.
 //!
 //! The first line of a file is a genesis record whose `prev` is a random seed (a new log) or
-//! the last hash of the file it was rotated from. A small `<path>.head` file holds the last
-//! `seq` and hash, so a log cut at a line boundary is detected too. Records are written (and,
-//! with `fsync = "always"`, synced) before the call's answer leaves; if that fails, the call
+//! the last hash of the file it was rotated from. A small `<path>.head` file names the last
+//! record known to be on disk (`seq` and hash), written after each sync, so a log cut short of
+//! it is detected too; the log may go past it by the records appended since. Records are
+//! written (and, with `fsync = "always"`, synced, concurrent calls sharing one `fdatasync`)
+//! before the call's answer leaves; if that fails, the call
 //! fails closed with `UNAVAILABLE` (unless `on_failure = "allow"`) and health reports it.
 //!
 //! One agent writes a log: it holds the lock on `<path>.lock` (see [`holder`]) from before it
@@ -18,9 +20,7 @@ mod record;
 mod verify;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -41,8 +41,8 @@ pub struct AuditLog {
     /// Group commit: whoever syncs, syncs every record appended so far, so concurrent calls
     /// share one fsync instead of queueing one each behind the writer's lock.
     syncer: Mutex<Syncer>,
-    /// The last record appended (possibly not yet synced).
-    appended: AtomicU64,
+    /// The last record appended (possibly not yet synced): its number and hash.
+    appended: Mutex<(u64, String)>,
     health: watch::Sender<bool>,
     denials: Mutex<DenialBudget>,
     /// Held for as long as the log is open: no other agent writes it meanwhile.
@@ -63,7 +63,7 @@ impl AuditLog {
             .map_err(|e| Error::io(format!("audit log {}: opening", path.display()), e))?;
         Ok(AuditLog {
             settings: settings.clone(),
-            appended: AtomicU64::new(writer.seq),
+            appended: Mutex::new((writer.seq, writer.last().1.to_owned())),
             writer: Mutex::new(writer),
             syncer: Mutex::new(syncer),
             health: watch::channel(true).0,
@@ -107,17 +107,27 @@ impl AuditLog {
         let seq = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             for record in records {
-                written.push(writer.write_record(record)?);
-                self.appended.store(writer.seq, Ordering::Release);
-                if let Some(fresh) = writer.rotate_if_full(&self.settings)? {
-                    self.appended.store(writer.seq, Ordering::Release);
-                    // The old file was synced before it was renamed; sync the new one from now.
-                    *self.syncer.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+                if writer.is_full(&self.settings) {
+                    // The syncer is held across the rotation, so that no sync of the old file
+                    // names an older record in the head file after the rotation named the new
+                    // genesis. The old file is synced before it is renamed.
+                    let mut syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
+                    *syncer = writer.rotate(&self.settings.path)?;
+                    self.note_appended(&writer);
                 }
+                written.push(writer.write_record(record)?);
+                self.note_appended(&writer);
             }
-            writer.seq
+            writer.last().0
         };
         self.sync_upto(seq, false)
+    }
+
+    fn note_appended(&self, writer: &Writer) {
+        let (seq, hash) = writer.last();
+        let mut appended = self.appended.lock().unwrap_or_else(|p| p.into_inner());
+        appended.0 = seq;
+        hash.clone_into(&mut appended.1);
     }
 
     /// Records several calls (the items of a batch) with one sync; failures as in
@@ -137,7 +147,12 @@ impl AuditLog {
     /// sync is recent and `force` is not set).
     fn sync_upto(&self, seq: u64, force: bool) -> Result<(), Error> {
         let mut syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
-        if syncer.synced_seq >= seq.min(self.appended.load(Ordering::Acquire)) {
+        let (upto, upto_hash) = self
+            .appended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !force && syncer.synced_seq >= seq.min(upto) {
             return Ok(());
         }
         if !force
@@ -146,13 +161,7 @@ impl AuditLog {
         {
             return Ok(());
         }
-        let upto = self.appended.load(Ordering::Acquire);
-        let io = |e| Error::io("syncing the audit log", e);
-        syncer.file.sync_data().map_err(io)?;
-        syncer.head.sync_data().map_err(io)?;
-        syncer.synced_seq = upto;
-        syncer.last_sync = Instant::now();
-        Ok(())
+        syncer.sync(upto, &upto_hash, force)
     }
 
     /// Whether records are being written; the health service follows it.

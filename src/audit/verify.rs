@@ -30,10 +30,11 @@ pub struct Verified {
     /// Whether a head file was next to it, so that records cut off its end would have been
     /// found (rotated files have none: the next file's genesis links to them).
     pub head_checked: bool,
-    /// The last record is one past what the head file names. A crash between writing a record
-    /// and its head leaves this, but so does a record appended by someone who can write the
-    /// log (the chain has no key): the record is intact but not confirmed.
-    pub last_unconfirmed: bool,
+    /// How many records go past the one the head file names. The agent names a record there
+    /// once it is on disk, so records written just before it stopped (or crashed) are left
+    /// like this, but so are records appended by someone who can write the log (the chain has
+    /// no key): they are intact but not confirmed.
+    pub unconfirmed: u64,
     /// The log is live: an agent holds its lock and may append while it is read.
     pub live: Option<Live>,
 }
@@ -84,62 +85,90 @@ fn broken<T>(line: usize, reason: String) -> Result<T, Broken> {
 fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
     let head = read_head(&head_path(path));
     torn_tail(text, head.as_ref())?;
-    let scan = scan(text, None)?;
-    let head_checked = head.is_some();
-    let mut one_ahead = false;
-    if let Some(head) = head {
-        // The agent writes a record before its head: after a crash between the two, the log
-        // is one record ahead of the head, which is not tampering.
-        // The last record's `prev` names the record before it (in this file, or in the rotated
-        // one when the last is a rotation's genesis); the scan checked it against this file's.
-        one_ahead = head.seq.checked_add(1) == Some(scan.last_seq) && scan.last_prev == head.hash;
-        if !one_ahead && head.seq != scan.last_seq {
-            return broken(
-                scan.lines,
-                format!(
-                    "the log ends at record {} but the agent wrote up to record {}: records \
-                     were cut off after this line",
-                    scan.last_seq, head.seq
-                ),
-            );
-        }
-        if !one_ahead && head.hash != scan.last_hash {
-            return broken(scan.lines, "the last record was edited".into());
-        }
-    }
+    let scan = scan(text, head.as_ref().map(|h| h.seq))?;
+    let unconfirmed = match &head {
+        Some(head) => past_head(&scan, head)?,
+        None => 0,
+    };
     Ok(Verified {
         records: scan.records,
         first_prev: scan.first_prev,
         last_hash: scan.last_hash,
-        head_checked,
-        last_unconfirmed: one_ahead,
+        head_checked: head.is_some(),
+        unconfirmed,
         live: None,
     })
 }
 
-/// A stopped log whose last line has no newline, while the lines before it are intact and end
-/// with the record the head file names: the agent's write of the next record was cut short
-/// (SIGKILL or a crash can stop a write between two pages of the file) before the head could
-/// confirm it. That is reported as what it is, not as an edit; anything else is left to the
-/// full check.
+/// How many records of a stopped file go past the one its head file names. The agent names a
+/// record in the head file only once it is on disk, so the log may go past it (records written
+/// just before the agent stopped or crashed: intact, chained, not yet confirmed) but never
+/// stops short of it, and the head's record must be the one the head file describes.
+fn past_head(scan: &Scan, head: &Head) -> Result<u64, Broken> {
+    if head.seq > scan.last_seq {
+        return broken(
+            scan.lines,
+            format!(
+                "the log ends at record {} but the agent wrote up to record {}: records \
+                 were cut off after this line",
+                scan.last_seq, head.seq
+            ),
+        );
+    }
+    if head.seq < scan.first_seq {
+        // The head's record is the last of the file before (a crash right after a rotation):
+        // this file's genesis must continue it.
+        if head.seq.checked_add(1) != Some(scan.first_seq) || scan.first_prev != head.hash {
+            return broken(
+                1,
+                format!(
+                    "the file does not continue record {}, which the head file names: that \
+                     record was edited, or files were swapped",
+                    head.seq
+                ),
+            );
+        }
+        return Ok(scan.records);
+    }
+    if scan.wanted.as_deref() != Some(head.hash.as_str()) {
+        let line = usize::try_from(head.seq - scan.first_seq).map_or(usize::MAX, |i| i + 1);
+        return broken(
+            line,
+            format!(
+                "record {} was edited: its hash does not match the head file",
+                head.seq
+            ),
+        );
+    }
+    Ok(scan.last_seq - head.seq)
+}
+
+/// A stopped log whose last line has no newline, while the lines before it are intact and
+/// reach the record the head file names: the agent's write of the next record was cut short
+/// (SIGKILL or a crash can stop a write between two pages of the file). Its call was never
+/// answered (an answer leaves only after its record is written), and the agent cuts it off
+/// when it next starts on this log. Reported as what it is, not as an edit; anything else is
+/// left to the full check.
 fn torn_tail(text: &[u8], head: Option<&Head>) -> Result<(), Broken> {
     let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if complete == 0 || complete == text.len() {
         return Ok(());
     }
-    let Ok(scan) = scan(&text[..complete], None) else {
+    let Some(head) = head else {
         return Ok(());
     };
-    if head.is_some_and(|h| h.seq != scan.last_seq || h.hash != scan.last_hash) {
+    let Ok(scan) = scan(&text[..complete], Some(head.seq)) else {
+        return Ok(());
+    };
+    if past_head(&scan, head).is_err() {
         return Ok(());
     }
     broken(
         scan.lines + 1,
         format!(
             "the last record is incomplete: the agent's write of record {} was cut short (it \
-             was killed or crashed mid-write, or the disk was full) before the head file \
-             confirmed it; the {} records before it are intact. The agent will not append to \
-             this log: move it aside (keep it) and start the agent on a new one",
+             was killed or crashed mid-write); the {} records before it are intact. Its call \
+             was never answered, and the agent cuts it off when it next starts on this log",
             scan.last_seq.saturating_add(1),
             scan.records
         ),
@@ -259,7 +288,7 @@ fn check_live(
         first_prev: scan.first_prev,
         last_hash: scan.last_hash,
         head_checked: head.is_some(),
-        last_unconfirmed: false,
+        unconfirmed: 0,
         live: Some(Live {
             holder,
             unconfirmed,
@@ -277,8 +306,6 @@ struct Scan {
     first_prev: String,
     last_seq: u64,
     last_hash: String,
-    /// The `prev` of the last record.
-    last_prev: String,
     /// The hash of the record numbered as asked, when the file holds it.
     wanted: Option<String>,
 }
@@ -298,7 +325,6 @@ fn scan(text: &[u8], want: Option<u64>) -> Result<Scan, Broken> {
     };
     let mut previous: Option<(String, u64)> = None;
     let mut first = (0, String::new());
-    let mut last_prev = String::new();
     let mut records = 0u64;
     let mut wanted = None;
     let mut lines = 0;
@@ -347,7 +373,6 @@ fn scan(text: &[u8], want: Option<u64>) -> Result<Scan, Broken> {
             wanted = Some(line_hash.clone());
         }
         previous = Some((line_hash, parsed.seq));
-        last_prev = parsed.prev;
         records += 1;
     }
     let Some((last_hash, last_seq)) = previous else {
@@ -360,7 +385,6 @@ fn scan(text: &[u8], want: Option<u64>) -> Result<Scan, Broken> {
         first_prev: first.1,
         last_seq,
         last_hash,
-        last_prev,
         wanted,
     })
 }
@@ -372,25 +396,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_crash_between_record_and_head_is_not_called_tampering() {
+    fn a_crash_between_records_and_their_head_is_not_called_tampering() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = settings(dir.path());
         let log = AuditLog::open(&s).expect("open");
         log.record(&record(1)).expect("write");
         let head = std::fs::read(head_path(&s.path)).expect("head");
         log.record(&record(2)).expect("write");
+        log.record(&record(3)).expect("write");
         drop(log);
-        // As if the agent died after writing record 2 but before its head.
-        std::fs::write(head_path(&s.path), head).expect("old head");
+        // As if the machine lost power after records 2 and 3 reached the disk but before the
+        // head file that names them did (under load, one sync covers several records).
+        std::fs::write(head_path(&s.path), &head).expect("old head");
         let verified = verify(&s.path)
             .expect("read")
-            .expect("one record ahead is intact");
-        assert!(verified.last_unconfirmed, "but not confirmed by the head");
+            .expect("records past the head are intact");
+        assert_eq!(verified.unconfirmed, 2, "but not confirmed by the head");
         let log = AuditLog::open(&s).expect("reopens");
-        log.record(&record(3)).expect("continues");
+        log.record(&record(4)).expect("continues");
+        drop(log);
         let verified = verify(&s.path).expect("read").expect("intact");
-        assert_eq!(verified.records, 4);
-        assert!(!verified.last_unconfirmed);
+        assert_eq!(verified.records, 5);
+        assert_eq!(verified.unconfirmed, 0);
+
+        // The record the head names, edited: the head's hash no longer matches it.
+        std::fs::write(head_path(&s.path), &head).expect("old head");
+        let text = std::fs::read_to_string(&s.path).expect("log");
+        let edited = text.replacen("\"latency_us\":", "\"latency_us\":9", 1);
+        std::fs::write(&s.path, edited).expect("edited");
+        let broken = verify(&s.path).expect("read").expect_err("edited");
+        assert_eq!(broken.line, 2, "{}", broken.reason);
     }
 
     #[test]
@@ -425,7 +460,7 @@ mod tests {
         drop(log);
         let verified = verify(&s.path).expect("read").expect("intact");
         assert_eq!(verified.records, 5);
-        assert!(verified.head_checked && !verified.last_unconfirmed);
+        assert!(verified.head_checked && verified.unconfirmed == 0);
         let text = std::fs::read_to_string(&s.path).expect("log");
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -492,12 +527,12 @@ mod tests {
             })
         );
         drop(log);
-        // At rest, the same bytes are damage: the agent confirms a record before it writes the
-        // next, so a write cut short follows the head's record (below).
-        let broken = verify(&s.path).expect("read").expect_err("truncated");
+        // At rest, the half record is a write that was cut short: reported (the agent cuts it
+        // off at its next start), and not called an edit.
+        let broken = verify(&s.path).expect("read").expect_err("torn");
         assert_eq!(broken.line, 4, "{}", broken.reason);
         assert!(
-            broken.reason.contains("file was truncated"),
+            broken.reason.contains("write of record 3 was cut short"),
             "{}",
             broken.reason
         );

@@ -13,15 +13,43 @@ use super::chain::{
     Genesis, Head, Line, Tail, HEAD_WIDTH,
 };
 use super::Record;
-use crate::config;
 use crate::error::Error;
+
+/// How often the head file itself is synced. It names the last record known to be on disk, a
+/// lower bound of the log's length: one that lags after a power loss is still true, so its
+/// own fsync stays off the answer's path and is paid at most this often (and at rotation and
+/// shutdown).
+const HEAD_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Handles on the current log and head file for syncing, and how far they are synced.
 pub(super) struct Syncer {
     pub(super) file: File,
-    pub(super) head: File,
+    head: File,
     pub(super) synced_seq: u64,
     pub(super) last_sync: Instant,
+    last_head_sync: Instant,
+}
+
+impl Syncer {
+    /// Syncs the log (one `fdatasync` for every record appended so far, up to record `upto`
+    /// whose hash is `upto_hash`), then names that record in the head file. The head file is
+    /// written only after its record is on disk, so it never names a record a crash could
+    /// lose; it is synced itself when `force` is set or its last sync is a second old.
+    pub(super) fn sync(&mut self, upto: u64, upto_hash: &str, force: bool) -> Result<(), Error> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("syncing the audit log", e))?;
+        self.synced_seq = upto;
+        self.last_sync = Instant::now();
+        write_head(&mut self.head, upto, upto_hash)?;
+        if force || self.last_head_sync.elapsed() >= HEAD_SYNC_EVERY {
+            self.head
+                .sync_data()
+                .map_err(|e| Error::io("syncing the audit head file", e))?;
+            self.last_head_sync = Instant::now();
+        }
+        Ok(())
+    }
 }
 
 /// The current log file and head file, and where the chain stands.
@@ -44,6 +72,8 @@ impl Writer {
         let existing = last_lines(path).map_err(|e| io("reading", e))?;
         let head_path = head_path(path);
         let head_before = read_head(&head_path);
+        let existing = cut_torn_tail(path, existing, head_before.as_ref())
+            .map_err(|e| io("cutting off a record whose write was cut short", e))?;
         if existing.is_none() {
             if let Some(head) = &head_before {
                 return Err(Error::Startup(format!(
@@ -66,7 +96,7 @@ impl Writer {
             Some(Tail {
                 line,
                 complete,
-                before,
+                before: _,
             }) => {
                 if !complete {
                     return Err(Error::Startup(format!(
@@ -94,13 +124,11 @@ impl Writer {
                     );
                 }
                 if let Some(head) = head_before {
-                    // A crash between writing a record and its head leaves the log exactly one
-                    // record ahead: the head then names the record before the last (in this
-                    // file, or in the rotated one when the last is a rotation's genesis).
-                    let one_ahead = head.seq.checked_add(1) == Some(seq)
-                        && last.prev == head.hash
-                        && before.as_deref().is_none_or(|b| hash(b) == head.hash);
-                    if (head.seq != seq || head.hash != last_hash) && !one_ahead {
+                    // The head names the last record the agent knew to be on disk: the log may
+                    // go past it (records appended after its last update, before a crash), but
+                    // never stop short of it.
+                    let behind = head.seq > seq || (head.seq == seq && head.hash != last_hash);
+                    if behind {
                         return Err(Error::Startup(format!(
                             "the audit log {} does not end where the agent left it (its head \
                              file says record {}, the log ends at record {seq}); it was \
@@ -108,6 +136,15 @@ impl Writer {
                             path.display(),
                             head.seq
                         )));
+                    }
+                    if head.seq < seq {
+                        tracing::info!(
+                            log = %path.display(),
+                            head = head.seq,
+                            last = seq,
+                            "the audit log goes past its head file (records written just \
+                             before the agent stopped); `signet audit verify` checks their chain"
+                        );
                     }
                 }
                 let mut writer = Writer {
@@ -139,6 +176,7 @@ impl Writer {
                     },
                 )?;
                 file.sync_all().map_err(|e| io("syncing", e))?;
+                writer.write_head()?;
                 writer
             }
         };
@@ -154,15 +192,9 @@ impl Writer {
         Ok(seq)
     }
 
-    /// Rotates the file when it is full, and returns, then, the [`Syncer`] of the new file.
-    pub(super) fn rotate_if_full(
-        &mut self,
-        settings: &config::Audit,
-    ) -> Result<Option<Syncer>, Error> {
-        if self.size >= settings.max_bytes {
-            return self.rotate(&settings.path).map(Some);
-        }
-        Ok(None)
+    /// Whether the file is full: the next record goes after a rotation.
+    pub(super) fn is_full(&self, settings: &crate::config::Audit) -> bool {
+        self.size >= settings.max_bytes
     }
 
     /// New handles on the current files for the [`Syncer`], everything so far synced.
@@ -172,6 +204,7 @@ impl Writer {
             head: self.head.try_clone()?,
             synced_seq: self.seq,
             last_sync: Instant::now(),
+            last_head_sync: Instant::now(),
         })
     }
 
@@ -207,22 +240,17 @@ impl Writer {
         self.size += line.len() as u64 + 1;
         self.seq = seq;
         self.last_hash = line_hash;
-        self.write_head()
+        Ok(())
     }
 
-    /// Overwrites the head file with the last record's number and hash, padded to a fixed
-    /// width and written with one call at offset 0, so it is never seen half-written.
+    /// Names the last record in the head file (see [`write_head`]).
     fn write_head(&mut self) -> Result<(), Error> {
-        let io = |e| Error::io("writing the audit head file", e);
-        let mut head = serde_json::to_string(&Head {
-            seq: self.seq,
-            hash: self.last_hash.clone(),
-        })
-        .map_err(|e| Error::Internal(format!("encoding the audit head: {e}")))?;
-        head.push_str(&" ".repeat(HEAD_WIDTH.saturating_sub(head.len())));
-        self.head.seek(SeekFrom::Start(0)).map_err(io)?;
-        self.head.write_all(head.as_bytes()).map_err(io)?;
-        Ok(())
+        write_head(&mut self.head, self.seq, &self.last_hash)
+    }
+
+    /// The last record appended: its number and hash.
+    pub(super) fn last(&self) -> (u64, &str) {
+        (self.seq, &self.last_hash)
     }
 
     fn sync(&mut self, path: &Path) -> Result<(), Error> {
@@ -240,7 +268,8 @@ impl Writer {
     /// the full file is moved: the new file is made, with its genesis line, as `<path>.new`,
     /// and only then do two renames put it in place. A failure leaves the full file where it
     /// was, still the log, and the next record tries again.
-    fn rotate(&mut self, path: &Path) -> Result<Syncer, Error> {
+    pub(super) fn rotate(&mut self, path: &Path) -> Result<Syncer, Error> {
+        self.write_head()?;
         self.sync(path)?;
         let io = |e| Error::io(format!("rotating the audit log {}", path.display()), e);
         let n = (1u32..)
@@ -267,6 +296,7 @@ impl Writer {
                 head: self.head.try_clone()?,
                 synced_seq: seq,
                 last_sync: Instant::now(),
+                last_head_sync: Instant::now(),
             };
             Ok((file, syncer))
         })();
@@ -293,6 +323,65 @@ impl Writer {
         tracing::info!(rotated = %rotated.display(), "audit log rotated");
         Ok(syncer)
     }
+}
+
+/// Overwrites the head file with record `seq`'s number and hash, padded to a fixed width and
+/// written with one call at offset 0, so it is never seen half-written.
+fn write_head(head: &mut File, seq: u64, hash: &str) -> Result<(), Error> {
+    let io = |e| Error::io("writing the audit head file", e);
+    let mut text = serde_json::to_string(&Head {
+        seq,
+        hash: hash.to_owned(),
+    })
+    .map_err(|e| Error::Internal(format!("encoding the audit head: {e}")))?;
+    text.push_str(&" ".repeat(HEAD_WIDTH.saturating_sub(text.len())));
+    head.seek(SeekFrom::Start(0)).map_err(io)?;
+    head.write_all(text.as_bytes()).map_err(io)?;
+    Ok(())
+}
+
+/// Cuts off a last record whose write was cut short (SIGKILL or a crash can stop a write
+/// between two pages of the file), when the complete records before it reach the one the
+/// head file names: that record was never finished, so its call was never answered (an
+/// answer leaves only after its record is written), and the log without it tells the truth.
+/// Any other incomplete end is left for [`Writer::open`] to refuse: an operator must look.
+fn cut_torn_tail(
+    path: &Path,
+    tail: Option<Tail>,
+    head: Option<&Head>,
+) -> std::io::Result<Option<Tail>> {
+    let Some(tail) = tail else {
+        return Ok(None);
+    };
+    if tail.complete {
+        return Ok(Some(tail));
+    }
+    let (Some(before), Some(head)) = (&tail.before, head) else {
+        return Ok(Some(tail));
+    };
+    let Ok(last) = serde_json::from_str::<Line<serde_json::Value>>(before) else {
+        return Ok(Some(tail));
+    };
+    if head.seq > last.seq || (head.seq == last.seq && head.hash != hash(before)) {
+        return Ok(Some(tail));
+    }
+    let file = OpenOptions::new().write(true).open(path)?;
+    let size = file.metadata()?.len();
+    let keep = size.saturating_sub(tail.line.len() as u64);
+    file.set_len(keep)?;
+    file.sync_all()?;
+    tracing::warn!(
+        log = %path.display(),
+        record = last.seq.saturating_add(1),
+        bytes = tail.line.len(),
+        "the audit log ended in a record whose write was cut short (the agent was killed or \
+         crashed mid-write); its call was never answered; the partial record was cut off"
+    );
+    Ok(Some(Tail {
+        line: before.clone(),
+        complete: true,
+        before: None,
+    }))
 }
 
 /// Opens (creating with mode 0600: records name clients and keys) for appending or writing.
@@ -344,7 +433,7 @@ mod tests {
     use super::*;
 
     /// `verify` over the rotated files in order, then the log.
-    fn verify_all(s: &config::Audit) -> Verified {
+    fn verify_all(s: &crate::config::Audit) -> Verified {
         let mut files: Vec<PathBuf> = (1..)
             .map(|n| rotated_path(&s.path, n))
             .take_while(|p| p.exists())
@@ -367,6 +456,36 @@ mod tests {
             }
         }
         unreachable!("the log is the last file")
+    }
+
+    #[test]
+    fn a_record_whose_write_was_cut_short_is_cut_off_at_start_and_nothing_else_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        log.record(&record(2)).expect("write");
+        drop(log);
+        let whole = std::fs::read(&s.path).expect("log");
+        // As SIGKILL can leave it: record 3's write stopped between two pages.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"{\"seq\":3,\"ti");
+        std::fs::write(&s.path, &torn).expect("torn");
+        let log = AuditLog::open(&s).expect("the torn record is cut off");
+        assert_eq!(
+            std::fs::read(&s.path).expect("log"),
+            whole,
+            "only the torn bytes go"
+        );
+        assert_eq!(log.record(&record(3)).expect("write"), Some(3));
+        drop(log);
+        assert_eq!(verify_all(&s).records, 4);
+
+        // A record the head file names, cut short: that is not a torn write but damage.
+        let text = std::fs::read(&s.path).expect("log");
+        std::fs::write(&s.path, &text[..text.len() - 10]).expect("cut");
+        let err = AuditLog::open(&s).err().expect("refused");
+        assert!(err.to_string().contains("incomplete record"), "{err}");
     }
 
     #[test]

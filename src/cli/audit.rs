@@ -45,12 +45,13 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
                          be detected; normal for a rotated file, a sign of tampering \
                          for the live log)"
                     },
-                    if verified.last_unconfirmed {
-                        "; the last record is not confirmed by the head file (left by \
-                         a crash between writing a record and its head, or appended by \
-                         someone who can write the log)"
-                    } else {
-                        ""
+                    match verified.unconfirmed {
+                        0 => String::new(),
+                        n => format!(
+                            "; the last {n} record(s) go past the one the head file names \
+                             (written just before the agent stopped or crashed, or appended \
+                             by someone who can write the log)"
+                        ),
                     }
                 );
                 if let Some(live) = &verified.live {

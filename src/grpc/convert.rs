@@ -224,6 +224,7 @@ fn algorithm(a: Algorithm) -> proto::Algorithm {
         Algorithm::Ed25519 => proto::Algorithm::Ed25519,
         Algorithm::EcdsaP256Sha256 => proto::Algorithm::EcdsaP256Sha256,
         Algorithm::HmacSha256 => proto::Algorithm::HmacSha256,
+        Algorithm::MlDsa65 => proto::Algorithm::MlDsa65,
     }
 }
 

@@ -13,18 +13,21 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// HMAC-SHA256; 32-byte signatures. JWS `HS256`.
     HmacSha256,
+    /// ML-DSA-65 (FIPS 204), pure, empty context; 3,309-byte signatures. JOSE `ML-DSA-65`.
+    MlDsa65,
     /// A value this crate does not know (a newer agent).
     Unknown(i32),
 }
 
 impl Algorithm {
-    /// The name the `signet` command prints: `ed25519`, `ecdsa-p256-sha256`, `hmac-sha256` or
-    /// `unknown`.
+    /// The name the `signet` command prints: `ed25519`, `ecdsa-p256-sha256`, `hmac-sha256`,
+    /// `ml-dsa-65` or `unknown`.
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Ed25519 => "ed25519",
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
             Algorithm::HmacSha256 => "hmac-sha256",
+            Algorithm::MlDsa65 => "ml-dsa-65",
             Algorithm::Unknown(_) => "unknown",
         }
     }
@@ -35,6 +38,7 @@ impl Algorithm {
             Ok(proto::Algorithm::Ed25519) => Algorithm::Ed25519,
             Ok(proto::Algorithm::EcdsaP256Sha256) => Algorithm::EcdsaP256Sha256,
             Ok(proto::Algorithm::HmacSha256) => Algorithm::HmacSha256,
+            Ok(proto::Algorithm::MlDsa65) => Algorithm::MlDsa65,
             _ => Algorithm::Unknown(value),
         }
     }

@@ -188,6 +188,7 @@ impl KeyAdmin for YubiHsmAdmin {
                 Capability::SIGN_HMAC | Capability::VERIFY_HMAC,
                 yubihsm::hmac::Algorithm::Sha256,
             ),
+            Algorithm::MlDsa65 => return Err(no_ml_dsa()),
         };
         result
             .map(drop)
@@ -293,4 +294,13 @@ mod tests {
         let full: std::collections::HashSet<u16> = (1..=0xfffe).collect();
         assert!(free_object_id(&full).is_err());
     }
+}
+
+/// The YubiHSM 2 has no ML-DSA (its firmware signs with Ed25519, ECDSA, RSA and HMAC only).
+pub(crate) fn no_ml_dsa() -> Error {
+    Error::FailedPrecondition(
+        "the YubiHSM 2 has no ML-DSA: it cannot make or use ml-dsa-65 keys; use a PKCS#11 token \
+         with CKM_ML_DSA (PKCS#11 3.2, e.g. Kryoptic)"
+            .into(),
+    )
 }

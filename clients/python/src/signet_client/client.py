@@ -25,6 +25,7 @@ _ALGORITHMS: Dict[int, str] = {
     pb.ALGORITHM_ED25519: "ed25519",
     pb.ALGORITHM_ECDSA_P256_SHA256: "p256",
     pb.ALGORITHM_HMAC_SHA256: "hmac-sha256",
+    pb.ALGORITHM_ML_DSA_65: "ml-dsa-65",
 }
 
 

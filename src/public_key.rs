@@ -279,6 +279,21 @@ mod tests {
     }
 
     #[test]
+    fn ml_dsa_65_keys_of_the_wrong_length_are_refused() {
+        let err = PublicKey::from_ml_dsa_65(&[0u8; 1312]).expect_err("an ML-DSA-44 length");
+        assert!(err.to_string().contains("1312 bytes, expected 1952"), "{err}");
+        // Any 1,952 bytes decode (rho and t1 are unconstrained); the SPKI names id-ml-dsa-65.
+        let key = PublicKey::from_ml_dsa_65(&[7u8; 1952]).expect("1,952 bytes");
+        let spki = key.spki_der().expect("spki");
+        // SEQUENCE(1974) { SEQUENCE(11) { OID 2.16.840.1.101.3.4.3.18 } BIT STRING(1953) { 0, key } }
+        let prefix = "308207b2300b0609608648016503040312038207a100";
+        assert_eq!(hex::encode(&spki[..22]), prefix);
+        assert_eq!(&spki[22..], &[7u8; 1952][..]);
+        assert!(!key.verify(b"m", &[0u8; 3309]));
+        assert!(!key.verify(b"m", &[0u8; 64]));
+    }
+
+    #[test]
     fn ed25519_wrong_length_is_refused() {
         let err =
             PublicKey::from_ec_point(Algorithm::Ed25519, &[0x04, 0x02, 1, 2]).expect_err("short");

@@ -1,13 +1,17 @@
-//! Whether a token offers the mechanisms a key type needs (`C_GetMechanismList`, then
-//! `C_GetMechanismInfo` for the flag): checked before generating a key and when the agent
-//! starts serving one, so a token without ML-DSA (SoftHSM2 2.6.1, any PKCS#11 2.40 module)
-//! gets a sentence instead of a CKR code.
+//! Whether a token offers the mechanisms a key type needs (`C_GetMechanismInfo`: the
+//! mechanism's flags, or `CKR_MECHANISM_INVALID` for one the token does not have): checked
+//! before generating a key and when the agent starts serving one, so a token without ML-DSA
+//! (SoftHSM2 2.6.1, any PKCS#11 2.40 module) gets a sentence instead of a CKR code.
+//!
+//! `C_GetMechanismInfo` for the one mechanism rather than `C_GetMechanismList`: the list would
+//! say the same, but `cryptoki` logs an error line for every vendor mechanism in it that it does
+//! not know (over a hundred on Kryoptic).
 
 use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::MechanismType;
 use cryptoki::slot::Slot;
 
-use super::classify;
+use super::ckr;
 use crate::error::Error;
 use crate::key::Algorithm;
 
@@ -31,15 +35,11 @@ pub fn require(pkcs11: &Pkcs11, slot: Slot, algorithm: Algorithm, usage: Use) ->
         Use::Generate => MechanismType::ML_DSA_KEY_PAIR_GEN,
         Use::Sign => MechanismType::ML_DSA,
     };
-    let offered = pkcs11.get_mechanism_list(slot).map_err(classify)?;
-    let flag_set = offered.contains(&mechanism)
-        && pkcs11
-            .get_mechanism_info(slot, mechanism)
-            .map_err(classify)
-            .map(|info| match usage {
-                Use::Generate => info.generate_key_pair(),
-                Use::Sign => info.sign(),
-            })?;
+    let flag_set = ckr::mechanism_info(pkcs11.get_mechanism_info(slot, mechanism))?
+        .is_some_and(|info| match usage {
+            Use::Generate => info.generate_key_pair(),
+            Use::Sign => info.sign(),
+        });
     if flag_set {
         return Ok(());
     }

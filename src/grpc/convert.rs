@@ -136,6 +136,7 @@ pub fn fingerprint_response(minted: Minted) -> proto::FingerprintResponse {
         signature: minted.witness.signature,
         timestamp_ms: minted.witness.timestamp_ms,
         key_version: minted.witness.key_version,
+        algorithm: algorithm(minted.witness.algorithm).into(),
         key_id: minted.key_id,
     }
 }

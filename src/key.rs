@@ -45,8 +45,8 @@ impl Algorithm {
             Self::HmacSha256,
             Self::MlDsa65,
         ]
-            .into_iter()
-            .find(|a| a.name() == name)
+        .into_iter()
+        .find(|a| a.name() == name)
     }
 }
 

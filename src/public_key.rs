@@ -281,7 +281,10 @@ mod tests {
     #[test]
     fn ml_dsa_65_keys_of_the_wrong_length_are_refused() {
         let err = PublicKey::from_ml_dsa_65(&[0u8; 1312]).expect_err("an ML-DSA-44 length");
-        assert!(err.to_string().contains("1312 bytes, expected 1952"), "{err}");
+        assert!(
+            err.to_string().contains("1312 bytes, expected 1952"),
+            "{err}"
+        );
         // Any 1,952 bytes decode (rho and t1 are unconstrained); the SPKI names id-ml-dsa-65.
         let key = PublicKey::from_ml_dsa_65(&[7u8; 1952]).expect("1,952 bytes");
         let spki = key.spki_der().expect("spki");

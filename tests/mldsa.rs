@@ -58,7 +58,11 @@ async fn ml_dsa_65_keys_sign_verify_and_witness_on_kryoptic() {
     assert_eq!(spki.algorithm.oid.to_string(), ID_ML_DSA_65);
     assert!(spki.algorithm.parameters.is_none(), "parameters absent");
     assert_eq!(spki.subject_public_key.raw_bytes(), &key.raw[..]);
-    assert!(key.pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{}", key.pem);
+    assert!(
+        key.pem.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+        "{}",
+        key.pem
+    );
     let from_pem = spki::SubjectPublicKeyInfoOwned::from_pem(&key.pem).expect("PEM");
     assert_eq!(
         spki::der::Encode::to_der(&from_pem).expect("DER"),
@@ -71,7 +75,10 @@ async fn ml_dsa_65_keys_sign_verify_and_witness_on_kryoptic() {
     assert_eq!(jwk["key_ops"], serde_json::json!(["verify"]));
     let pub_b64 = jwk["pub"].as_str().expect("pub");
     assert_eq!(URL_SAFE_NO_PAD.decode(pub_b64).expect("base64url"), key.raw);
-    assert_eq!(printed["pub"], jwk["pub"], "keys generate printed the same key");
+    assert_eq!(
+        printed["pub"], jwk["pub"],
+        "keys generate printed the same key"
+    );
     let canonical = format!(r#"{{"alg":"ML-DSA-65","kty":"AKP","pub":"{pub_b64}"}}"#);
     assert_eq!(
         key.jwk_thumbprint,
@@ -90,7 +97,11 @@ async fn ml_dsa_65_keys_sign_verify_and_witness_on_kryoptic() {
         assert_eq!(reply.algorithm, Algorithm::MlDsa65 as i32);
         assert_eq!(reply.signature.len(), 3309);
         assert!(ml_dsa_verifies(&key.raw, message, &reply.signature));
-        assert!(!ml_dsa_verifies(&key.raw, b"another message", &reply.signature));
+        assert!(!ml_dsa_verifies(
+            &key.raw,
+            b"another message",
+            &reply.signature
+        ));
         signatures.push(reply.signature);
     }
 
@@ -103,7 +114,10 @@ async fn ml_dsa_65_keys_sign_verify_and_witness_on_kryoptic() {
         ..Default::default()
     };
     for (message, signature) in messages.iter().zip(&signatures) {
-        let verdict = client.verify(verify(message, signature)).await.expect("Verify");
+        let verdict = client
+            .verify(verify(message, signature))
+            .await
+            .expect("Verify");
         let verdict = verdict.into_inner();
         assert!(verdict.valid);
         assert_eq!(verdict.algorithm, Algorithm::MlDsa65 as i32);
@@ -130,14 +144,24 @@ async fn ml_dsa_65_keys_sign_verify_and_witness_on_kryoptic() {
     assert_eq!(witness.fingerprint, "f7f20b581cbf");
     assert_eq!(witness.signature.len(), 2 * 3309);
     let signature = hex::decode(&witness.signature).expect("hex");
-    assert!(ml_dsa_verifies(&key.raw, b"f7f20b581cbf:agent-007", &signature));
+    assert!(ml_dsa_verifies(
+        &key.raw,
+        b"f7f20b581cbf:agent-007",
+        &signature
+    ));
     let mut without_agent = published_fingerprint_request("pq");
     without_agent.agent_id = None;
-    let witness = client.fingerprint(without_agent).await.expect("Fingerprint");
+    let witness = client
+        .fingerprint(without_agent)
+        .await
+        .expect("Fingerprint");
     let signature = hex::decode(witness.into_inner().signature).expect("hex");
     assert!(ml_dsa_verifies(&key.raw, b"f7f20b581cbf", &signature));
 
-    let keys = client.list_keys(ListKeysRequest {}).await.expect("ListKeys");
+    let keys = client
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("ListKeys");
     let listed = keys.into_inner().keys;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].algorithm, Algorithm::MlDsa65 as i32);
@@ -190,7 +214,11 @@ fn softhsm2_and_the_yubihsm_say_they_have_no_ml_dsa() {
     assert!(!err.contains("CKR_"), "a sentence, not a CKR code: {err}");
     let listed = token.keys("list", &["--json"]);
     assert_success(&listed, "keys list");
-    assert_eq!(stdout(&listed).trim(), "[]", "nothing was left on the token");
+    assert_eq!(
+        stdout(&listed).trim(),
+        "[]",
+        "nothing was left on the token"
+    );
 
     let device = TestYubiHsm::new();
     let out = std::process::Command::new(common::signet_bin())

@@ -122,8 +122,9 @@ pub enum KeysCommand {
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
-    Algorithm::from_name(name)
-        .ok_or_else(|| format!("unknown key type '{name}': expected ed25519, p256, hmac-sha256 or ml-dsa-65"))
+    Algorithm::from_name(name).ok_or_else(|| {
+        format!("unknown key type '{name}': expected ed25519, p256, hmac-sha256 or ml-dsa-65")
+    })
 }
 
 fn parse_public_format(name: &str) -> Result<PublicFormat, String> {

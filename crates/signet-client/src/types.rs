@@ -215,7 +215,8 @@ impl Anchor {
 pub struct Witness {
     /// 12 lowercase hex characters.
     pub fingerprint: String,
-    /// HMAC-SHA256 over `fingerprint` (or `fingerprint:agent_id`), 64 lowercase hex characters.
+    /// The key's signature over `fingerprint` (or `fingerprint:agent_id`), lowercase hex: 64
+    /// characters for HMAC-SHA256, 6,618 for ML-DSA-65.
     pub signature: String,
     /// The timestamp in the formula (the agent's clock when the anchor had none).
     pub timestamp_ms: i64,
@@ -223,6 +224,8 @@ pub struct Witness {
     pub key_id: String,
     /// The version that signed (SWT3's `signing_key_version`).
     pub key_version: u32,
+    /// The algorithm that signed (SWT3's `signing_algorithm`: `hmac-sha256` or `ml-dsa-65`).
+    pub algorithm: Algorithm,
 }
 
 impl From<proto::FingerprintResponse> for Witness {
@@ -233,6 +236,11 @@ impl From<proto::FingerprintResponse> for Witness {
             timestamp_ms: r.timestamp_ms,
             key_id: r.key_id,
             key_version: r.key_version,
+            // An agent from before ML-DSA leaves it unset: its anchors are HMAC-SHA256.
+            algorithm: match r.algorithm {
+                0 => Algorithm::HmacSha256,
+                value => Algorithm::from_i32(value),
+            },
         }
     }
 }

@@ -102,7 +102,12 @@ impl KeyAdmin for Pkcs11Admin {
             .token
             .as_ref()
             .ok_or_else(|| Error::Internal("the token was already closed".into()))?;
-        mechanisms::require(&token.pkcs11, token.slot, algorithm, mechanisms::Use::Generate)?;
+        mechanisms::require(
+            &token.pkcs11,
+            token.slot,
+            algorithm,
+            mechanisms::Use::Generate,
+        )?;
         provision::generate(self.session()?, algorithm, id)
     }
 

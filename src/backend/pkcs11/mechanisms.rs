@@ -35,10 +35,12 @@ pub fn require(pkcs11: &Pkcs11, slot: Slot, algorithm: Algorithm, usage: Use) ->
         Use::Generate => MechanismType::ML_DSA_KEY_PAIR_GEN,
         Use::Sign => MechanismType::ML_DSA,
     };
-    let flag_set = ckr::mechanism_info(pkcs11.get_mechanism_info(slot, mechanism))?
-        .is_some_and(|info| match usage {
-            Use::Generate => info.generate_key_pair(),
-            Use::Sign => info.sign(),
+    let flag_set =
+        ckr::mechanism_info(pkcs11.get_mechanism_info(slot, mechanism))?.is_some_and(|info| {
+            match usage {
+                Use::Generate => info.generate_key_pair(),
+                Use::Sign => info.sign(),
+            }
         });
     if flag_set {
         return Ok(());

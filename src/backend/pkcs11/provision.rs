@@ -34,7 +34,9 @@ pub fn generate(session: &Session, algorithm: Algorithm, label: &str) -> Result<
             // PKCS#11 3.2: the parameter set goes in the public-key template; the token copies
             // it to the private key.
             let mut public = public_common(label, &id);
-            public.push(Attribute::ParameterSet(MlDsaParameterSetType::ML_DSA_65.into()));
+            public.push(Attribute::ParameterSet(
+                MlDsaParameterSetType::ML_DSA_65.into(),
+            ));
             session
                 .generate_key_pair(&Mechanism::MlDsaKeyPairGen, &public, &private)
                 .map_err(classify)?;

@@ -26,9 +26,7 @@ use tokio::sync::watch;
 
 use super::lookup::{self, Wanted};
 use super::session::SessionPool;
-use super::{
-    ckr, classify, discover, finalize, find_token, initialize, login, mechanisms, Token,
-};
+use super::{ckr, classify, discover, finalize, find_token, initialize, login, mechanisms, Token};
 use crate::backend::supervisor::{Supervised, Supervisor};
 use crate::backend::{Backend, HsmState};
 use crate::backend::{Registry, RegistryCell};

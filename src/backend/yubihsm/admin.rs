@@ -280,6 +280,15 @@ impl KeyAdmin for YubiHsmAdmin {
     }
 }
 
+/// The YubiHSM 2 has no ML-DSA (its firmware signs with Ed25519, ECDSA, RSA and HMAC only).
+pub(crate) fn no_ml_dsa() -> Error {
+    Error::FailedPrecondition(
+        "the YubiHSM 2 has no ML-DSA: it cannot make or use ml-dsa-65 keys; use a PKCS#11 token \
+         with CKM_ML_DSA (PKCS#11 3.2, e.g. Kryoptic)"
+            .into(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,13 +303,4 @@ mod tests {
         let full: std::collections::HashSet<u16> = (1..=0xfffe).collect();
         assert!(free_object_id(&full).is_err());
     }
-}
-
-/// The YubiHSM 2 has no ML-DSA (its firmware signs with Ed25519, ECDSA, RSA and HMAC only).
-pub(crate) fn no_ml_dsa() -> Error {
-    Error::FailedPrecondition(
-        "the YubiHSM 2 has no ML-DSA: it cannot make or use ml-dsa-65 keys; use a PKCS#11 token \
-         with CKM_ML_DSA (PKCS#11 3.2, e.g. Kryoptic)"
-            .into(),
-    )
 }

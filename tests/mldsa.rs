@@ -2,7 +2,7 @@
 //! (every signature checked with the `fips204` crate, not through the agent), the public-key
 //! forms (SPKI parsed with the `spki` crate, PEM, the draft-ietf-cose-dilithium JWK), Verify
 //! (also of a version rotated out), SWT3 Fingerprint, and the refusals: SoftHSM2 2.6.1 and the
-//! YubiHSM have no ML-DSA, and an extractable ML-DSA key is not served.
+//! YubiHSM (MockHsm, with the yubihsm-mock feature) have no ML-DSA, and an extractable ML-DSA key is not served.
 
 mod common;
 
@@ -10,8 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::output::{failed, stdout};
 use common::requests::{public_key, published_fingerprint_request, sign_request};
-use common::yubihsm::TestYubiHsm;
-use common::{assert_success, path_str, Device as _, TestToken};
+use common::{assert_success, Device as _, TestToken};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, MlDsaParameterSetType};
@@ -203,7 +202,7 @@ async fn ml_dsa_65_keys_sign_verify_and_witness_on_kryoptic() {
 }
 
 #[test]
-fn softhsm2_and_the_yubihsm_say_they_have_no_ml_dsa() {
+fn softhsm2_says_it_has_no_ml_dsa() {
     let token = TestToken::new();
     let out = token.keys("generate", &["--type", "ml-dsa-65", "--id", "pq"]);
     let err = failed(&out, "keys generate --type ml-dsa-65 on SoftHSM2");
@@ -219,11 +218,20 @@ fn softhsm2_and_the_yubihsm_say_they_have_no_ml_dsa() {
         "[]",
         "nothing was left on the token"
     );
+}
 
-    let device = TestYubiHsm::new();
+#[cfg(feature = "yubihsm-mock")]
+#[test]
+fn the_yubihsm_says_it_has_no_ml_dsa() {
+    let device = common::yubihsm::TestYubiHsm::new();
     let out = std::process::Command::new(common::signet_bin())
         .current_dir(device.dir.path())
-        .args(["keys", "generate", "--config", path_str(&device.config)])
+        .args([
+            "keys",
+            "generate",
+            "--config",
+            common::path_str(&device.config),
+        ])
         .args(["--type", "ml-dsa-65", "--id", "pq"])
         .output()
         .expect("running signet");

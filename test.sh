@@ -10,7 +10,9 @@
 # (systemd-analyze, for the unit in deploy/), and a Python virtual environment with the callers'
 # own libraries (sqooler, swt3-ai) and the Python client for the compatibility tests and the
 # client's own tests (clients/python/tests, run last, also against the client's wheel in a second
-# environment with protobuf 7).
+# environment with protobuf 7), and a third environment with cryptography 48 in which swt3-ai's own
+# verify_mldsa checks an SWT3 anchor signed by an ML-DSA-65 key on Kryoptic
+# (clients/python/tests_mldsa).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-packages.sh softhsm2 opensc systemd
@@ -48,6 +50,14 @@ if wheel_python="$(scripts/python-env.sh wheel)"; then
   SIGNET_BIN="$signet_bin" SIGNET_EXPECT_PROTOBUF_MAJOR=7 \
     SIGNET_GENERATE_PYTHON="$SIGNET_TEST_PYTHON" \
     "$wheel_python" -m pytest -q -p no:cacheprovider clients/python/tests || status=$?
+else
+  status=1
+fi
+# swt3-ai's own ML-DSA-65 verifier on anchors the agent signs on a Kryoptic token, in its own
+# environment: it needs cryptography >= 48, sqooler pins cryptography < 43.
+if mldsa_python="$(scripts/python-env.sh mldsa)"; then
+  SIGNET_BIN="$signet_bin" \
+    "$mldsa_python" -m pytest -q -p no:cacheprovider clients/python/tests_mldsa || status=$?
 else
   status=1
 fi

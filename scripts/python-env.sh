@@ -12,14 +12,19 @@
 #                                 (tests/python/requirements-protobuf7.txt) and the client's wheel
 #                                 built with `python -m build` (into target/python-dist), with
 #                                 `pip check`. Creates the first environment too (it has `build`).
+#   scripts/python-env.sh mldsa   the ML-DSA environment (target/python-mldsa-venv): swt3-ai with
+#                                 cryptography 48 (tests/python/requirements-mldsa.txt), which
+#                                 swt3-ai's verify_mldsa needs and sqooler's cryptography<43 pin
+#                                 forbids in the first environment, and the client from the
+#                                 checkout, with `pip check`.
 #
 # An environment is recreated when its requirements change; the client is reinstalled (and the
 # wheel rebuilt) when its files change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-checkout}"
-case "$mode" in checkout | wheel) ;; *)
-  echo "usage: scripts/python-env.sh [wheel]" >&2
+case "$mode" in checkout | wheel | mldsa) ;; *)
+  echo "usage: scripts/python-env.sh [wheel|mldsa]" >&2
   exit 2
   ;;
 esac
@@ -49,9 +54,22 @@ make_venv() {
   cp "$requirements" "$venv/.requirements"
 }
 
+hash="$(client_hash)"
+if [ "$mode" = mldsa ]; then
+  mldsa_venv=target/python-mldsa-venv
+  make_venv "$mldsa_venv" tests/python/requirements-mldsa.txt
+  if [ "$(cat "$mldsa_venv/.client" 2>/dev/null)" != "$hash" ]; then
+    "$mldsa_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --force-reinstall ./clients/python >&2
+    "$mldsa_venv/bin/python" -m pip check --disable-pip-version-check >&2
+    echo "$hash" >"$mldsa_venv/.client"
+  fi
+  echo "$PWD/$mldsa_venv/bin/python"
+  exit 0
+fi
+
 venv=target/python-venv
 make_venv "$venv" tests/python/requirements.txt
-hash="$(client_hash)"
 if [ "$(cat "$venv/.client" 2>/dev/null)" != "$hash" ]; then
   # A regular (not editable) install exactly as the README says, so the tests also check what a
   # user's pip installs, and that it leaves the checkout as it was.

@@ -6,7 +6,8 @@
 #     and the demo keys demo-ed25519, demo-p256 and demo-hmac (generated inside the token).
 # Running it again changes nothing that exists. Remove softhsm/state/ to start over.
 # With --kryoptic, the token is a Kryoptic one instead (module built by scripts/kryoptic.sh, a
-# sqlite store named by KRYOPTIC_CONF), in softhsm/state/kryoptic/ with the same keys.
+# sqlite store named by KRYOPTIC_CONF), in softhsm/state/kryoptic/ with the same keys and an
+# ML-DSA-65 key, demo-mldsa (SoftHSM2 2.6.1 has no ML-DSA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -54,7 +55,9 @@ export SOFTHSM2_CONF=$state/softhsm2.conf
 export KRYOPTIC_CONF=$state/kryoptic.sql
 
 "$signet" token init --config "$state/signet.toml" --so-pin-file "$state/so-pin" >/dev/null
-for key in ed25519:demo-ed25519 p256:demo-p256 hmac-sha256:demo-hmac; do
+demo_keys=(ed25519:demo-ed25519 p256:demo-p256 hmac-sha256:demo-hmac)
+[ "$kind" = kryoptic ] && demo_keys+=(ml-dsa-65:demo-mldsa)
+for key in "${demo_keys[@]}"; do
   "$signet" keys generate --config "$state/signet.toml" --type "${key%%:*}" --id "${key#*:}" --exists-ok >/dev/null
 done
-echo "$kind token 'signet-dev' ready in $state (demo keys: demo-ed25519, demo-p256, demo-hmac)"
+echo "$kind token 'signet-dev' ready in $state (demo keys: ${demo_keys[*]#*:})"

@@ -11,32 +11,42 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// HMAC with SHA-256.
     HmacSha256,
+    /// ML-DSA-65 (FIPS 204), pure, with an empty context.
+    MlDsa65,
 }
 
 impl Algorithm {
-    /// The name used in key listings, logs and configuration (`ed25519`, `p256`, `hmac-sha256`).
+    /// The name used in key listings, logs and configuration (`ed25519`, `p256`, `hmac-sha256`,
+    /// `ml-dsa-65`).
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Ed25519 => "ed25519",
             Algorithm::EcdsaP256Sha256 => "p256",
             Algorithm::HmacSha256 => "hmac-sha256",
+            Algorithm::MlDsa65 => "ml-dsa-65",
         }
     }
 
-    /// The JOSE `alg` name (RFC 7518, RFC 8037).
+    /// The JOSE `alg` name (RFC 7518, RFC 8037; `ML-DSA-65` from draft-ietf-cose-dilithium).
     pub fn jws_alg(self) -> &'static str {
         match self {
             Algorithm::Ed25519 => "EdDSA",
             Algorithm::EcdsaP256Sha256 => "ES256",
             Algorithm::HmacSha256 => "HS256",
+            Algorithm::MlDsa65 => "ML-DSA-65",
         }
     }
 
     /// Parses [`Algorithm::name`].
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Ed25519, Self::EcdsaP256Sha256, Self::HmacSha256]
-            .into_iter()
-            .find(|a| a.name() == name)
+        [
+            Self::Ed25519,
+            Self::EcdsaP256Sha256,
+            Self::HmacSha256,
+            Self::MlDsa65,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
     }
 }
 

@@ -233,6 +233,7 @@ fn size_of(key: &KeyInfo) -> String {
     match (&key.algorithm, key.size_bits) {
         (Ok(Algorithm::Ed25519), _) => "Ed25519".into(),
         (Ok(Algorithm::EcdsaP256Sha256), _) => "P-256".into(),
+        (Ok(Algorithm::MlDsa65), _) => "ML-DSA-65".into(),
         (_, Some(bits)) => format!("{bits} bits"),
         _ => "-".into(),
     }

@@ -1,17 +1,33 @@
 //! Public-key encodings (raw, SubjectPublicKeyInfo DER, PEM, JWK, RFC 7638 thumbprint) and the
 //! software verification used by verify-after-sign.
+//!
+//! ML-DSA-65 keys (FIPS 204) have no curve point: the token gives the 1,952-byte encoded public
+//! key (`CKA_VALUE` of the public-key object), their SubjectPublicKeyInfo carries the OID
+//! id-ml-dsa-65 (2.16.840.1.101.3.4.3.18, parameters absent; RFC 9881), and their JWK is the
+//! `AKP` form of draft-ietf-cose-dilithium (`{"alg":"ML-DSA-65","kty":"AKP","pub":…}`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use der::asn1::OctetStringRef;
 use der::Decode;
 use ed25519_dalek::pkcs8::EncodePublicKey as _;
+use fips204::ml_dsa_65;
+use fips204::traits::{SerDes as _, Verifier as _};
+use p256::pkcs8::der::{Encode as _, EncodePem as _};
+use p256::pkcs8::spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 use p256::pkcs8::LineEnding;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::key::Algorithm;
+
+/// The length of an encoded ML-DSA-65 public key (FIPS 204, table 2).
+pub const ML_DSA_65_PUBLIC_KEY_LEN: usize = ml_dsa_65::PK_LEN;
+/// The length of an ML-DSA-65 signature (FIPS 204, table 2).
+pub const ML_DSA_65_SIGNATURE_LEN: usize = ml_dsa_65::SIG_LEN;
+/// id-ml-dsa-65 (NIST CSOR; RFC 9881): the SubjectPublicKeyInfo algorithm of ML-DSA-65.
+pub const ID_ML_DSA_65: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
 
 /// The public half of an asymmetric key served by the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +36,8 @@ pub enum PublicKey {
     Ed25519(ed25519_dalek::VerifyingKey),
     /// A P-256 ECDSA verifying key.
     P256(p256::ecdsa::VerifyingKey),
+    /// An ML-DSA-65 public key in its FIPS 204 encoding, checked to decode.
+    MlDsa65(Box<[u8; ML_DSA_65_PUBLIC_KEY_LEN]>),
 }
 
 impl PublicKey {
@@ -62,7 +80,26 @@ impl PublicKey {
                 .map(PublicKey::P256)
                 .map_err(|_| bad("not a SEC1 point on P-256")),
             Algorithm::HmacSha256 => Err(bad("HMAC keys have no public key")),
+            Algorithm::MlDsa65 => Err(bad("ML-DSA keys have no curve point")),
         }
+    }
+
+    /// Builds an ML-DSA-65 public key from its FIPS 204 encoding (the `CKA_VALUE` of a
+    /// PKCS#11 3.2 `CKK_ML_DSA` public-key object): 1,952 bytes that decode.
+    pub fn from_ml_dsa_65(encoded: &[u8]) -> Result<Self, Error> {
+        let bad = |why: String| {
+            Error::Startup(format!(
+                "the token's CKA_VALUE is not a valid ML-DSA-65 public key: {why}"
+            ))
+        };
+        let bytes: [u8; ML_DSA_65_PUBLIC_KEY_LEN] = encoded.try_into().map_err(|_| {
+            bad(format!(
+                "{} bytes, expected {ML_DSA_65_PUBLIC_KEY_LEN}",
+                encoded.len()
+            ))
+        })?;
+        ml_dsa_65::PublicKey::try_from_bytes(bytes).map_err(|e| bad(e.to_owned()))?;
+        Ok(PublicKey::MlDsa65(Box::new(bytes)))
     }
 
     /// The algorithm this key verifies.
@@ -70,14 +107,17 @@ impl PublicKey {
         match self {
             PublicKey::Ed25519(_) => Algorithm::Ed25519,
             PublicKey::P256(_) => Algorithm::EcdsaP256Sha256,
+            PublicKey::MlDsa65(_) => Algorithm::MlDsa65,
         }
     }
 
-    /// The raw key: 32 bytes for Ed25519, the uncompressed SEC1 point for P-256.
+    /// The raw key: 32 bytes for Ed25519, the uncompressed SEC1 point for P-256, the 1,952-byte
+    /// FIPS 204 encoding for ML-DSA-65.
     pub fn raw(&self) -> Vec<u8> {
         match self {
             PublicKey::Ed25519(k) => k.to_bytes().to_vec(),
             PublicKey::P256(k) => k.to_encoded_point(false).as_bytes().to_vec(),
+            PublicKey::MlDsa65(k) => k.to_vec(),
         }
     }
 
@@ -86,6 +126,11 @@ impl PublicKey {
         let doc = match self {
             PublicKey::Ed25519(k) => k.to_public_key_der(),
             PublicKey::P256(k) => p256::PublicKey::from(k).to_public_key_der(),
+            PublicKey::MlDsa65(k) => {
+                return ml_dsa_65_spki(k)
+                    .and_then(|spki| spki.to_der())
+                    .map_err(|e| Error::Internal(format!("encoding SubjectPublicKeyInfo: {e}")))
+            }
         };
         doc.map(|d| d.into_vec())
             .map_err(|e| Error::Internal(format!("encoding SubjectPublicKeyInfo: {e}")))
@@ -96,6 +141,11 @@ impl PublicKey {
         let pem = match self {
             PublicKey::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
             PublicKey::P256(k) => p256::PublicKey::from(k).to_public_key_pem(LineEnding::LF),
+            PublicKey::MlDsa65(k) => {
+                return ml_dsa_65_spki(k)
+                    .and_then(|spki| spki.to_pem(LineEnding::LF))
+                    .map_err(|e| Error::Internal(format!("encoding PEM: {e}")))
+            }
         };
         pem.map_err(|e| Error::Internal(format!("encoding PEM: {e}")))
     }
@@ -115,6 +165,13 @@ impl PublicKey {
                 let y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y));
                 json!({ "crv": "P-256", "kty": "EC", "x": x, "y": y })
             }
+            // draft-ietf-cose-dilithium: the AKP ("Algorithm Key Pair") key type, whose
+            // thumbprint members are alg, kty and pub.
+            PublicKey::MlDsa65(k) => json!({
+                "alg": Algorithm::MlDsa65.jws_alg(),
+                "kty": "AKP",
+                "pub": URL_SAFE_NO_PAD.encode(k.as_slice()),
+            }),
         };
         match value {
             serde_json::Value::Object(map) => map,
@@ -145,7 +202,8 @@ impl PublicKey {
     /// This runs after every signature (verify-after-sign), so the verifier is chosen by
     /// measured speed: for P-256, `ring` (about 60 µs here) rather than the pure-Rust `p256`
     /// crate (about 330 µs); for Ed25519, `ed25519-dalek` (about 48 µs, `ring` 53 µs).
-    /// `examples/verify_speed.rs` measures them.
+    /// `examples/verify_speed.rs` measures them. ML-DSA-65 is pure ML-DSA with an empty
+    /// context (FIPS 204 algorithm 3), checked by the `fips204` crate (see the README for why).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(signature)
@@ -159,8 +217,29 @@ impl PublicKey {
                 .verify(message, signature)
                 .is_ok()
             }
+            PublicKey::MlDsa65(k) => {
+                let Ok(signature) = <&[u8; ML_DSA_65_SIGNATURE_LEN]>::try_from(signature) else {
+                    return false;
+                };
+                ml_dsa_65::PublicKey::try_from_bytes(**k)
+                    .is_ok_and(|pk| pk.verify(message, signature, &[]))
+            }
         }
     }
+}
+
+/// The SubjectPublicKeyInfo of an ML-DSA-65 key: id-ml-dsa-65 with absent parameters, and the
+/// encoded key as the BIT STRING (RFC 9881, section 4).
+fn ml_dsa_65_spki(
+    key: &[u8; ML_DSA_65_PUBLIC_KEY_LEN],
+) -> Result<SubjectPublicKeyInfoOwned, p256::pkcs8::der::Error> {
+    Ok(SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: ID_ML_DSA_65,
+            parameters: None,
+        },
+        subject_public_key: p256::pkcs8::der::asn1::BitString::from_bytes(key)?,
+    })
 }
 
 #[cfg(test)]
@@ -197,6 +276,24 @@ mod tests {
             }
         }
         assert!(parsed > 0, "some of these are points on the curve");
+    }
+
+    #[test]
+    fn ml_dsa_65_keys_of_the_wrong_length_are_refused() {
+        let err = PublicKey::from_ml_dsa_65(&[0u8; 1312]).expect_err("an ML-DSA-44 length");
+        assert!(
+            err.to_string().contains("1312 bytes, expected 1952"),
+            "{err}"
+        );
+        // Any 1,952 bytes decode (rho and t1 are unconstrained); the SPKI names id-ml-dsa-65.
+        let key = PublicKey::from_ml_dsa_65(&[7u8; 1952]).expect("1,952 bytes");
+        let spki = key.spki_der().expect("spki");
+        // SEQUENCE(1974) { SEQUENCE(11) { OID 2.16.840.1.101.3.4.3.18 } BIT STRING(1953) { 0, key } }
+        let prefix = "308207b2300b0609608648016503040312038207a100";
+        assert_eq!(hex::encode(&spki[..22]), prefix);
+        assert_eq!(&spki[22..], &[7u8; 1952][..]);
+        assert!(!key.verify(b"m", &[0u8; 3309]));
+        assert!(!key.verify(b"m", &[0u8; 64]));
     }
 
     #[test]

@@ -42,8 +42,11 @@ pub struct Signature {
 pub struct Witness {
     /// 12 lowercase hex characters.
     pub fingerprint: String,
-    /// HMAC-SHA256 over the signed payload, 64 lowercase hex characters.
+    /// The key's signature over the signed payload, lowercase hex: HMAC-SHA256 (64 characters)
+    /// or ML-DSA-65 (6,618 characters).
     pub signature: String,
+    /// The algorithm that signed (SWT3 `signing_algorithm`).
+    pub algorithm: Algorithm,
     /// The timestamp used in the formula.
     pub timestamp_ms: i64,
     /// The key version whose HMAC this is (SWT3 `signing_key_version`).
@@ -167,7 +170,8 @@ impl Signer {
         call.finish(raw)
     }
 
-    /// Mints an SWT3 anchor fingerprint and signs it with an HMAC key inside the HSM.
+    /// Mints an SWT3 anchor fingerprint and signs it with an HMAC or ML-DSA-65 key inside the
+    /// HSM.
     /// A `timestamp_ms` of 0 means now, by this agent's clock.
     pub async fn fingerprint(
         &self,
@@ -251,9 +255,10 @@ impl Signer {
     /// Checks a Fingerprint request and prepares its HSM call (the signed payload).
     fn prepare_fingerprint(&self, key_id: &str, anchor: Anchor<'_>) -> Result<HsmCall, Error> {
         let key = self.primary(key_id)?;
-        if key.algorithm != Algorithm::HmacSha256 {
+        // The two algorithms swt3-ai signs anchors with (`signing_algorithm`).
+        if !matches!(key.algorithm, Algorithm::HmacSha256 | Algorithm::MlDsa65) {
             return Err(Error::FailedPrecondition(format!(
-                "key '{key_id}' is an {} key; Fingerprint needs an hmac-sha256 key",
+                "key '{key_id}' is an {} key; Fingerprint needs an hmac-sha256 or ml-dsa-65 key",
                 key.algorithm.name()
             )));
         }
@@ -266,7 +271,8 @@ impl Signer {
             key_id: key_id.to_owned(),
             version: key.version,
             algorithm: key.algorithm,
-            public_key: None,
+            // Verify-after-sign for ML-DSA anchors too (HMAC keys have none).
+            public_key: key.public_key.clone(),
             input: anchor.signed_payload(&fingerprint).into_bytes(),
             format: SignatureFormat::Raw,
             anchor: Some((fingerprint, anchor.timestamp_ms)),

@@ -626,13 +626,13 @@ async fn every_bad_input_gets_its_code_and_message(token: impl Device) {
             "Ed25519 key",
             fingerprint("ed", |_| {}),
             Code::FailedPrecondition,
-            "needs an hmac-sha256 key",
+            "needs an hmac-sha256 or ml-dsa-65 key",
         ),
         (
             "P-256 key",
             fingerprint("ec", |_| {}),
             Code::FailedPrecondition,
-            "needs an hmac-sha256 key",
+            "needs an hmac-sha256 or ml-dsa-65 key",
         ),
         (
             "unknown key",

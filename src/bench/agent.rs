@@ -161,6 +161,7 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
                 let algorithm = match r.algorithm {
                     1 => Algorithm::Ed25519,
                     2 => Algorithm::EcdsaP256Sha256,
+                    4 => return PublicKey::from_ml_dsa_65(&r.raw).ok(),
                     _ => return None,
                 };
                 PublicKey::from_ec_point(algorithm, &r.raw).ok()

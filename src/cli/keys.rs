@@ -19,7 +19,8 @@ pub enum KeysCommand {
     Generate {
         #[command(flatten)]
         config: ConfigArg,
-        /// ed25519, p256 or hmac-sha256.
+        /// ed25519, p256, hmac-sha256 or ml-dsa-65 (ML-DSA needs a PKCS#11 3.2 token with
+        /// CKM_ML_DSA, such as Kryoptic).
         #[arg(long = "type", value_parser = parse_algorithm)]
         key_type: Algorithm,
         /// The key id (the object label). Refused if it already exists.
@@ -121,8 +122,9 @@ pub enum KeysCommand {
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
-    Algorithm::from_name(name)
-        .ok_or_else(|| format!("unknown key type '{name}': expected ed25519, p256 or hmac-sha256"))
+    Algorithm::from_name(name).ok_or_else(|| {
+        format!("unknown key type '{name}': expected ed25519, p256, hmac-sha256 or ml-dsa-65")
+    })
 }
 
 fn parse_public_format(name: &str) -> Result<PublicFormat, String> {

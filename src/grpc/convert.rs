@@ -136,6 +136,7 @@ pub fn fingerprint_response(minted: Minted) -> proto::FingerprintResponse {
         signature: minted.witness.signature,
         timestamp_ms: minted.witness.timestamp_ms,
         key_version: minted.witness.key_version,
+        algorithm: algorithm(minted.witness.algorithm).into(),
         key_id: minted.key_id,
     }
 }
@@ -224,6 +225,7 @@ fn algorithm(a: Algorithm) -> proto::Algorithm {
         Algorithm::Ed25519 => proto::Algorithm::Ed25519,
         Algorithm::EcdsaP256Sha256 => proto::Algorithm::EcdsaP256Sha256,
         Algorithm::HmacSha256 => proto::Algorithm::HmacSha256,
+        Algorithm::MlDsa65 => proto::Algorithm::MlDsa65,
     }
 }
 

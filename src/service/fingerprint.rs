@@ -5,7 +5,6 @@ use super::batch::{settle_items, Item};
 use super::gate::Watch;
 use super::{sha256_hex, Call, Rpc, Service};
 use crate::error::Error;
-use crate::key::Algorithm;
 use crate::signer::Witness;
 use crate::swt3::Anchor;
 
@@ -63,7 +62,7 @@ impl Service {
         .await;
         self.settle(&mut record, &result);
         if let Ok(witness) = &result {
-            record.algorithm = Some(Algorithm::HmacSha256.name());
+            record.algorithm = Some(witness.algorithm.name());
             record.key_version = Some(witness.key_version);
             record.message_sha256 = Some(payload_sha256(witness, op.agent_id.as_deref()));
         }
@@ -113,7 +112,7 @@ impl Service {
         let agent_ids: Vec<Option<&str>> = ops.iter().map(|op| op.agent_id.as_deref()).collect();
         let mut agent_ids = agent_ids.into_iter();
         let results = settle_items(self, &mut items, minted, |item, witness: Witness| {
-            item.record.algorithm = Some(Algorithm::HmacSha256.name());
+            item.record.algorithm = Some(witness.algorithm.name());
             item.record.key_version = Some(witness.key_version);
             Minted {
                 key_id: item.key_id.clone(),

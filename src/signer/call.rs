@@ -134,12 +134,17 @@ impl HsmCall {
         })
     }
 
-    /// The SWT3 witness from the HMAC.
+    /// The SWT3 witness from the HMAC or ML-DSA-65 signature (already verified after signing).
     pub(super) fn finish_witness(self, mac: Vec<u8>) -> Result<Witness, Error> {
-        if mac.len() != 32 {
+        let expected = match self.algorithm {
+            Algorithm::MlDsa65 => crate::public_key::ML_DSA_65_SIGNATURE_LEN,
+            _ => 32,
+        };
+        if mac.len() != expected {
             return Err(Error::Internal(format!(
-                "the HSM returned a {}-byte HMAC-SHA256",
-                mac.len()
+                "the HSM returned a {}-byte {} signature",
+                mac.len(),
+                self.algorithm.name()
             )));
         }
         let (fingerprint, timestamp_ms) = self
@@ -148,6 +153,7 @@ impl HsmCall {
         Ok(Witness {
             fingerprint,
             signature: hex::encode(mac),
+            algorithm: self.algorithm,
             timestamp_ms,
             key_version: self.version,
         })

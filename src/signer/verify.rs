@@ -1,6 +1,6 @@
 //! Verification: a signature (`Verify`) or an SWT3 anchor (`VerifyFingerprint`) checked against
 //! the verify-enabled versions of a key. HMAC tags are checked inside the HSM
-//! ([`Backend::verify`]); Ed25519 and P-256 signatures against the cached public key with the
+//! ([`Backend::verify`]); Ed25519, P-256 and ML-DSA-65 signatures against the cached public key with the
 //! verifier verify-after-sign uses ([`PublicKey::verify`]). Malformed input is refused before any
 //! work, naming the field; a signature that does not verify is a verdict, not an error.
 
@@ -272,6 +272,7 @@ fn raw_signature(
     let expected = match algorithm {
         Algorithm::HmacSha256 => 32,
         Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256 => 64,
+        Algorithm::MlDsa65 => crate::public_key::ML_DSA_65_SIGNATURE_LEN,
     };
     if signature.len() != expected {
         return Err(Error::InvalidArgument(format!(

@@ -13,18 +13,21 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// HMAC-SHA256; 32-byte signatures. JWS `HS256`.
     HmacSha256,
+    /// ML-DSA-65 (FIPS 204), pure, empty context; 3,309-byte signatures. JOSE `ML-DSA-65`.
+    MlDsa65,
     /// A value this crate does not know (a newer agent).
     Unknown(i32),
 }
 
 impl Algorithm {
-    /// The name the `signet` command prints: `ed25519`, `ecdsa-p256-sha256`, `hmac-sha256` or
-    /// `unknown`.
+    /// The name the `signet` command prints: `ed25519`, `ecdsa-p256-sha256`, `hmac-sha256`,
+    /// `ml-dsa-65` or `unknown`.
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Ed25519 => "ed25519",
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
             Algorithm::HmacSha256 => "hmac-sha256",
+            Algorithm::MlDsa65 => "ml-dsa-65",
             Algorithm::Unknown(_) => "unknown",
         }
     }
@@ -35,6 +38,7 @@ impl Algorithm {
             Ok(proto::Algorithm::Ed25519) => Algorithm::Ed25519,
             Ok(proto::Algorithm::EcdsaP256Sha256) => Algorithm::EcdsaP256Sha256,
             Ok(proto::Algorithm::HmacSha256) => Algorithm::HmacSha256,
+            Ok(proto::Algorithm::MlDsa65) => Algorithm::MlDsa65,
             _ => Algorithm::Unknown(value),
         }
     }
@@ -211,7 +215,8 @@ impl Anchor {
 pub struct Witness {
     /// 12 lowercase hex characters.
     pub fingerprint: String,
-    /// HMAC-SHA256 over `fingerprint` (or `fingerprint:agent_id`), 64 lowercase hex characters.
+    /// The key's signature over `fingerprint` (or `fingerprint:agent_id`), lowercase hex: 64
+    /// characters for HMAC-SHA256, 6,618 for ML-DSA-65.
     pub signature: String,
     /// The timestamp in the formula (the agent's clock when the anchor had none).
     pub timestamp_ms: i64,
@@ -219,6 +224,8 @@ pub struct Witness {
     pub key_id: String,
     /// The version that signed (SWT3's `signing_key_version`).
     pub key_version: u32,
+    /// The algorithm that signed (SWT3's `signing_algorithm`: `hmac-sha256` or `ml-dsa-65`).
+    pub algorithm: Algorithm,
 }
 
 impl From<proto::FingerprintResponse> for Witness {
@@ -229,6 +236,11 @@ impl From<proto::FingerprintResponse> for Witness {
             timestamp_ms: r.timestamp_ms,
             key_id: r.key_id,
             key_version: r.key_version,
+            // An agent from before ML-DSA leaves it unset: its anchors are HMAC-SHA256.
+            algorithm: match r.algorithm {
+                0 => Algorithm::HmacSha256,
+                value => Algorithm::from_i32(value),
+            },
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `signet keys` commands and closed when dropped.
 
 use super::discover::{self, FoundKey};
-use super::{classify, mechanism, provision, Token};
+use super::{classify, mechanism, mechanisms, provision, Token};
 use crate::backend::admin::{KeyAdmin, KeyInfo};
 use crate::config;
 use crate::error::Error;
@@ -98,6 +98,16 @@ impl KeyAdmin for Pkcs11Admin {
     }
 
     fn generate(&self, algorithm: Algorithm, id: &str) -> Result<(), Error> {
+        let token = self
+            .token
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the token was already closed".into()))?;
+        mechanisms::require(
+            &token.pkcs11,
+            token.slot,
+            algorithm,
+            mechanisms::Use::Generate,
+        )?;
         provision::generate(self.session()?, algorithm, id)
     }
 

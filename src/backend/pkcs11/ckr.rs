@@ -84,6 +84,18 @@ pub fn verified(result: Result<(), CkError>, key_id: &str) -> Result<bool, Error
     }
 }
 
+/// `C_GetMechanismInfo`'s result: `CKR_MECHANISM_INVALID` is the token's answer "I do not
+/// offer this mechanism" (`Ok(None)`).
+pub fn mechanism_info(
+    result: Result<cryptoki::mechanism::MechanismInfo, CkError>,
+) -> Result<Option<cryptoki::mechanism::MechanismInfo>, Error> {
+    match result {
+        Ok(info) => Ok(Some(info)),
+        Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => Ok(None),
+        Err(e) => Err(classify(e)),
+    }
+}
+
 /// `C_Initialize`'s result: a module that is already initialised is fine.
 pub fn initialized(result: Result<(), CkError>) -> Result<(), Error> {
     match result {

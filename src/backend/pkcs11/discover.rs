@@ -4,7 +4,9 @@
 //! Only attributes that describe a key are read (class, type, label, id, flags, curve, and the
 //! public point of the public-key object); never `CKA_VALUE` or any other key material.
 
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass, ObjectHandle,
+};
 use cryptoki::session::Session;
 
 use super::ckr::classify;
@@ -269,7 +271,11 @@ fn inspect(session: &Session, handle: ObjectHandle) -> Result<FoundKey, Error> {
         }
     }
     if let Some(t) = key_type {
-        key.algorithm = algorithm_of(t, params.as_deref());
+        key.algorithm = if t == KeyType::ML_DSA {
+            ml_dsa_of(session, handle)
+        } else {
+            algorithm_of(t, params.as_deref())
+        };
     }
     Ok(key)
 }
@@ -294,6 +300,26 @@ fn algorithm_of(key_type: KeyType, params: Option<&[u8]>) -> Result<Algorithm, S
     }
 }
 
+/// The algorithm of a `CKK_ML_DSA` key: ML-DSA-65 when its `CKA_PARAMETER_SET` says so. Read
+/// apart from the other attributes, since only a PKCS#11 3.2 token knows this one.
+fn ml_dsa_of(session: &Session, handle: ObjectHandle) -> Result<Algorithm, String> {
+    let attributes = session
+        .get_attributes(handle, &[AttributeType::ParameterSet])
+        .map_err(|e| format!("is an ML-DSA key whose CKA_PARAMETER_SET cannot be read: {e}"))?;
+    match attributes.first() {
+        Some(Attribute::ParameterSet(set))
+            if MlDsaParameterSetType::from(*set) == MlDsaParameterSetType::ML_DSA_65 =>
+        {
+            Ok(Algorithm::MlDsa65)
+        }
+        Some(Attribute::ParameterSet(set)) => Err(format!(
+            "is an ML-DSA key with parameter set {}; Signet serves ML-DSA-65 only",
+            MlDsaParameterSetType::from(*set)
+        )),
+        _ => Err("is an ML-DSA key without CKA_PARAMETER_SET".into()),
+    }
+}
+
 /// Reads the public key that belongs to an asymmetric private key: the public-key object with
 /// the same label (and the same `CKA_ID`, when the private key has one).
 pub fn public_key_of(session: &Session, key: &FoundKey, label: &str) -> Result<PublicKey, Error> {
@@ -306,6 +332,21 @@ pub fn public_key_of(session: &Session, key: &FoundKey, label: &str) -> Result<P
             "there is no public-key object with the same label and CKA_ID".into(),
         )
     })?;
+    if algorithm == Algorithm::MlDsa65 {
+        let value = session
+            .get_attributes(handle, &[AttributeType::Value])
+            .map_err(classify)?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::FailedPrecondition("the public-key object has no CKA_VALUE".into())
+            })?;
+        return PublicKey::from_ml_dsa_65(&value)
+            .map_err(|e| Error::FailedPrecondition(e.to_string()));
+    }
     let point = session
         .get_attributes(handle, &[AttributeType::EcPoint])
         .map_err(classify)?

@@ -6,6 +6,7 @@ pub mod admin;
 mod ckr;
 pub mod discover;
 mod lookup;
+pub mod mechanisms;
 pub mod provision;
 pub mod raw;
 mod serving;
@@ -14,6 +15,7 @@ mod session;
 use std::path::Path;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::session::{Session, UserType};
@@ -120,11 +122,16 @@ pub fn initialize_token(
 }
 
 /// The signing mechanism of each algorithm; ECDSA takes the digest, computed by the caller.
+/// ML-DSA is pure ML-DSA (`CKM_ML_DSA`) with no parameter: an empty context and the token's
+/// preferred hedging (PKCS#11 3.2, section 6.67.5), the message signed as given.
 fn mechanism(algorithm: Algorithm) -> Mechanism<'static> {
     match algorithm {
         Algorithm::Ed25519 => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
         Algorithm::EcdsaP256Sha256 => Mechanism::Ecdsa,
         Algorithm::HmacSha256 => Mechanism::Sha256Hmac,
+        Algorithm::MlDsa65 => {
+            Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None))
+        }
     }
 }
 

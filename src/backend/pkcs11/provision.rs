@@ -5,7 +5,7 @@
 //! (see `crate::keys`). An existing label is never overwritten.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, KeyType, MlDsaParameterSetType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use zeroize::Zeroize;
 
@@ -28,6 +28,17 @@ pub fn generate(session: &Session, algorithm: Algorithm, label: &str) -> Result<
             let public = public_template(label, &id, params, None);
             session
                 .generate_key_pair(&mechanism, &public, &private)
+                .map_err(classify)?;
+        }
+        Algorithm::MlDsa65 => {
+            // PKCS#11 3.2: the parameter set goes in the public-key template; the token copies
+            // it to the private key.
+            let mut public = public_common(label, &id);
+            public.push(Attribute::ParameterSet(
+                MlDsaParameterSetType::ML_DSA_65.into(),
+            ));
+            session
+                .generate_key_pair(&Mechanism::MlDsaKeyPairGen, &public, &private)
                 .map_err(classify)?;
         }
         Algorithm::HmacSha256 => {
@@ -227,7 +238,16 @@ fn public_template(
     params: &[u8],
     point: Option<Vec<u8>>,
 ) -> Vec<Attribute> {
-    let mut template = vec![
+    let mut template = public_common(label, id);
+    template.push(Attribute::EcParams(params.to_vec()));
+    template.extend(point.map(Attribute::EcPoint));
+    template
+}
+
+/// The public-key object's attributes every key type shares: a token object that verifies and
+/// does nothing else.
+fn public_common(label: &str, id: &[u8]) -> Vec<Attribute> {
+    vec![
         Attribute::Token(true),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.to_vec()),
@@ -236,10 +256,7 @@ fn public_template(
         Attribute::Derive(false),
         Attribute::Encrypt(false),
         Attribute::Wrap(false),
-        Attribute::EcParams(params.to_vec()),
-    ];
-    template.extend(point.map(Attribute::EcPoint));
-    template
+    ]
 }
 
 /// `C_CreateObject`, then wipes every `CKA_VALUE` in the template, whatever the outcome.

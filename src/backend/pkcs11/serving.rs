@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use super::lookup::{self, Wanted};
 use super::session::SessionPool;
-use super::{ckr, classify, discover, finalize, find_token, initialize, login, Token};
+use super::{ckr, classify, discover, finalize, find_token, initialize, login, mechanisms, Token};
 use crate::backend::supervisor::{Supervised, Supervisor};
 use crate::backend::{Backend, HsmState};
 use crate::backend::{Registry, RegistryCell};
@@ -99,6 +99,18 @@ impl Pkcs11Backend {
                 config.keys.as_deref(),
                 config.require_generated,
             )
+        });
+        let served = served.and_then(|served| {
+            for key in &served {
+                mechanisms::require(
+                    &token.pkcs11,
+                    token.slot,
+                    key.descriptor.algorithm,
+                    mechanisms::Use::Sign,
+                )
+                .map_err(|e| Error::Startup(format!("key '{}': {e}", key.descriptor.label())))?;
+            }
+            Ok(served)
         });
         let served = match served {
             Ok(served) => served,

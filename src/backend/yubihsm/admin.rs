@@ -188,6 +188,7 @@ impl KeyAdmin for YubiHsmAdmin {
                 Capability::SIGN_HMAC | Capability::VERIFY_HMAC,
                 yubihsm::hmac::Algorithm::Sha256,
             ),
+            Algorithm::MlDsa65 => return Err(no_ml_dsa()),
         };
         result
             .map(drop)
@@ -277,6 +278,15 @@ impl KeyAdmin for YubiHsmAdmin {
     fn fixed_usage(&self) -> bool {
         true
     }
+}
+
+/// The YubiHSM 2 has no ML-DSA (its firmware signs with Ed25519, ECDSA, RSA and HMAC only).
+pub(crate) fn no_ml_dsa() -> Error {
+    Error::FailedPrecondition(
+        "the YubiHSM 2 has no ML-DSA: it cannot make or use ml-dsa-65 keys; use a PKCS#11 token \
+         with CKM_ML_DSA (PKCS#11 3.2, e.g. Kryoptic)"
+            .into(),
+    )
 }
 
 #[cfg(test)]

@@ -115,6 +115,8 @@ pub fn sign_capability(algorithm: Algorithm) -> (Capability, &'static str) {
         Algorithm::Ed25519 => (Capability::SIGN_EDDSA, "SIGN_EDDSA"),
         Algorithm::EcdsaP256Sha256 => (Capability::SIGN_ECDSA, "SIGN_ECDSA"),
         Algorithm::HmacSha256 => (Capability::SIGN_HMAC, "SIGN_HMAC"),
+        // Never found on a YubiHSM ([`algorithm_of`] has no ML-DSA): nothing grants it.
+        Algorithm::MlDsa65 => (Capability::all(), "none (the YubiHSM 2 has no ML-DSA)"),
     }
 }
 
@@ -289,6 +291,7 @@ pub fn public_key_of(client: &Client, key: &FoundKey) -> Result<PublicKey, Error
         Algorithm::HmacSha256 => Err(Error::FailedPrecondition(
             "an HMAC key has no public key".into(),
         )),
+        Algorithm::MlDsa65 => Err(super::admin::no_ml_dsa()),
     }
 }
 

@@ -136,6 +136,7 @@ pub fn sign(
             .sign_hmac(object_id, input)
             .map(yubihsm::hmac::Tag::into_vec)
             .map_err(|e| classify("Sign HMAC", e)),
+        Algorithm::MlDsa65 => Err(admin::no_ml_dsa()),
     }
 }
 

@@ -25,6 +25,7 @@ _ALGORITHMS: Dict[int, str] = {
     pb.ALGORITHM_ED25519: "ed25519",
     pb.ALGORITHM_ECDSA_P256_SHA256: "p256",
     pb.ALGORITHM_HMAC_SHA256: "hmac-sha256",
+    pb.ALGORITHM_ML_DSA_65: "ml-dsa-65",
 }
 
 
@@ -57,7 +58,8 @@ class KeyInfo:
     """A key the agent serves (``ListKeys``)."""
 
     key_id: str
-    #: ``"ed25519"``, ``"p256"`` or ``"hmac-sha256"`` (the names ``signet keys generate`` takes).
+    #: ``"ed25519"``, ``"p256"``, ``"hmac-sha256"`` or ``"ml-dsa-65"`` (the names ``signet keys
+    #: generate`` takes).
     algorithm: str
     #: False for HMAC keys, which have no public half.
     has_public_key: bool
@@ -95,14 +97,17 @@ class WitnessAnchor:
 
     #: 12 lowercase hex characters, what ``swt3_ai.fingerprint.mint_fingerprint`` returns.
     fingerprint: str
-    #: 64 lowercase hex characters, what ``swt3_ai.signing.sign_payload`` returns.
+    #: Lowercase hex, what ``swt3_ai.signing.sign_payload`` returns: 64 characters for an HMAC
+    #: key, 6,618 for an ML-DSA-65 key (``swt3_ai.signing.verify_mldsa`` checks it).
     signature: str
     #: The timestamp in the formula (the agent's clock when none was given).
     timestamp_ms: int
-    #: The HMAC key that signed.
+    #: The key that signed.
     key_id: str
     #: The version of that key that signed (its primary version).
     key_version: int = 1
+    #: What an SWT3 payload's ``signing_algorithm`` holds: ``"hmac-sha256"`` or ``"ml-dsa-65"``.
+    signing_algorithm: str = "hmac-sha256"
 
     @property
     def signing_key_id(self) -> str:
@@ -489,7 +494,9 @@ class Client:
         *,
         timeout: Optional[float] = None,
     ) -> WitnessAnchor:
-        """Mints an SWT3 anchor fingerprint and signs it with the HMAC key ``key_id`` in the HSM.
+        """Mints an SWT3 anchor fingerprint and signs it with the key ``key_id`` in the HSM: an
+        HMAC-SHA256 key, or an ML-DSA-65 key (``signing_algorithm == "ml-dsa-65"``; the signature
+        is what ``swt3_ai.signing.verify_mldsa`` accepts with the key's raw public key).
 
         The arguments after ``key_id`` are those of ``swt3_ai.fingerprint.mint_fingerprint``
         (``timestamp_ms=None`` uses the agent's clock) plus the ``agent_id`` of
@@ -505,7 +512,8 @@ class Client:
         with both: a non-integral magnitude from 1e-9 up to 1e-4 (``1e-05`` against
         ``0.00001``) or an integer beyond 2**53 that JavaScript shortens (2**60). It refuses other
         bad input with INVALID_ARGUMENT too (empty or ':'-containing ids, non-finite factors or
-        magnitudes from 2**63, negative timestamps), and non-HMAC keys with FAILED_PRECONDITION.
+        magnitudes from 2**63, negative timestamps), and Ed25519 and P-256 keys with
+        FAILED_PRECONDITION.
         The fingerprint returned is checked against the Python SDK's formula.
         """
         factors = [float(v) for v in (factor_a, factor_b, factor_c)]
@@ -528,7 +536,15 @@ class Client:
                 grpc.StatusCode.INTERNAL,
                 f"the agent minted {r.fingerprint}, the SWT3 Python SDK's formula gives {expected}",
             )
-        return WitnessAnchor(r.fingerprint, r.signature, r.timestamp_ms, r.key_id, r.key_version)
+        # An agent from before ML-DSA does not set the algorithm: its anchors are HMAC-SHA256.
+        algorithm = (
+            _algorithm_name(r.algorithm)
+            if r.algorithm != pb.ALGORITHM_UNSPECIFIED
+            else "hmac-sha256"
+        )
+        return WitnessAnchor(
+            r.fingerprint, r.signature, r.timestamp_ms, r.key_id, r.key_version, algorithm
+        )
 
 
     def verify_fingerprint(

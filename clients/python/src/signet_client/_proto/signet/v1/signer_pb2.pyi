@@ -13,6 +13,7 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_ED25519: _ClassVar[Algorithm]
     ALGORITHM_ECDSA_P256_SHA256: _ClassVar[Algorithm]
     ALGORITHM_HMAC_SHA256: _ClassVar[Algorithm]
+    ALGORITHM_ML_DSA_65: _ClassVar[Algorithm]
 
 class SignatureFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -23,6 +24,7 @@ ALGORITHM_UNSPECIFIED: Algorithm
 ALGORITHM_ED25519: Algorithm
 ALGORITHM_ECDSA_P256_SHA256: Algorithm
 ALGORITHM_HMAC_SHA256: Algorithm
+ALGORITHM_ML_DSA_65: Algorithm
 SIGNATURE_FORMAT_UNSPECIFIED: SignatureFormat
 SIGNATURE_FORMAT_RAW: SignatureFormat
 SIGNATURE_FORMAT_DER: SignatureFormat
@@ -196,18 +198,20 @@ class FingerprintRequest(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., procedure_id: _Optional[str] = ..., factor_a: _Optional[float] = ..., factor_b: _Optional[float] = ..., factor_c: _Optional[float] = ..., timestamp_ms: _Optional[int] = ..., agent_id: _Optional[str] = ...) -> None: ...
 
 class FingerprintResponse(_message.Message):
-    __slots__ = ("fingerprint", "signature", "timestamp_ms", "key_id", "key_version")
+    __slots__ = ("fingerprint", "signature", "timestamp_ms", "key_id", "key_version", "algorithm")
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     signature: str
     timestamp_ms: int
     key_id: str
     key_version: int
-    def __init__(self, fingerprint: _Optional[str] = ..., signature: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., key_id: _Optional[str] = ..., key_version: _Optional[int] = ...) -> None: ...
+    algorithm: Algorithm
+    def __init__(self, fingerprint: _Optional[str] = ..., signature: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., key_id: _Optional[str] = ..., key_version: _Optional[int] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ...) -> None: ...
 
 class ListKeysRequest(_message.Message):
     __slots__ = ()

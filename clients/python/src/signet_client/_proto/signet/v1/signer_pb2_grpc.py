@@ -116,7 +116,8 @@ class SignerServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Fingerprint(self, request, context):
-        """The SWT3 witness operation: mints an anchor fingerprint and signs it with an HMAC key.
+        """The SWT3 witness operation: mints an anchor fingerprint and signs it with an HMAC or
+        ML-DSA-65 key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

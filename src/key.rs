@@ -27,7 +27,7 @@ impl Algorithm {
         }
     }
 
-    /// The JOSE `alg` name (RFC 7518, RFC 8037; `ML-DSA-65` from draft-ietf-cose-dilithium).
+    /// The JOSE `alg` name (RFC 7518, RFC 8037; `ML-DSA-65` from draft-ietf-cose-dilithium-11).
     pub fn jws_alg(self) -> &'static str {
         match self {
             Algorithm::Ed25519 => "EdDSA",

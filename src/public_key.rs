@@ -4,7 +4,7 @@
 //! ML-DSA-65 keys (FIPS 204) have no curve point: the token gives the 1,952-byte encoded public
 //! key (`CKA_VALUE` of the public-key object), their SubjectPublicKeyInfo carries the OID
 //! id-ml-dsa-65 (2.16.840.1.101.3.4.3.18, parameters absent; RFC 9881), and their JWK is the
-//! `AKP` form of draft-ietf-cose-dilithium (`{"alg":"ML-DSA-65","kty":"AKP","pub":…}`).
+//! `AKP` form of draft-ietf-cose-dilithium-11 (`{"alg":"ML-DSA-65","kty":"AKP","pub":…}`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

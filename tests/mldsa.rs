@@ -19,7 +19,7 @@ use cryptoki::types::AuthPin;
 use fips204::ml_dsa_65;
 use fips204::traits::{SerDes as _, Verifier as _};
 use sha2::Digest as _;
-use signet::grpc::proto::{Algorithm, ListKeysRequest, VerifyRequest};
+use signet::grpc::proto::{Algorithm, ListKeysRequest, VerifyFingerprintRequest, VerifyRequest};
 use spki::der::{Decode as _, DecodePem as _};
 use tonic::Code;
 
@@ -156,6 +156,45 @@ async fn ml_dsa_65_keys_sign_verify_and_witness_on_kryoptic() {
         .expect("Fingerprint");
     let signature = hex::decode(witness.into_inner().signature).expect("hex");
     assert!(ml_dsa_verifies(&key.raw, b"f7f20b581cbf", &signature));
+
+    // VerifyFingerprint checks an ML-DSA anchor against the public key, as for HMAC in the HSM.
+    let anchor = published_fingerprint_request("pq");
+    let claim = |agent: &str, signature: &str| VerifyFingerprintRequest {
+        key_id: "pq".into(),
+        tenant_id: anchor.tenant_id.clone(),
+        procedure_id: anchor.procedure_id.clone(),
+        factor_a: anchor.factor_a,
+        factor_b: anchor.factor_b,
+        factor_c: anchor.factor_c,
+        timestamp_ms: anchor.timestamp_ms,
+        agent_id: Some(agent.into()),
+        fingerprint: "f7f20b581cbf".into(),
+        signature: signature.into(),
+        key_version: None,
+    };
+    let witnessed = client
+        .fingerprint(published_fingerprint_request("pq"))
+        .await
+        .expect("Fingerprint")
+        .into_inner();
+    let checked = client
+        .verify_fingerprint(claim("agent-007", &witnessed.signature))
+        .await
+        .expect("VerifyFingerprint")
+        .into_inner();
+    assert!(checked.valid && checked.fingerprint_matches && checked.signature_matches);
+    let checked = client
+        .verify_fingerprint(claim("agent-008", &witnessed.signature))
+        .await
+        .expect("VerifyFingerprint")
+        .into_inner();
+    assert!(!checked.valid && checked.fingerprint_matches && !checked.signature_matches);
+    let status = client
+        .verify_fingerprint(claim("agent-007", &witnessed.signature[..64]))
+        .await
+        .expect_err("an HMAC-length signature");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("6618"), "{}", status.message());
 
     let keys = client
         .list_keys(ListKeysRequest {})

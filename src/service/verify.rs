@@ -339,7 +339,7 @@ fn note_anchor(record: &mut crate::audit::Record, op: &VerifyFingerprintOp, chec
         Some(agent) => format!("{}:{agent}", op.fingerprint),
         None => op.fingerprint.clone(),
     };
-    record.algorithm = Some(crate::key::Algorithm::HmacSha256.name());
+    record.algorithm = Some(checked.algorithm.name());
     record.key_version = Some(checked.key_version);
     record.message_sha256 = Some(sha256_hex(payload.as_bytes()));
     record.verdict = Some(Audited::of(checked.valid()));

@@ -29,12 +29,15 @@ pub struct Verdict {
 pub struct Checked {
     /// The fingerprint recomputed from the anchor equals the claimed one.
     pub fingerprint_matches: bool,
-    /// The signature is the key's HMAC of the payload built from the *claimed* fingerprint.
+    /// The signature is the key's (HMAC tag or ML-DSA-65 signature) over the payload built
+    /// from the *claimed* fingerprint.
     pub signature_matches: bool,
     /// The fingerprint recomputed from the anchor.
     pub expected_fingerprint: String,
     /// The version that matched; when none did, the version tried.
     pub key_version: u32,
+    /// The key's algorithm.
+    pub algorithm: Algorithm,
 }
 
 impl Checked {
@@ -137,7 +140,8 @@ impl Signer {
             .collect()
     }
 
-    /// Checks one SWT3 anchor: the fingerprint here, the signature in the HSM.
+    /// Checks one SWT3 anchor: the fingerprint here; an HMAC tag in the HSM, an ML-DSA-65
+    /// signature against the key's public key.
     pub async fn verify_fingerprint(
         &self,
         key_id: &str,
@@ -196,7 +200,8 @@ impl Signer {
     }
 
     /// Checks a VerifyFingerprint request and prepares its work: the fingerprint is compared
-    /// here; the signature over the claimed fingerprint's payload is checked by the HSM.
+    /// here; the signature over the claimed fingerprint's payload is checked as `Verify`
+    /// checks one (an HMAC tag by the HSM, an ML-DSA-65 signature against the public key).
     fn prepare_verify_fingerprint(
         &self,
         key_id: &str,
@@ -204,9 +209,10 @@ impl Signer {
     ) -> Result<VerifyCall, Error> {
         let versions = self.versions_to_try(key_id, claim.key_version)?;
         let algorithm = versions[0].algorithm;
-        if algorithm != Algorithm::HmacSha256 {
+        if !matches!(algorithm, Algorithm::HmacSha256 | Algorithm::MlDsa65) {
             return Err(Error::FailedPrecondition(format!(
-                "key '{key_id}' is an {} key; VerifyFingerprint needs an hmac-sha256 key",
+                "key '{key_id}' is an {} key; VerifyFingerprint needs an hmac-sha256 or \
+                 ml-dsa-65 key",
                 algorithm.name()
             )));
         }
@@ -228,7 +234,7 @@ impl Signer {
                 claimed.len()
             )));
         }
-        let signature = hex_signature(claim.signature)?;
+        let signature = hex_signature(algorithm, claim.signature)?;
         let expected = claim.anchor.fingerprint();
         Ok(VerifyCall {
             versions,
@@ -284,21 +290,30 @@ fn raw_signature(
     Ok(signature.to_vec())
 }
 
-/// The 32 bytes of an SWT3 signature given as 64 hex characters.
-fn hex_signature(signature: &str) -> Result<Vec<u8>, Error> {
+/// An SWT3 signature given in hex: 64 characters for an HMAC-SHA256 tag, 6,618 for an
+/// ML-DSA-65 signature.
+fn hex_signature(algorithm: Algorithm, signature: &str) -> Result<Vec<u8>, Error> {
+    let bytes = match algorithm {
+        Algorithm::MlDsa65 => crate::public_key::ML_DSA_65_SIGNATURE_LEN,
+        _ => 32,
+    };
+    let chars = 2 * bytes;
     if signature.is_empty() {
         return Err(Error::InvalidArgument("signature must not be empty".into()));
     }
-    let bytes = hex::decode(signature).map_err(|_| {
-        Error::InvalidArgument("signature is not hex (64 hex characters expected)".into())
+    let decoded = hex::decode(signature).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "signature is not hex ({chars} hex characters expected)"
+        ))
     })?;
-    if bytes.len() != 32 {
+    if decoded.len() != bytes {
         return Err(Error::InvalidArgument(format!(
-            "signature is {} hex characters; an hmac-sha256 signature is 64",
-            signature.len()
+            "signature is {} hex characters; an {} signature is {chars}",
+            signature.len(),
+            algorithm.name()
         )));
     }
-    Ok(bytes)
+    Ok(decoded)
 }
 
 /// One checked verification: the input, the signature in raw form, and the versions to try.
@@ -361,6 +376,7 @@ impl VerifyCall {
             signature_matches: found.is_some(),
             expected_fingerprint,
             key_version,
+            algorithm: self.algorithm,
         })
     }
 }

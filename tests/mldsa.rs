@@ -11,11 +11,8 @@ use base64::Engine as _;
 use common::output::{failed, stdout};
 use common::requests::{public_key, published_fingerprint_request, sign_request};
 use common::{assert_success, Device as _, TestToken};
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, MlDsaParameterSetType};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
 use fips204::ml_dsa_65;
 use fips204::traits::{SerDes as _, Verifier as _};
 use sha2::Digest as _;
@@ -282,25 +279,7 @@ fn the_yubihsm_says_it_has_no_ml_dsa() {
 fn an_extractable_ml_dsa_key_is_refused() {
     let token = TestToken::kryoptic();
     // Made with the module directly: Signet cannot make such a key.
-    std::env::set_var("KRYOPTIC_CONF", &token.softhsm_conf);
-    let pkcs11 = Pkcs11::new(&token.module).expect("module");
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .expect("initialise");
-    let slot = pkcs11
-        .get_slots_with_token()
-        .expect("slots")
-        .into_iter()
-        .find(|s| {
-            pkcs11
-                .get_token_info(*s)
-                .is_ok_and(|t| t.label() == token.label)
-        })
-        .expect("the test token");
-    let session = pkcs11.open_rw_session(slot).expect("session");
-    session
-        .login(UserType::User, Some(&AuthPin::new(common::TEST_PIN.into())))
-        .expect("login");
+    let (pkcs11, session) = token.open_session();
     let common = |id: &[u8]| {
         vec![
             Attribute::Token(true),

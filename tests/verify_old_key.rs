@@ -8,42 +8,14 @@ mod common;
 
 use common::requests::sign_request;
 use common::TestToken;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::AuthPin;
 use signet::grpc::proto::VerifyRequest;
 use tonic::Code;
 
-/// A logged-in read-write session on the test token, from this process (as tests/hsm_faults.rs
-/// talks to the token directly), and the module to finalise after it.
-fn open(token: &TestToken) -> (Pkcs11, Session) {
-    std::env::set_var("SOFTHSM2_CONF", &token.softhsm_conf);
-    let pkcs11 = Pkcs11::new(common::softhsm_module()).expect("module");
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .expect("initialise");
-    let slot = pkcs11
-        .get_slots_with_token()
-        .expect("slots")
-        .into_iter()
-        .find(|s| {
-            pkcs11
-                .get_token_info(*s)
-                .is_ok_and(|t| t.label() == token.label)
-        })
-        .expect("the test token");
-    let session = pkcs11.open_rw_session(slot).expect("session");
-    session
-        .login(UserType::User, Some(&AuthPin::new(common::TEST_PIN.into())))
-        .expect("login");
-    (pkcs11, session)
-}
-
 /// Generates `label` on the token with the attributes the old key commands set.
 fn generate_without_verify(token: &TestToken, label: &str) {
-    let (pkcs11, session) = open(token);
+    let (pkcs11, session) = token.open_session();
     let template = [
         Attribute::Token(true),
         Attribute::Label(label.as_bytes().to_vec()),
@@ -72,7 +44,7 @@ fn generate_without_verify(token: &TestToken, label: &str) {
 /// Sets `CKA_VERIFY = true` on the key `label`, as the README says an operator can where the
 /// token allows it.
 fn enable_verify(token: &TestToken, label: &str) {
-    let (pkcs11, session) = open(token);
+    let (pkcs11, session) = token.open_session();
     let found = session
         .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
         .expect("find");

@@ -190,6 +190,37 @@ impl TestToken {
         }
     }
 
+    /// A logged-in read-write session on this token, opened from the test process itself
+    /// (to make objects the agent cannot make), and the module to finalise after it.
+    #[allow(dead_code)] // not every test binary opens the token itself
+    pub fn open_session(&self) -> (cryptoki::context::Pkcs11, cryptoki::session::Session) {
+        use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+        let (var, conf) = self.conf_env();
+        std::env::set_var(var, conf);
+        let pkcs11 = Pkcs11::new(&self.module).expect("module");
+        pkcs11
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .expect("initialise");
+        let slot = pkcs11
+            .get_slots_with_token()
+            .expect("slots")
+            .into_iter()
+            .find(|s| {
+                pkcs11
+                    .get_token_info(*s)
+                    .is_ok_and(|t| t.label() == self.label)
+            })
+            .expect("the test token");
+        let session = pkcs11.open_rw_session(slot).expect("session");
+        session
+            .login(
+                cryptoki::session::UserType::User,
+                Some(&cryptoki::types::AuthPin::new(TEST_PIN.into())),
+            )
+            .expect("login");
+        (pkcs11, session)
+    }
+
     /// A command for the `signet` binary with this token's module configuration.
     pub fn command(&self) -> Command {
         let (var, conf) = self.conf_env();

@@ -82,7 +82,7 @@ fn broken<T>(line: usize, reason: String) -> Result<T, Broken> {
 }
 
 /// A log no one writes: the whole file, then its head.
-fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
+pub(super) fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
     let head = read_head(&head_path(path));
     torn_tail(text, head.as_ref())?;
     let scan = scan(text, head.as_ref().map(|h| h.seq))?;

@@ -138,6 +138,19 @@ impl Writer {
                         )));
                     }
                     if head.seq < seq {
+                        // Only the head's record, as the head file names it, ties the log to
+                        // what the agent wrote: check that it is there (or that the file's
+                        // genesis continues it) before the head file is moved past it.
+                        let text = std::fs::read(path).map_err(|e| io("reading", e))?;
+                        if let Err(broken) = super::verify::verify_at_rest(path, &text) {
+                            return Err(Error::Startup(format!(
+                                "the audit log {} goes past its head file (record {}), but does                                  not hold that record as the head file names it (line {}: {});                                  it was edited or swapped; run `signet audit verify` on it",
+                                path.display(),
+                                head.seq,
+                                broken.line,
+                                broken.reason
+                            )));
+                        }
                         tracing::info!(
                             log = %path.display(),
                             head = head.seq,
@@ -456,6 +469,73 @@ mod tests {
             }
         }
         unreachable!("the log is the last file")
+    }
+
+    #[test]
+    fn a_log_past_its_head_whose_head_record_is_not_the_heads_is_refused() {
+        // The log may go past its head file (records written before a crash), but the head's
+        // record must still be in it as the head file names it; otherwise a swapped or
+        // re-chained log that is one record longer is taken, and the head rewritten over the
+        // evidence.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        log.record(&record(2)).expect("write");
+        drop(log);
+        let head = std::fs::read(head_path(&s.path)).expect("head");
+        // Another chain (another agent's log, or this one rewritten) with more records.
+        let other = tempfile::tempdir().expect("tempdir");
+        let o = settings(other.path());
+        let log = AuditLog::open(&o).expect("open");
+        for i in 1..=4 {
+            log.record(&record(i)).expect("write");
+        }
+        drop(log);
+        std::fs::copy(&o.path, &s.path).expect("swap");
+        let err = AuditLog::open(&s)
+            .err()
+            .expect("the swapped log is refused");
+        assert!(err.to_string().contains("record 2"), "{err}");
+        assert_eq!(
+            std::fs::read(head_path(&s.path)).expect("head"),
+            head,
+            "the head file is left as it was"
+        );
+        verify(&s.path).expect("read").expect_err("verify agrees");
+
+        // The same with the head's record in the rotated file before: the new file's genesis
+        // must continue it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        drop(log);
+        let head = std::fs::read(head_path(&s.path)).expect("head");
+        // A well-chained file that starts after record 1, but not from it.
+        let genesis = serde_json::to_string(&Line {
+            seq: 2,
+            time: rfc3339_now(),
+            prev: "00".repeat(32),
+            body: Genesis {
+                genesis: "rotated".into(),
+                from: Some("audit.jsonl.1".into()),
+            },
+        })
+        .expect("json");
+        let next = serde_json::to_string(&Line {
+            seq: 3,
+            time: rfc3339_now(),
+            prev: hash(&genesis),
+            body: record(3),
+        })
+        .expect("json");
+        std::fs::write(&s.path, format!("{genesis}\n{next}\n")).expect("swap");
+        let err = AuditLog::open(&s)
+            .err()
+            .expect("a file not continuing the head is refused");
+        assert!(err.to_string().contains("record 1"), "{err}");
+        assert_eq!(std::fs::read(head_path(&s.path)).expect("head"), head);
     }
 
     #[test]

@@ -143,6 +143,12 @@ fn past_head(scan: &Scan, head: &Head) -> Result<u64, Broken> {
     Ok(scan.last_seq - head.seq)
 }
 
+/// Whether the complete lines `text` holds are an intact chain that holds the record `head`
+/// names (or whose genesis continues it): what a torn last record is cut off after.
+pub(super) fn intact_to_head(text: &[u8], head: &Head) -> bool {
+    scan(text, Some(head.seq)).is_ok_and(|scan| past_head(&scan, head).is_ok())
+}
+
 /// A stopped log whose last line has no newline, while the lines before it are intact and
 /// reach the record the head file names: the agent's write of the next record was cut short
 /// (SIGKILL or a crash can stop a write between two pages of the file). Its call was never

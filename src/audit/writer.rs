@@ -378,6 +378,13 @@ fn cut_torn_tail(
     if head.seq > last.seq || (head.seq == last.seq && head.hash != hash(before)) {
         return Ok(Some(tail));
     }
+    // The same check as `audit verify`'s report of a torn tail: the complete lines are an
+    // intact chain that reaches the head's record. Otherwise nothing is cut: the log is refused.
+    let text = std::fs::read(path)?;
+    let complete = text.len().saturating_sub(tail.line.len());
+    if !super::verify::intact_to_head(&text[..complete], head) {
+        return Ok(Some(tail));
+    }
     let file = OpenOptions::new().write(true).open(path)?;
     let size = file.metadata()?.len();
     let keep = size.saturating_sub(tail.line.len() as u64);
@@ -536,6 +543,33 @@ mod tests {
             .expect("a file not continuing the head is refused");
         assert!(err.to_string().contains("record 1"), "{err}");
         assert_eq!(std::fs::read(head_path(&s.path)).expect("head"), head);
+    }
+
+    #[test]
+    fn a_torn_tail_after_records_that_do_not_hold_the_heads_record_is_left_in_place() {
+        // The torn-tail cut is for a log that is intact up to its head's record; on any other
+        // log the agent refuses to start, and must not have changed the file first.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        drop(log);
+        let other = tempfile::tempdir().expect("tempdir");
+        let o = settings(other.path());
+        let log = AuditLog::open(&o).expect("open");
+        for i in 1..=3 {
+            log.record(&record(i)).expect("write");
+        }
+        drop(log);
+        let mut swapped = std::fs::read(&o.path).expect("log");
+        swapped.extend_from_slice(b"{\"seq\":4,\"ti");
+        std::fs::write(&s.path, &swapped).expect("swap");
+        AuditLog::open(&s).err().expect("refused");
+        assert_eq!(
+            std::fs::read(&s.path).expect("log"),
+            swapped,
+            "nothing cut off a log that is refused"
+        );
     }
 
     #[test]

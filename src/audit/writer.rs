@@ -381,19 +381,17 @@ fn cut_torn_tail(
     // The same check as `audit verify`'s report of a torn tail: the complete lines are an
     // intact chain that reaches the head's record. Otherwise nothing is cut: the log is refused.
     let text = std::fs::read(path)?;
-    let complete = text.len().saturating_sub(tail.line.len());
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if !super::verify::intact_to_head(&text[..complete], head) {
         return Ok(Some(tail));
     }
     let file = OpenOptions::new().write(true).open(path)?;
-    let size = file.metadata()?.len();
-    let keep = size.saturating_sub(tail.line.len() as u64);
-    file.set_len(keep)?;
+    file.set_len(complete as u64)?;
     file.sync_all()?;
     tracing::warn!(
         log = %path.display(),
         record = last.seq.saturating_add(1),
-        bytes = tail.line.len(),
+        bytes = text.len() - complete,
         "the audit log ended in a record whose write was cut short (the agent was killed or \
          crashed mid-write); its call was never answered; the partial record was cut off"
     );
@@ -570,6 +568,27 @@ mod tests {
             swapped,
             "nothing cut off a log that is refused"
         );
+    }
+
+    #[test]
+    fn a_write_cut_short_inside_a_multibyte_character_is_cut_off_too() {
+        // Records are UTF-8 (an identity or key name may be non-ASCII), and a write can stop
+        // between two pages inside a character: audit verify calls that a torn tail the agent
+        // cuts off, so the agent must be able to.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        drop(log);
+        let whole = std::fs::read(&s.path).expect("log");
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"{\"seq\":2,\"identity\":\"\xc3");
+        std::fs::write(&s.path, &torn).expect("torn");
+        let broken = verify(&s.path).expect("read").expect_err("torn");
+        assert!(broken.reason.contains("cut short"), "{}", broken.reason);
+        let log = AuditLog::open(&s).expect("the torn record is cut off");
+        assert_eq!(std::fs::read(&s.path).expect("log"), whole);
+        drop(log);
     }
 
     #[test]

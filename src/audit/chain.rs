@@ -72,7 +72,9 @@ pub(super) struct Tail {
     pub(super) before: Option<String>,
 }
 
-/// The last two lines of the file; `None` for an empty or missing file.
+/// The last two lines of the file; `None` for an empty or missing file. A complete line that
+/// is not UTF-8 is an error; an incomplete last line (a write cut short, possibly inside a
+/// character) is read lossily: it is only ever cut off or refused.
 pub(super) fn last_lines(path: &Path) -> std::io::Result<Option<Tail>> {
     let file = match File::open(path) {
         Ok(file) => file,
@@ -81,15 +83,26 @@ pub(super) fn last_lines(path: &Path) -> std::io::Result<Option<Tail>> {
     };
     let mut tail: Option<Tail> = None;
     let mut reader = BufReader::new(file);
-    let mut buffer = String::new();
+    let mut buffer = Vec::new();
     loop {
         buffer.clear();
-        if reader.read_line(&mut buffer)? == 0 {
+        if reader.read_until(b'\n', &mut buffer)? == 0 {
             break;
         }
+        let complete = buffer.ends_with(b"\n");
+        let line = if complete {
+            String::from_utf8(buffer[..buffer.len() - 1].to_vec()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "stream did not contain valid UTF-8",
+                )
+            })?
+        } else {
+            String::from_utf8_lossy(&buffer).into_owned()
+        };
         tail = Some(Tail {
-            complete: buffer.ends_with('\n'),
-            line: buffer.trim_end_matches('\n').to_owned(),
+            complete,
+            line,
             before: tail.map(|t| t.line),
         });
     }

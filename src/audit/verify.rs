@@ -82,7 +82,7 @@ fn broken<T>(line: usize, reason: String) -> Result<T, Broken> {
 }
 
 /// A log no one writes: the whole file, then its head.
-fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
+pub(super) fn verify_at_rest(path: &Path, text: &[u8]) -> Result<Verified, Broken> {
     let head = read_head(&head_path(path));
     torn_tail(text, head.as_ref())?;
     let scan = scan(text, head.as_ref().map(|h| h.seq))?;
@@ -141,6 +141,12 @@ fn past_head(scan: &Scan, head: &Head) -> Result<u64, Broken> {
         );
     }
     Ok(scan.last_seq - head.seq)
+}
+
+/// Whether the complete lines `text` holds are an intact chain that holds the record `head`
+/// names (or whose genesis continues it): what a torn last record is cut off after.
+pub(super) fn intact_to_head(text: &[u8], head: &Head) -> bool {
+    scan(text, Some(head.seq)).is_ok_and(|scan| past_head(&scan, head).is_ok())
 }
 
 /// A stopped log whose last line has no newline, while the lines before it are intact and

@@ -138,6 +138,19 @@ impl Writer {
                         )));
                     }
                     if head.seq < seq {
+                        // Only the head's record, as the head file names it, ties the log to
+                        // what the agent wrote: check that it is there (or that the file's
+                        // genesis continues it) before the head file is moved past it.
+                        let text = std::fs::read(path).map_err(|e| io("reading", e))?;
+                        if let Err(broken) = super::verify::verify_at_rest(path, &text) {
+                            return Err(Error::Startup(format!(
+                                "the audit log {} goes past its head file (record {}), but does                                  not hold that record as the head file names it (line {}: {});                                  it was edited or swapped; run `signet audit verify` on it",
+                                path.display(),
+                                head.seq,
+                                broken.line,
+                                broken.reason
+                            )));
+                        }
                         tracing::info!(
                             log = %path.display(),
                             head = head.seq,
@@ -365,15 +378,20 @@ fn cut_torn_tail(
     if head.seq > last.seq || (head.seq == last.seq && head.hash != hash(before)) {
         return Ok(Some(tail));
     }
+    // The same check as `audit verify`'s report of a torn tail: the complete lines are an
+    // intact chain that reaches the head's record. Otherwise nothing is cut: the log is refused.
+    let text = std::fs::read(path)?;
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if !super::verify::intact_to_head(&text[..complete], head) {
+        return Ok(Some(tail));
+    }
     let file = OpenOptions::new().write(true).open(path)?;
-    let size = file.metadata()?.len();
-    let keep = size.saturating_sub(tail.line.len() as u64);
-    file.set_len(keep)?;
+    file.set_len(complete as u64)?;
     file.sync_all()?;
     tracing::warn!(
         log = %path.display(),
         record = last.seq.saturating_add(1),
-        bytes = tail.line.len(),
+        bytes = text.len() - complete,
         "the audit log ended in a record whose write was cut short (the agent was killed or \
          crashed mid-write); its call was never answered; the partial record was cut off"
     );
@@ -456,6 +474,121 @@ mod tests {
             }
         }
         unreachable!("the log is the last file")
+    }
+
+    #[test]
+    fn a_log_past_its_head_whose_head_record_is_not_the_heads_is_refused() {
+        // The log may go past its head file (records written before a crash), but the head's
+        // record must still be in it as the head file names it; otherwise a swapped or
+        // re-chained log that is one record longer is taken, and the head rewritten over the
+        // evidence.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        log.record(&record(2)).expect("write");
+        drop(log);
+        let head = std::fs::read(head_path(&s.path)).expect("head");
+        // Another chain (another agent's log, or this one rewritten) with more records.
+        let other = tempfile::tempdir().expect("tempdir");
+        let o = settings(other.path());
+        let log = AuditLog::open(&o).expect("open");
+        for i in 1..=4 {
+            log.record(&record(i)).expect("write");
+        }
+        drop(log);
+        std::fs::copy(&o.path, &s.path).expect("swap");
+        let err = AuditLog::open(&s)
+            .err()
+            .expect("the swapped log is refused");
+        assert!(err.to_string().contains("record 2"), "{err}");
+        assert_eq!(
+            std::fs::read(head_path(&s.path)).expect("head"),
+            head,
+            "the head file is left as it was"
+        );
+        verify(&s.path).expect("read").expect_err("verify agrees");
+
+        // The same with the head's record in the rotated file before: the new file's genesis
+        // must continue it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        drop(log);
+        let head = std::fs::read(head_path(&s.path)).expect("head");
+        // A well-chained file that starts after record 1, but not from it.
+        let genesis = serde_json::to_string(&Line {
+            seq: 2,
+            time: rfc3339_now(),
+            prev: "00".repeat(32),
+            body: Genesis {
+                genesis: "rotated".into(),
+                from: Some("audit.jsonl.1".into()),
+            },
+        })
+        .expect("json");
+        let next = serde_json::to_string(&Line {
+            seq: 3,
+            time: rfc3339_now(),
+            prev: hash(&genesis),
+            body: record(3),
+        })
+        .expect("json");
+        std::fs::write(&s.path, format!("{genesis}\n{next}\n")).expect("swap");
+        let err = AuditLog::open(&s)
+            .err()
+            .expect("a file not continuing the head is refused");
+        assert!(err.to_string().contains("record 1"), "{err}");
+        assert_eq!(std::fs::read(head_path(&s.path)).expect("head"), head);
+    }
+
+    #[test]
+    fn a_torn_tail_after_records_that_do_not_hold_the_heads_record_is_left_in_place() {
+        // The torn-tail cut is for a log that is intact up to its head's record; on any other
+        // log the agent refuses to start, and must not have changed the file first.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        drop(log);
+        let other = tempfile::tempdir().expect("tempdir");
+        let o = settings(other.path());
+        let log = AuditLog::open(&o).expect("open");
+        for i in 1..=3 {
+            log.record(&record(i)).expect("write");
+        }
+        drop(log);
+        let mut swapped = std::fs::read(&o.path).expect("log");
+        swapped.extend_from_slice(b"{\"seq\":4,\"ti");
+        std::fs::write(&s.path, &swapped).expect("swap");
+        AuditLog::open(&s).err().expect("refused");
+        assert_eq!(
+            std::fs::read(&s.path).expect("log"),
+            swapped,
+            "nothing cut off a log that is refused"
+        );
+    }
+
+    #[test]
+    fn a_write_cut_short_inside_a_multibyte_character_is_cut_off_too() {
+        // Records are UTF-8 (an identity or key name may be non-ASCII), and a write can stop
+        // between two pages inside a character: audit verify calls that a torn tail the agent
+        // cuts off, so the agent must be able to.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let log = AuditLog::open(&s).expect("open");
+        log.record(&record(1)).expect("write");
+        drop(log);
+        let whole = std::fs::read(&s.path).expect("log");
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"{\"seq\":2,\"identity\":\"\xc3");
+        std::fs::write(&s.path, &torn).expect("torn");
+        let broken = verify(&s.path).expect("read").expect_err("torn");
+        assert!(broken.reason.contains("cut short"), "{}", broken.reason);
+        let log = AuditLog::open(&s).expect("the torn record is cut off");
+        assert_eq!(std::fs::read(&s.path).expect("log"), whole);
+        drop(log);
     }
 
     #[test]

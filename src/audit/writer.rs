@@ -331,8 +331,14 @@ impl Writer {
         self.size = line.len() as u64 + 1;
         self.seq = seq;
         self.last_hash = line_hash;
-        self.write_head()?;
-        self.sync(path)?;
+        // The new file is the log now (its genesis already on disk): whatever fails from here,
+        // the caller must install its syncer, or later syncs would go to the renamed file and
+        // answers would leave with their records not on disk. A head that still names the old
+        // file's last record is true (the log goes past it); a failing disk shows again at the
+        // next record's sync, which fails the call.
+        if let Err(e) = self.write_head().and_then(|()| self.sync(path)) {
+            tracing::error!(error = %e, "naming the new audit file's first record in the head file failed");
+        }
         tracing::info!(rotated = %rotated.display(), "audit log rotated");
         Ok(syncer)
     }

@@ -209,6 +209,17 @@ mod tests_support {
 
     use super::*;
 
+    /// The settings of a log in `dir` to which an agent wrote records 1 to `records`, then
+    /// stopped.
+    pub fn stopped_log(dir: &Path, records: u64) -> config::Audit {
+        let s = settings(dir);
+        let log = AuditLog::open(&s).expect("open");
+        for i in 1..=records {
+            log.record(&record(i)).expect("write");
+        }
+        s
+    }
+
     pub fn settings(dir: &Path) -> config::Audit {
         config::Audit {
             path: dir.join("audit.jsonl"),

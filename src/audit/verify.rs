@@ -437,11 +437,7 @@ mod tests {
     #[test]
     fn bytes_that_are_not_utf8_are_an_edit() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = settings(dir.path());
-        let log = AuditLog::open(&s).expect("open");
-        log.record(&record(1)).expect("write");
-        log.record(&record(2)).expect("write");
-        drop(log);
+        let s = stopped_log(dir.path(), 2);
         let mut bytes = std::fs::read(&s.path).expect("read");
         let second_line = bytes.iter().position(|&b| b == b'\n').expect("a line") + 5;
         bytes[second_line] = 0xff;
@@ -547,11 +543,7 @@ mod tests {
     #[test]
     fn a_write_cut_short_after_the_heads_record_is_reported_as_such() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = settings(dir.path());
-        let log = AuditLog::open(&s).expect("open");
-        log.record(&record(1)).expect("write");
-        log.record(&record(2)).expect("write");
-        drop(log);
+        let s = stopped_log(dir.path(), 2);
         // As SIGKILL can leave it: record 3's write stopped between two pages.
         let mut file = std::fs::OpenOptions::new()
             .append(true)

@@ -489,11 +489,7 @@ mod tests {
         // re-chained log that is one record longer is taken, and the head rewritten over the
         // evidence.
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = settings(dir.path());
-        let log = AuditLog::open(&s).expect("open");
-        log.record(&record(1)).expect("write");
-        log.record(&record(2)).expect("write");
-        drop(log);
+        let s = stopped_log(dir.path(), 2);
         let head = std::fs::read(head_path(&s.path)).expect("head");
         // Another chain (another agent's log, or this one rewritten) with more records.
         let other = tempfile::tempdir().expect("tempdir");
@@ -518,10 +514,7 @@ mod tests {
         // The same with the head's record in the rotated file before: the new file's genesis
         // must continue it.
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = settings(dir.path());
-        let log = AuditLog::open(&s).expect("open");
-        log.record(&record(1)).expect("write");
-        drop(log);
+        let s = stopped_log(dir.path(), 1);
         let head = std::fs::read(head_path(&s.path)).expect("head");
         // A well-chained file that starts after record 1, but not from it.
         let genesis = serde_json::to_string(&Line {
@@ -554,10 +547,7 @@ mod tests {
         // The torn-tail cut is for a log that is intact up to its head's record; on any other
         // log the agent refuses to start, and must not have changed the file first.
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = settings(dir.path());
-        let log = AuditLog::open(&s).expect("open");
-        log.record(&record(1)).expect("write");
-        drop(log);
+        let s = stopped_log(dir.path(), 1);
         let other = tempfile::tempdir().expect("tempdir");
         let o = settings(other.path());
         let log = AuditLog::open(&o).expect("open");
@@ -582,10 +572,7 @@ mod tests {
         // between two pages inside a character: audit verify calls that a torn tail the agent
         // cuts off, so the agent must be able to.
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = settings(dir.path());
-        let log = AuditLog::open(&s).expect("open");
-        log.record(&record(1)).expect("write");
-        drop(log);
+        let s = stopped_log(dir.path(), 1);
         let whole = std::fs::read(&s.path).expect("log");
         let mut torn = whole.clone();
         torn.extend_from_slice(b"{\"seq\":2,\"identity\":\"\xc3");
@@ -600,11 +587,7 @@ mod tests {
     #[test]
     fn a_record_whose_write_was_cut_short_is_cut_off_at_start_and_nothing_else_is() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = settings(dir.path());
-        let log = AuditLog::open(&s).expect("open");
-        log.record(&record(1)).expect("write");
-        log.record(&record(2)).expect("write");
-        drop(log);
+        let s = stopped_log(dir.path(), 2);
         let whole = std::fs::read(&s.path).expect("log");
         // As SIGKILL can leave it: record 3's write stopped between two pages.
         let mut torn = whole.clone();

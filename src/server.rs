@@ -228,6 +228,12 @@ pub async fn serve_until(
     }
     let health_follows_hsm =
         tokio::spawn(follow_health(backend.state(), audit_health, health.clone()));
+    if let Some((log, every)) = audit
+        .as_ref()
+        .and_then(|log| log.sync_interval().map(|every| (Arc::clone(log), every)))
+    {
+        tokio::spawn(sync_audit_log(log, every));
+    }
     let key_changes = tokio::spawn(rescan::follow_key_changes(
         Arc::clone(&backend),
         hangups,
@@ -365,5 +371,23 @@ fn refuse_if_served(path: &PathBuf) -> Result<(), Error> {
 fn remove_socket(path: &PathBuf) {
     if let Err(e) = std::fs::remove_file(path) {
         tracing::warn!(path = %path.display(), error = %e, "removing the socket file failed");
+    }
+}
+
+/// With `fsync = "interval"`: syncs the audit log every interval, so the records of an agent
+/// that went idle reach the disk too (a record's own write syncs only when a sync is due).
+/// Runs until the runtime stops; the shutdown's flush syncs the rest.
+async fn sync_audit_log(log: Arc<AuditLog>, every: std::time::Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let log = Arc::clone(&log);
+        if tokio::task::spawn_blocking(move || log.sync_due())
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 }

@@ -197,3 +197,42 @@ fn records_in(log: &Path) -> usize {
         .map(|f| std::fs::read(f).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()))
         .sum()
 }
+
+/// The record numbers the log's last line and its head file name.
+fn last_and_head(token: &TestToken) -> (u64, Option<u64>) {
+    let log = std::fs::read_to_string(audit_path(token)).expect("log");
+    let last: serde_json::Value =
+        serde_json::from_str(log.lines().last().expect("a record")).expect("JSON");
+    let head = std::fs::read_to_string(token.dir.path().join("audit.jsonl.head")).expect("head");
+    let head: Option<serde_json::Value> = serde_json::from_str(head.trim_end()).ok();
+    (
+        last["seq"].as_u64().expect("seq"),
+        head.and_then(|h| h["seq"].as_u64()),
+    )
+}
+
+#[tokio::test]
+async fn with_fsync_interval_an_idle_agents_last_records_are_synced_by_its_timer() {
+    // A record's own write syncs only when a sync is due; the records written within the
+    // interval of the last sync, followed by silence, must still reach the disk within about
+    // one interval. The head file names the last record synced, so it shows when they have.
+    let token = token_with_audit("fsync = \"interval\"\nfsync_interval_ms = 1500");
+    let agent = token.start_agent().await;
+    for i in 0..3 {
+        signs(&agent, format!("idle {i}").as_bytes()).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (last, head) = loop {
+        let (last, head) = last_and_head(&token);
+        if head == Some(last) || Instant::now() > deadline {
+            break (last, head);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        head,
+        Some(last),
+        "the idle agent's last record was never synced (the head file names the last synced \
+         record)"
+    );
+}

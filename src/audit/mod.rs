@@ -92,6 +92,25 @@ impl AuditLog {
             .admit(record)
     }
 
+    /// With `fsync = "interval"`, how often the records written since the last sync must
+    /// reach the disk; `None` with `"always"` (every answer waits for its own).
+    pub fn sync_interval(&self) -> Option<std::time::Duration> {
+        (self.settings.fsync == Fsync::Interval)
+            .then(|| std::time::Duration::from_millis(self.settings.fsync_interval_ms.max(1)))
+    }
+
+    /// With `fsync = "interval"`: syncs the records written since the last sync once the
+    /// interval has passed. A record's own write syncs only when a sync is due, so without
+    /// this timer (the server calls it every interval) an agent that goes idle would leave its
+    /// last records unsynced until the next record or its shutdown.
+    pub fn sync_due(&self) {
+        if let Err(e) = self.sync_upto(u64::MAX, false) {
+            // Logged, and health turned NOT_SERVING with `on_failure = "deny"`, as a record's
+            // failed write would.
+            let _ = self.outcome(Err(e));
+        }
+    }
+
     /// Syncs what was written (with `fsync = "interval"`, the records since the last sync).
     /// Called at shutdown.
     pub fn flush(&self) {
